@@ -1,0 +1,491 @@
+//! Service configuration, read from the environment exactly once at startup.
+//!
+//! This is the only module that looks at environment variables. Every value is
+//! validated here, so the rest of the service works with typed, known-good
+//! settings, and a bad value stops startup with one line that names the
+//! variable and the form it expects. The signing key's contents are never part
+//! of such a line.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// Variable names, kept together so error messages and docs cannot drift.
+pub(crate) mod vars {
+    pub const PORT: &str = "PORT";
+    pub const HOST: &str = "HOST";
+    pub const ISSUER: &str = "MACP_AUTH_ISSUER";
+    pub const AUDIENCE: &str = "MACP_AUTH_AUDIENCE";
+    pub const MAX_TTL: &str = "MACP_AUTH_MAX_TTL_SECONDS";
+    pub const DEFAULT_TTL: &str = "MACP_AUTH_DEFAULT_TTL_SECONDS";
+    pub const SIGNING_ALG: &str = "MACP_AUTH_SIGNING_ALG";
+    pub const SIGNING_KEY_JSON: &str = "MACP_AUTH_SIGNING_KEY_JSON";
+    pub const RUST_LOG: &str = "RUST_LOG";
+}
+
+/// Largest TTL any setting may name: about 136 years. Anything above it is a
+/// typo, and keeping `iat + ttl` far from `u64::MAX` rules out overflow.
+pub const TTL_LIMIT_SECONDS: u64 = u32::MAX as u64;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The JWS algorithms the service can sign with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over an RSA key of at least 2048 bits.
+    Rs256,
+    /// ECDSA with SHA-256 over P-256.
+    Es256,
+}
+
+impl SigningAlg {
+    /// The name used in JOSE headers and JWKs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Rs256 => "RS256",
+            SigningAlg::Es256 => "ES256",
+        }
+    }
+
+    /// Parses the exact JOSE name (`RS256` or `ES256`).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "RS256" => Some(SigningAlg::Rs256),
+            "ES256" => Some(SigningAlg::Es256),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that holds private key material: it never prints its contents.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyMaterial(String);
+
+impl KeyMaterial {
+    /// Wraps key material read from a secret.
+    pub fn new(value: String) -> Self {
+        KeyMaterial(value)
+    }
+
+    /// The material itself, for the key parser only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyMaterial([redacted])")
+    }
+}
+
+/// Validated service settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to bind (`HOST`).
+    pub host: IpAddr,
+    /// Port to bind (`PORT`).
+    pub port: u16,
+    /// The `iss` claim of every token (`MACP_AUTH_ISSUER`).
+    pub issuer: String,
+    /// The `aud` claim of every token (`MACP_AUTH_AUDIENCE`).
+    pub audience: String,
+    /// Upper bound on any token's lifetime, in seconds (`MACP_AUTH_MAX_TTL_SECONDS`).
+    pub max_ttl_seconds: u64,
+    /// Lifetime when a request names none, in seconds (`MACP_AUTH_DEFAULT_TTL_SECONDS`).
+    pub default_ttl_seconds: u64,
+    /// Signing algorithm (`MACP_AUTH_SIGNING_ALG`).
+    pub signing_alg: SigningAlg,
+    /// A pinned private JWK (`MACP_AUTH_SIGNING_KEY_JSON`); `None` means ephemeral.
+    pub signing_key_json: Option<KeyMaterial>,
+    /// The tracing filter (`RUST_LOG`), already checked to parse.
+    pub log_filter: String,
+    /// How long shutdown waits for in-flight requests before giving up.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    /// The configuration of an empty environment.
+    fn default() -> Self {
+        Config {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 3200,
+            issuer: "macp-auth-service".to_owned(),
+            audience: "macp-runtime".to_owned(),
+            max_ttl_seconds: 3600,
+            default_ttl_seconds: 300,
+            signing_alg: SigningAlg::Rs256,
+            signing_key_json: None,
+            log_filter: "info".to_owned(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// A configuration value that cannot be used. Its message names the variable
+/// and the expected form; it never carries key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    /// The variable at fault.
+    pub variable: &'static str,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        ConfigError {
+            variable,
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Reads and validates settings from any source of variables; tests pass
+    /// a map here instead of mutating the process environment.
+    pub fn from_lookup<F>(lookup: F) -> Result<Self, ConfigError>
+    where
+        F: Fn(&str) -> Option<OsString>,
+    {
+        let get = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match lookup(name) {
+                None => Ok(None),
+                Some(raw) => raw
+                    .into_string()
+                    .map(Some)
+                    .map_err(|_| ConfigError::new(name, format!("{name} is not valid UTF-8"))),
+            }
+        };
+        let defaults = Config::default();
+
+        let port = match get(vars::PORT)? {
+            None => defaults.port,
+            Some(raw) => raw
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        vars::PORT,
+                        format!("PORT must be an integer from 1 to 65535 (got {raw:?})"),
+                    )
+                })?,
+        };
+
+        let host = match get(vars::HOST)? {
+            None => defaults.host,
+            Some(raw) => parse_host(&raw).ok_or_else(|| {
+                ConfigError::new(
+                    vars::HOST,
+                    format!(
+                        "HOST must be an IP address to bind, such as 0.0.0.0, 127.0.0.1 or :: (got {raw:?})"
+                    ),
+                )
+            })?,
+        };
+
+        let issuer = non_empty(vars::ISSUER, get(vars::ISSUER)?, defaults.issuer)?;
+        let audience = non_empty(vars::AUDIENCE, get(vars::AUDIENCE)?, defaults.audience)?;
+        let max_ttl_seconds = ttl(vars::MAX_TTL, get(vars::MAX_TTL)?, defaults.max_ttl_seconds)?;
+        let default_ttl_seconds = ttl(
+            vars::DEFAULT_TTL,
+            get(vars::DEFAULT_TTL)?,
+            defaults.default_ttl_seconds,
+        )?;
+
+        let signing_alg = match get(vars::SIGNING_ALG)? {
+            None => defaults.signing_alg,
+            Some(raw) => SigningAlg::parse(raw.trim()).ok_or_else(|| {
+                ConfigError::new(
+                    vars::SIGNING_ALG,
+                    "MACP_AUTH_SIGNING_ALG must be RS256 or ES256",
+                )
+            })?,
+        };
+
+        // Set-but-empty is refused rather than read as "unset": an empty secret
+        // mount must not silently turn a production deployment ephemeral.
+        let signing_key_json = match get(vars::SIGNING_KEY_JSON)? {
+            None => None,
+            Some(raw) if raw.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    vars::SIGNING_KEY_JSON,
+                    "MACP_AUTH_SIGNING_KEY_JSON is set but empty: set it to a private JWK, or unset it for an ephemeral key",
+                ));
+            }
+            Some(raw) => Some(KeyMaterial::new(raw)),
+        };
+
+        let log_filter = match get(vars::RUST_LOG)? {
+            None => defaults.log_filter,
+            Some(raw) => {
+                tracing_subscriber::EnvFilter::builder()
+                    .parse(&raw)
+                    .map_err(|err| {
+                        ConfigError::new(
+                            vars::RUST_LOG,
+                            format!(
+                                "RUST_LOG must be a tracing filter such as info or macp_auth_service=debug ({err})"
+                            ),
+                        )
+                    })?;
+                raw
+            }
+        };
+
+        Ok(Config {
+            host,
+            port,
+            issuer,
+            audience,
+            max_ttl_seconds,
+            default_ttl_seconds,
+            signing_alg,
+            signing_key_json,
+            log_filter,
+            drain_timeout: defaults.drain_timeout,
+        })
+    }
+
+    /// The lifetime a request without `ttl_seconds` gets: the default, held to
+    /// the maximum.
+    pub fn effective_default_ttl(&self) -> u64 {
+        self.default_ttl_seconds.min(self.max_ttl_seconds)
+    }
+
+    /// `host:port` as operators and clients should write it (IPv6 bracketed).
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.host, self.port)
+    }
+
+    /// Base URL to print in the startup log: a wildcard bind is shown as
+    /// `localhost`, since `0.0.0.0` is not an address a client can reach.
+    pub fn display_base_url(&self) -> String {
+        let host = if self.host.is_unspecified() {
+            "localhost".to_owned()
+        } else {
+            match self.host {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            }
+        };
+        format!("http://{host}:{}", self.port)
+    }
+}
+
+fn parse_host(raw: &str) -> Option<IpAddr> {
+    let trimmed = raw.trim();
+    let unbracketed = trimmed
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(trimmed);
+    unbracketed.parse().ok()
+}
+
+fn non_empty(
+    name: &'static str,
+    value: Option<String>,
+    default: String,
+) -> Result<String, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(raw) if raw.trim().is_empty() => Err(ConfigError::new(
+            name,
+            format!("{name} must be a non-empty string"),
+        )),
+        Some(raw) => Ok(raw),
+    }
+}
+
+fn ttl(name: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    let Some(raw) = value else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|seconds| (1..=TTL_LIMIT_SECONDS).contains(seconds))
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!(
+                    "{name} must be a positive integer number of seconds, at most {TTL_LIMIT_SECONDS} (got {raw:?})"
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::net::Ipv6Addr;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(*v)))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(config.port, 3200);
+        assert_eq!(config.issuer, "macp-auth-service");
+        assert_eq!(config.audience, "macp-runtime");
+        assert_eq!(config.max_ttl_seconds, 3600);
+        assert_eq!(config.default_ttl_seconds, 300);
+        assert_eq!(config.signing_alg, SigningAlg::Rs256);
+        assert!(config.signing_key_json.is_none());
+        assert_eq!(config.log_filter, "info");
+        assert_eq!(config.drain_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn every_variable_overrides_its_default() {
+        let config = load(&[
+            ("PORT", "8080"),
+            ("HOST", "127.0.0.1"),
+            ("MACP_AUTH_ISSUER", "auth.example.com"),
+            ("MACP_AUTH_AUDIENCE", "runtime.example.com"),
+            ("MACP_AUTH_MAX_TTL_SECONDS", "7200"),
+            ("MACP_AUTH_DEFAULT_TTL_SECONDS", "60"),
+            ("MACP_AUTH_SIGNING_ALG", "ES256"),
+            ("MACP_AUTH_SIGNING_KEY_JSON", "{\"kty\":\"EC\"}"),
+            ("RUST_LOG", "macp_auth_service=debug,warn"),
+        ])
+        .unwrap();
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(config.issuer, "auth.example.com");
+        assert_eq!(config.audience, "runtime.example.com");
+        assert_eq!(config.max_ttl_seconds, 7200);
+        assert_eq!(config.default_ttl_seconds, 60);
+        assert_eq!(config.signing_alg, SigningAlg::Es256);
+        assert_eq!(
+            config.signing_key_json.as_ref().map(KeyMaterial::expose),
+            Some("{\"kty\":\"EC\"}")
+        );
+        assert_eq!(config.log_filter, "macp_auth_service=debug,warn");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_accepted_with_or_without_brackets() {
+        for raw in ["::", "[::1]", "::1"] {
+            let config = load(&[("HOST", raw)]).unwrap();
+            assert!(matches!(config.host, IpAddr::V6(_)), "{raw}");
+        }
+        let config = load(&[("HOST", "::1"), ("PORT", "9000")]).unwrap();
+        assert_eq!(config.host, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(config.display_base_url(), "http://[::1]:9000");
+    }
+
+    #[test]
+    fn a_wildcard_bind_is_shown_as_localhost() {
+        assert_eq!(
+            load(&[]).unwrap().display_base_url(),
+            "http://localhost:3200"
+        );
+        assert_eq!(
+            load(&[("HOST", "10.1.2.3")]).unwrap().display_base_url(),
+            "http://10.1.2.3:3200"
+        );
+    }
+
+    #[test]
+    fn every_invalid_value_is_refused_with_a_message_naming_its_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("PORT", "abc", "PORT must be an integer from 1 to 65535"),
+            ("PORT", "0", "PORT must be an integer from 1 to 65535"),
+            ("PORT", "65536", "PORT must be an integer from 1 to 65535"),
+            ("PORT", "-1", "PORT must be an integer from 1 to 65535"),
+            ("PORT", "80.5", "PORT must be an integer from 1 to 65535"),
+            ("PORT", "", "PORT must be an integer from 1 to 65535"),
+            ("HOST", "localhost", "HOST must be an IP address"),
+            ("HOST", "300.1.1.1", "HOST must be an IP address"),
+            ("HOST", "", "HOST must be an IP address"),
+            ("MACP_AUTH_ISSUER", "", "MACP_AUTH_ISSUER must be a non-empty string"),
+            ("MACP_AUTH_ISSUER", "   ", "MACP_AUTH_ISSUER must be a non-empty string"),
+            ("MACP_AUTH_AUDIENCE", "", "MACP_AUTH_AUDIENCE must be a non-empty string"),
+            ("MACP_AUTH_MAX_TTL_SECONDS", "0", "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer"),
+            ("MACP_AUTH_MAX_TTL_SECONDS", "-5", "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer"),
+            ("MACP_AUTH_MAX_TTL_SECONDS", "1.5", "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer"),
+            ("MACP_AUTH_MAX_TTL_SECONDS", "ten", "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer"),
+            ("MACP_AUTH_MAX_TTL_SECONDS", "4294967296", "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer"),
+            ("MACP_AUTH_DEFAULT_TTL_SECONDS", "0", "MACP_AUTH_DEFAULT_TTL_SECONDS must be a positive integer"),
+            ("MACP_AUTH_DEFAULT_TTL_SECONDS", "", "MACP_AUTH_DEFAULT_TTL_SECONDS must be a positive integer"),
+            ("MACP_AUTH_SIGNING_ALG", "HS256", "MACP_AUTH_SIGNING_ALG must be RS256 or ES256"),
+            ("MACP_AUTH_SIGNING_ALG", "rs256", "MACP_AUTH_SIGNING_ALG must be RS256 or ES256"),
+            ("MACP_AUTH_SIGNING_ALG", "", "MACP_AUTH_SIGNING_ALG must be RS256 or ES256"),
+            ("MACP_AUTH_SIGNING_KEY_JSON", "", "MACP_AUTH_SIGNING_KEY_JSON is set but empty"),
+            ("MACP_AUTH_SIGNING_KEY_JSON", "  \n", "MACP_AUTH_SIGNING_KEY_JSON is set but empty"),
+            ("RUST_LOG", "info,[=", "RUST_LOG must be a tracing filter"),
+        ];
+        for (variable, value, expected) in cases {
+            let err = load(&[(variable, value)]).expect_err(&format!("{variable}={value:?}"));
+            assert_eq!(&err.variable, variable, "{variable}={value:?}");
+            let message = err.to_string();
+            assert!(
+                message.starts_with(expected),
+                "{variable}={value:?}: {message:?} should start with {expected:?}"
+            );
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_values_are_refused() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            let bad = OsString::from_vec(vec![0xff, 0xfe]);
+            let err = Config::from_lookup(|name| (name == "MACP_AUTH_ISSUER").then(|| bad.clone()))
+                .unwrap_err();
+            assert_eq!(err.variable, "MACP_AUTH_ISSUER");
+            assert_eq!(err.to_string(), "MACP_AUTH_ISSUER is not valid UTF-8");
+        }
+    }
+
+    #[test]
+    fn numbers_may_carry_surrounding_whitespace() {
+        let config = load(&[("PORT", " 8080 "), ("MACP_AUTH_MAX_TTL_SECONDS", "600\n")]).unwrap();
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.max_ttl_seconds, 600);
+    }
+
+    #[test]
+    fn a_default_ttl_above_the_maximum_is_held_to_the_maximum() {
+        let config = load(&[
+            ("MACP_AUTH_MAX_TTL_SECONDS", "100"),
+            ("MACP_AUTH_DEFAULT_TTL_SECONDS", "300"),
+        ])
+        .unwrap();
+        assert_eq!(config.effective_default_ttl(), 100);
+    }
+
+    #[test]
+    fn key_material_never_prints_its_contents() {
+        let config = load(&[("MACP_AUTH_SIGNING_KEY_JSON", "{\"d\":\"SECRET-VALUE\"}")]).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("SECRET-VALUE"), "{debug}");
+        assert!(debug.contains("[redacted]"));
+    }
+}

@@ -1,0 +1,118 @@
+//! The one error type handlers return, and its JSON shape on the wire.
+//!
+//! Clients match on status codes and `error` strings, so every message here is
+//! part of the service's contract. Server-side failures keep their cause for
+//! the log and answer with a generic message, so nothing internal (least of all
+//! key material) reaches a response.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The request body limit on `POST /tokens`, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything a request can fail with. Renders as `{"error": "<message>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body does not parse as JSON.
+    #[error("invalid JSON body")]
+    InvalidJson,
+    /// The body is not an object, or `sender` is not a non-blank string.
+    #[error("sender is required")]
+    SenderRequired,
+    /// `scopes` is present but not an object.
+    #[error("scopes must be an object")]
+    ScopesNotObject,
+    /// `ttl_seconds` is present, not null, and not a positive number.
+    #[error("ttl_seconds must be a positive number")]
+    TtlNotPositive,
+    /// The content type is missing or not JSON.
+    #[error("content-type must be application/json")]
+    UnsupportedMediaType,
+    /// The body exceeds [`MAX_BODY_BYTES`].
+    #[error("request body exceeds the 64 KiB (65536-byte) limit")]
+    PayloadTooLarge,
+    /// No route has this path.
+    #[error("not found")]
+    NotFound,
+    /// The path exists but not with this method; axum adds `Allow`.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Every signing slot and queue place is taken; retry shortly.
+    #[error("the service is at capacity, retry shortly")]
+    Overloaded,
+    /// A server-side failure; the cause is logged, never sent.
+    #[error("internal server error")]
+    Internal(&'static str),
+}
+
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson
+            | ApiError::SenderRequired
+            | ApiError::ScopesNotObject
+            | ApiError::TtlNotPositive => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(cause, "request failed");
+        }
+        let mut response = (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if matches!(self, ApiError::Overloaded) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn render(error: ApiError) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn errors_render_as_json_with_their_status() {
+        let (status, headers, body) = render(ApiError::SenderRequired).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body, json!({"error": "sender is required"}));
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause() {
+        let (status, _, body) = render(ApiError::Internal("signing pool is gone")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, json!({"error": "internal server error"}));
+    }
+
+    #[tokio::test]
+    async fn overload_asks_clients_to_retry() {
+        let (status, headers, _) = render(ApiError::Overloaded).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,34 @@
+//! macp-auth-service: the identity provider of the Multi-Agent Coordination
+//! Protocol.
+//!
+//! It mints short-lived JWTs (`POST /tokens`) for the senders orchestrators
+//! name, and publishes the public half of its signing key
+//! (`GET /.well-known/jwks.json`) so the MACP runtime can verify them without
+//! ever holding the private key. It is a drop-in replacement for the
+//! TypeScript reference service: same variables, routes, fields, status codes
+//! and error strings.
+//!
+//! The crate is a library so tests and tools can drive the service in
+//! process: [`router`] builds the axum router over an [`AppState`], and
+//! [`run`] serves it on any listener until a shutdown future completes.
+//!
+//! Module map: [`config`] reads the environment once; [`keys`] loads or
+//! generates the signing key and derives the JWKS; `mint` validates requests
+//! and builds claims; `signer` runs private-key operations on a bounded
+//! thread pool; [`routes`] is the HTTP surface; [`server`] serves and drains;
+//! [`telemetry`] sets up logging.
+
+pub mod config;
+pub mod error;
+pub mod keys;
+pub(crate) mod mint;
+pub mod routes;
+pub mod server;
+pub mod signer;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Config;
+pub use routes::router;
+pub use server::{ServeError, run, shutdown_signal};
+pub use state::AppState;

@@ -1,0 +1,142 @@
+//! A small, bounded pool of threads that do the private-key work.
+//!
+//! An RS256 signature costs most of a millisecond of CPU. Done on the async
+//! workers it would stall every other request on that worker, `/healthz`
+//! included, so signing runs on dedicated threads: one per core, fed through a
+//! bounded queue. When the queue is full the request is refused at once
+//! (503 with `Retry-After`) instead of letting latency and memory grow
+//! without bound; a job whose client has gone away is skipped, not signed.
+
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+use crate::keys::{SignError, SigningKey};
+
+/// Jobs allowed to wait per signing thread before requests are shed.
+pub const QUEUE_PER_THREAD: usize = 128;
+
+struct Job {
+    key: Arc<SigningKey>,
+    message: String,
+    reply: oneshot::Sender<(String, Result<Vec<u8>, SignError>)>,
+}
+
+/// Handle to the signing threads. Dropping the last handle stops them once
+/// the queue is drained.
+#[derive(Debug)]
+pub struct SigningPool {
+    jobs: Sender<Job>,
+    threads: usize,
+}
+
+impl SigningPool {
+    /// Starts `threads` signing threads (at least one) sharing a queue of
+    /// `queue` waiting jobs.
+    pub fn new(threads: usize, queue: usize) -> std::io::Result<Self> {
+        let threads = threads.max(1);
+        let (jobs, receiver) = bounded::<Job>(queue.max(1));
+        for index in 0..threads {
+            let receiver = receiver.clone();
+            thread::Builder::new()
+                .name(format!("macp-signer-{index}"))
+                .spawn(move || work(receiver))?;
+        }
+        Ok(SigningPool { jobs, threads })
+    }
+
+    /// A pool sized to the machine: one thread per available core.
+    pub fn for_this_machine() -> std::io::Result<Self> {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(cores, cores * QUEUE_PER_THREAD)
+    }
+
+    /// How many threads sign concurrently.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Signs `message` with `key` on a pool thread and hands the message back
+    /// with its signature, so the caller can finish the token without a copy.
+    pub(crate) async fn sign(
+        &self,
+        key: Arc<SigningKey>,
+        message: String,
+    ) -> Result<(String, Vec<u8>), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .try_send(Job {
+                key,
+                message,
+                reply,
+            })
+            .map_err(|err| match err {
+                TrySendError::Full(_) => ApiError::Overloaded,
+                TrySendError::Disconnected(_) => ApiError::Internal("signing threads have stopped"),
+            })?;
+        match answer.await {
+            Ok((message, Ok(signature))) => Ok((message, signature)),
+            Ok((_, Err(SignError))) => Err(ApiError::Internal("AWS-LC failed to sign")),
+            Err(_) => Err(ApiError::Internal("a signing thread dropped its job")),
+        }
+    }
+}
+
+fn work(jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        if job.reply.is_closed() {
+            continue;
+        }
+        let result = job.key.sign(job.message.as_bytes());
+        // The receiver may have gone since the check; nothing to do then.
+        let _ = job.reply.send((job.message, result));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SigningAlg;
+
+    #[tokio::test]
+    async fn signatures_come_back_with_their_message() {
+        let pool = SigningPool::new(2, 4).unwrap();
+        let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
+        let (message, signature) = pool.sign(key, "hello".to_owned()).await.unwrap();
+        assert_eq!(message, "hello");
+        assert_eq!(signature.len(), 64);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_sheds_instead_of_waiting() {
+        // One thread and one queue place: block the thread with a job whose
+        // reply nobody reads yet, fill the place, and the next job is refused.
+        let (jobs, receiver) = bounded::<Job>(1);
+        let pool = SigningPool { jobs, threads: 1 };
+        let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
+        let (reply, _answer) = oneshot::channel();
+        pool.jobs
+            .try_send(Job {
+                key: key.clone(),
+                message: String::new(),
+                reply,
+            })
+            .unwrap();
+        let err = pool.sign(key, "x".to_owned()).await.unwrap_err();
+        assert!(matches!(err, ApiError::Overloaded), "{err:?}");
+        drop(receiver);
+    }
+
+    #[tokio::test]
+    async fn stopped_threads_are_an_internal_error() {
+        let (jobs, receiver) = bounded::<Job>(1);
+        drop(receiver);
+        let pool = SigningPool { jobs, threads: 1 };
+        let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
+        let err = pool.sign(key, "x".to_owned()).await.unwrap_err();
+        assert!(matches!(err, ApiError::Internal(_)), "{err:?}");
+    }
+}
