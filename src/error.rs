@@ -71,7 +71,8 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(cause, "request failed");
         }
-        let mut response = (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        let mut response =
+            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
         if matches!(self, ApiError::Overloaded) {
             response
                 .headers_mut()

@@ -189,8 +189,7 @@ impl SigningKey {
     pub fn generate(alg: SigningAlg) -> Result<Self, KeyError> {
         let pair = match alg {
             SigningAlg::Rs256 => KeyPairKind::Rsa(
-                RsaKeyPair::generate(KeySize::Rsa2048)
-                    .map_err(|_| KeyError::Generation { alg })?,
+                RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generation { alg })?,
             ),
             SigningAlg::Es256 => KeyPairKind::Ec(
                 EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
@@ -309,10 +308,8 @@ impl SigningKey {
             }
         };
         let kid = kid.unwrap_or_else(|| {
-            let digest = aws_lc_rs::digest::digest(
-                &aws_lc_rs::digest::SHA256,
-                thumbprint_input.as_bytes(),
-            );
+            let digest =
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumbprint_input.as_bytes());
             URL_SAFE_NO_PAD.encode(digest.as_ref())
         });
         public_jwk.insert("kid".into(), kid.clone().into());
@@ -512,14 +509,12 @@ fn rsa_from_jwk(jwk: &Map<String, Value>) -> Result<RsaKeyPair, KeyError> {
         dQ: member(jwk, "dq")?,
         qInv: member(jwk, "qi")?,
     };
-    RsaKeyPair::from_components(&components).map_err(|rejected| {
-        match rejected.description_() {
-            "InconsistentComponents" => KeyError::Mismatch,
-            reason => KeyError::Rejected {
-                alg: SigningAlg::Rs256,
-                reason,
-            },
-        }
+    RsaKeyPair::from_components(&components).map_err(|rejected| match rejected.description_() {
+        "InconsistentComponents" => KeyError::Mismatch,
+        reason => KeyError::Rejected {
+            alg: SigningAlg::Rs256,
+            reason,
+        },
     })
 }
 
@@ -755,8 +750,18 @@ mod tests {
         let mismatched_crt = with(rsa, "qi", other_rsa_jwk()["qi"].clone());
         let mismatched_ec = with(&ec, "d", ec_jwk()["d"].clone());
         let cases: Vec<(&str, SigningAlg, String, &str)> = vec![
-            ("not JSON", SigningAlg::Rs256, "{not json".into(), "is not valid JSON"),
-            ("an array", SigningAlg::Rs256, "[1,2]".into(), "must be a JSON object"),
+            (
+                "not JSON",
+                SigningAlg::Rs256,
+                "{not json".into(),
+                "is not valid JSON",
+            ),
+            (
+                "an array",
+                SigningAlg::Rs256,
+                "[1,2]".into(),
+                "must be a JSON object",
+            ),
             (
                 "public-only RSA",
                 SigningAlg::Rs256,
@@ -876,7 +881,10 @@ mod tests {
             let err = SigningKey::from_jwk_json(alg, &text, KeySource::Env)
                 .expect_err(name)
                 .to_string();
-            assert!(err.starts_with(expected), "{name}: {err:?} should start with {expected:?}");
+            assert!(
+                err.starts_with(expected),
+                "{name}: {err:?} should start with {expected:?}"
+            );
         }
     }
 
@@ -940,7 +948,9 @@ mod tests {
     fn generated_jwks_load_with_their_requested_sizes() {
         let jwk = generate_private_jwk(SigningAlg::Rs256, 3072, Some("big")).unwrap();
         let key = load(SigningAlg::Rs256, &jwk).unwrap();
-        let n = URL_SAFE_NO_PAD.decode(key.public_jwk()["n"].as_str().unwrap()).unwrap();
+        let n = URL_SAFE_NO_PAD
+            .decode(key.public_jwk()["n"].as_str().unwrap())
+            .unwrap();
         assert_eq!(bit_length(&n), 3072);
         assert_eq!(
             generate_private_jwk(SigningAlg::Rs256, 1024, None).unwrap_err(),
@@ -956,14 +966,18 @@ mod tests {
         assert_eq!(ephemeral.alg(), SigningAlg::Rs256);
 
         let pinned = Config {
-            signing_key_json: Some(KeyMaterial::new(Value::Object(rsa_jwk().clone()).to_string())),
+            signing_key_json: Some(KeyMaterial::new(
+                Value::Object(rsa_jwk().clone()).to_string(),
+            )),
             ..Config::default()
         };
         let key = load_signing_key(&pinned).unwrap();
         assert_eq!((key.source(), key.kid()), (KeySource::Env, "rsa-test"));
 
         let public_only = Config {
-            signing_key_json: Some(KeyMaterial::new(r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#.into())),
+            signing_key_json: Some(KeyMaterial::new(
+                r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#.into(),
+            )),
             ..Config::default()
         };
         assert_eq!(
@@ -977,6 +991,9 @@ mod tests {
         let key = load(SigningAlg::Rs256, rsa_jwk()).unwrap();
         let header: Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(key.header_b64()).unwrap()).unwrap();
-        assert_eq!(header, json!({"alg": "RS256", "kid": "rsa-test", "typ": "JWT"}));
+        assert_eq!(
+            header,
+            json!({"alg": "RS256", "kid": "rsa-test", "typ": "JWT"})
+        );
     }
 }

@@ -49,7 +49,10 @@ fn serve() -> ExitCode {
         Ok(key) => key,
         Err(err) => return fail(format_args!("invalid configuration: {err}")),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => return fail(format_args!("cannot start the async runtime: {err}")),
     };

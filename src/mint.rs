@@ -167,7 +167,10 @@ mod tests {
 
     #[test]
     fn the_sender_is_kept_exactly_as_sent() {
-        assert_eq!(parse(r#"{"sender":"  agent://a \t"}"#).unwrap().sender, "  agent://a \t");
+        assert_eq!(
+            parse(r#"{"sender":"  agent://a \t"}"#).unwrap().sender,
+            "  agent://a \t"
+        );
     }
 
     #[test]
@@ -188,18 +191,48 @@ mod tests {
             (r#"{"sender":""}"#, "sender is required"),
             (r#"{"sender":"   "}"#, "sender is required"),
             (r#"{"sender":"\n\t\u00a0\ufeff"}"#, "sender is required"),
-            (r#"{"sender":"a","scopes":"all"}"#, "scopes must be an object"),
+            (
+                r#"{"sender":"a","scopes":"all"}"#,
+                "scopes must be an object",
+            ),
             (r#"{"sender":"a","scopes":[]}"#, "scopes must be an object"),
             (r#"{"sender":"a","scopes":1}"#, "scopes must be an object"),
-            (r#"{"sender":"a","scopes":true}"#, "scopes must be an object"),
-            (r#"{"sender":"a","scopes":null}"#, "scopes must be an object"),
-            (r#"{"sender":"a","ttl_seconds":0}"#, "ttl_seconds must be a positive number"),
-            (r#"{"sender":"a","ttl_seconds":-1}"#, "ttl_seconds must be a positive number"),
-            (r#"{"sender":"a","ttl_seconds":-0.5}"#, "ttl_seconds must be a positive number"),
-            (r#"{"sender":"a","ttl_seconds":"60"}"#, "ttl_seconds must be a positive number"),
-            (r#"{"sender":"a","ttl_seconds":true}"#, "ttl_seconds must be a positive number"),
-            (r#"{"sender":"a","ttl_seconds":[60]}"#, "ttl_seconds must be a positive number"),
-            (r#"{"sender":"a","ttl_seconds":{}}"#, "ttl_seconds must be a positive number"),
+            (
+                r#"{"sender":"a","scopes":true}"#,
+                "scopes must be an object",
+            ),
+            (
+                r#"{"sender":"a","scopes":null}"#,
+                "scopes must be an object",
+            ),
+            (
+                r#"{"sender":"a","ttl_seconds":0}"#,
+                "ttl_seconds must be a positive number",
+            ),
+            (
+                r#"{"sender":"a","ttl_seconds":-1}"#,
+                "ttl_seconds must be a positive number",
+            ),
+            (
+                r#"{"sender":"a","ttl_seconds":-0.5}"#,
+                "ttl_seconds must be a positive number",
+            ),
+            (
+                r#"{"sender":"a","ttl_seconds":"60"}"#,
+                "ttl_seconds must be a positive number",
+            ),
+            (
+                r#"{"sender":"a","ttl_seconds":true}"#,
+                "ttl_seconds must be a positive number",
+            ),
+            (
+                r#"{"sender":"a","ttl_seconds":[60]}"#,
+                "ttl_seconds must be a positive number",
+            ),
+            (
+                r#"{"sender":"a","ttl_seconds":{}}"#,
+                "ttl_seconds must be a positive number",
+            ),
         ];
         for (body, expected) in cases {
             assert_eq!(parse(body).unwrap_err(), expected, "body {body:?}");
@@ -220,7 +253,12 @@ mod tests {
 
     #[test]
     fn a_null_ttl_means_the_default() {
-        assert_eq!(parse(r#"{"sender":"a","ttl_seconds":null}"#).unwrap().ttl_seconds, None);
+        assert_eq!(
+            parse(r#"{"sender":"a","ttl_seconds":null}"#)
+                .unwrap()
+                .ttl_seconds,
+            None
+        );
     }
 
     #[test]
@@ -239,7 +277,11 @@ mod tests {
             (Some(f64::MIN_POSITIVE), 300, 3600, 1),
         ];
         for (requested, default, max, expected) in cases {
-            assert_eq!(effective_ttl(requested, default, max), expected, "{requested:?}");
+            assert_eq!(
+                effective_ttl(requested, default, max),
+                expected,
+                "{requested:?}"
+            );
         }
     }
 
@@ -258,7 +300,8 @@ mod tests {
             text,
             r#"{"zeta":1,"max_open_sessions":3,"allowed_modes":[],"label":"","is_observer":false,"nested":{"n":[1,2.5,0,100]},"big":10000000000000000000,"ratio":0.25,"none":null,"neg":-4}"#
         );
-        let max: usize = serde_json::from_value(request.scopes["max_open_sessions"].clone()).unwrap();
+        let max: usize =
+            serde_json::from_value(request.scopes["max_open_sessions"].clone()).unwrap();
         assert_eq!(max, 3);
     }
 
@@ -309,8 +352,12 @@ mod tests {
         let input = signing_input("HEADER", &claims).unwrap();
         let (header, payload) = input.split_once('.').unwrap();
         assert_eq!(header, "HEADER");
-        let decoded: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let decoded: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert_eq!(decoded["sub"], json!("s"));
-        assert_eq!(compact_jws(input.clone(), &[0xff, 0xfe]), format!("{input}.__4"));
+        assert_eq!(
+            compact_jws(input.clone(), &[0xff, 0xfe]),
+            format!("{input}.__4")
+        );
     }
 }

@@ -102,7 +102,7 @@ async fn mint(
     let token = compact_jws(input, &signature);
 
     // Debug formatting escapes the sender, so a crafted one cannot forge log lines.
-    tracing::info!(sender = ?request.sender, ttl, kid = key.kid(), jti, "minted token");
+    tracing::info!(sender = ?request.sender, ttl, kid = %key.kid(), jti = %jti, "minted token");
     Ok(Json(MintResponse {
         token,
         sender: &request.sender,
@@ -119,7 +119,12 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.split_once('/') {
         Some(("application", "json")) => true,
         Some(("application", subtype)) => subtype.ends_with("+json"),
@@ -135,7 +140,10 @@ fn unix_now() -> u64 {
 
 async fn jwks(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         state.jwks().clone(),
     )
         .into_response()
@@ -143,7 +151,10 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 async fn healthz() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         Bytes::from_static(br#"{"ok":true}"#),
     )
         .into_response()

@@ -78,5 +78,8 @@ pub async fn shutdown_signal() {
         () = interrupt => "SIGINT",
         () = terminate => "SIGTERM",
     };
-    tracing::info!(signal = name, "received {name}: no longer accepting connections, draining in-flight requests");
+    tracing::info!(
+        signal = name,
+        "received {name}: no longer accepting connections, draining in-flight requests"
+    );
 }

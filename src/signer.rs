@@ -8,6 +8,7 @@
 //! without bound; a job whose client has gone away is skipped, not signed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -31,6 +32,7 @@ struct Job {
 pub struct SigningPool {
     jobs: Sender<Job>,
     threads: usize,
+    signatures: Arc<AtomicU64>,
 }
 
 impl SigningPool {
@@ -39,13 +41,19 @@ impl SigningPool {
     pub fn new(threads: usize, queue: usize) -> std::io::Result<Self> {
         let threads = threads.max(1);
         let (jobs, receiver) = bounded::<Job>(queue.max(1));
+        let signatures = Arc::new(AtomicU64::new(0));
         for index in 0..threads {
             let receiver = receiver.clone();
+            let signatures = signatures.clone();
             thread::Builder::new()
                 .name(format!("macp-signer-{index}"))
-                .spawn(move || work(receiver))?;
+                .spawn(move || work(receiver, &signatures))?;
         }
-        Ok(SigningPool { jobs, threads })
+        Ok(SigningPool {
+            jobs,
+            threads,
+            signatures,
+        })
     }
 
     /// A pool sized to the machine: one thread per available core.
@@ -57,6 +65,11 @@ impl SigningPool {
     /// How many threads sign concurrently.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// How many signatures the pool has produced since it started.
+    pub fn signatures(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
     }
 
     /// Signs `message` with `key` on a pool thread and hands the message back
@@ -85,12 +98,13 @@ impl SigningPool {
     }
 }
 
-fn work(jobs: Receiver<Job>) {
+fn work(jobs: Receiver<Job>, signatures: &AtomicU64) {
     while let Ok(job) = jobs.recv() {
         if job.reply.is_closed() {
             continue;
         }
         let result = job.key.sign(job.message.as_bytes());
+        signatures.fetch_add(1, Ordering::Relaxed);
         // The receiver may have gone since the check; nothing to do then.
         let _ = job.reply.send((job.message, result));
     }
@@ -108,6 +122,7 @@ mod tests {
         let (message, signature) = pool.sign(key, "hello".to_owned()).await.unwrap();
         assert_eq!(message, "hello");
         assert_eq!(signature.len(), 64);
+        assert_eq!(pool.signatures(), 1);
     }
 
     #[tokio::test]
@@ -115,7 +130,11 @@ mod tests {
         // One thread and one queue place: block the thread with a job whose
         // reply nobody reads yet, fill the place, and the next job is refused.
         let (jobs, receiver) = bounded::<Job>(1);
-        let pool = SigningPool { jobs, threads: 1 };
+        let pool = SigningPool {
+            jobs,
+            threads: 1,
+            signatures: Arc::default(),
+        };
         let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
         let (reply, _answer) = oneshot::channel();
         pool.jobs
@@ -134,7 +153,11 @@ mod tests {
     async fn stopped_threads_are_an_internal_error() {
         let (jobs, receiver) = bounded::<Job>(1);
         drop(receiver);
-        let pool = SigningPool { jobs, threads: 1 };
+        let pool = SigningPool {
+            jobs,
+            threads: 1,
+            signatures: Arc::default(),
+        };
         let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
         let err = pool.sign(key, "x".to_owned()).await.unwrap_err();
         assert!(matches!(err, ApiError::Internal(_)), "{err:?}");

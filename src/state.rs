@@ -30,7 +30,11 @@ struct Inner {
 impl AppState {
     /// State with a signing pool sized to this machine.
     pub fn new(config: Config, key: SigningKey) -> std::io::Result<Self> {
-        Ok(Self::with_pool(config, key, SigningPool::for_this_machine()?))
+        Ok(Self::with_pool(
+            config,
+            key,
+            SigningPool::for_this_machine()?,
+        ))
     }
 
     /// State with the given signing pool.
@@ -62,7 +66,8 @@ impl AppState {
         &self.inner.jwks
     }
 
-    pub(crate) fn signer(&self) -> &SigningPool {
+    /// The pool that performs every signature.
+    pub fn signer(&self) -> &SigningPool {
         &self.inner.signer
     }
 }

@@ -1,0 +1,14 @@
+//! End-to-end tests of macp-auth-service, in one test binary so the shared
+//! helpers (and the slow RSA keys they cache) are built once.
+//!
+//! - `contract`: every row of the v1 wire contract, driven in process.
+//! - `runtime`: tokens minted over a real socket, verified the way the MACP
+//!   runtime does it, for both algorithms and across instances.
+//! - `shutdown`: draining in-flight requests and the drain deadline.
+//! - `process`: the binary itself: startup log, signals, bad configuration.
+
+mod contract;
+mod helpers;
+mod process;
+mod runtime;
+mod shutdown;

@@ -1,0 +1,217 @@
+//! The binary as operators run it: its startup log, signals and exit codes.
+
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{private_jwk, token_parts, verify_like_runtime};
+use macp_auth_service::config::SigningAlg;
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"));
+    command.env_clear();
+    command
+}
+
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn each_bad_variable_stops_startup_with_one_line_naming_it() {
+    let ec_key = private_jwk(SigningAlg::Es256);
+    let cases: &[(&str, &str, &str)] = &[
+        ("PORT", "abc", "PORT must be an integer from 1 to 65535"),
+        ("PORT", "70000", "PORT must be an integer from 1 to 65535"),
+        ("HOST", "example.com", "HOST must be an IP address"),
+        (
+            "MACP_AUTH_ISSUER",
+            "",
+            "MACP_AUTH_ISSUER must be a non-empty string",
+        ),
+        (
+            "MACP_AUTH_AUDIENCE",
+            " ",
+            "MACP_AUTH_AUDIENCE must be a non-empty string",
+        ),
+        (
+            "MACP_AUTH_MAX_TTL_SECONDS",
+            "0",
+            "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_DEFAULT_TTL_SECONDS",
+            "soon",
+            "MACP_AUTH_DEFAULT_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_SIGNING_ALG",
+            "HS256",
+            "MACP_AUTH_SIGNING_ALG must be RS256 or ES256",
+        ),
+        (
+            "MACP_AUTH_SIGNING_KEY_JSON",
+            "{\"d\": SECRET-MATERIAL",
+            "MACP_AUTH_SIGNING_KEY_JSON is not valid JSON",
+        ),
+        (
+            "MACP_AUTH_SIGNING_KEY_JSON",
+            r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#,
+            "MACP_AUTH_SIGNING_KEY_JSON must be a private JWK",
+        ),
+        (
+            "MACP_AUTH_SIGNING_KEY_JSON",
+            ec_key,
+            "MACP_AUTH_SIGNING_KEY_JSON has key type \"EC\", but RS256 needs kty \"RSA\"",
+        ),
+        ("RUST_LOG", "info,[=", "RUST_LOG must be a tracing filter"),
+    ];
+    let ec_secret = serde_json::from_str::<serde_json::Value>(ec_key).unwrap()["d"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (variable, value, expected) in cases {
+        let output = binary().env(variable, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{variable}={value:?} must stop startup"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{variable}: one line: {stderr:?}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{variable}={value:?}: {stderr:?} should contain {expected:?}"
+        );
+        assert!(!stderr.contains("SECRET-MATERIAL"), "{stderr}");
+        assert!(!stderr.contains(&ec_secret), "{stderr}");
+    }
+}
+
+#[test]
+fn help_describes_the_service() {
+    let output = binary().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("Usage: macp-auth-service"), "{help}");
+    assert!(help.contains("serve"), "{help}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_until_healthy(base: &str, child: &mut Child) {
+    let start = Instant::now();
+    loop {
+        if let Ok(response) = reqwest::get(format!("{base}/healthz")).await
+            && response.status() == 200
+        {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the service exited early"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal() {
+    for signal in ["TERM", "INT"] {
+        let port = free_port();
+        let mut child = binary()
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_until_healthy(&base, &mut child).await;
+
+        let minted: serde_json::Value = reqwest::Client::new()
+            .post(format!("{base}/tokens"))
+            .json(&serde_json::json!({"sender": "agent://process"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = minted["token"].as_str().unwrap().to_owned();
+        let jwks = reqwest::get(format!("{base}/.well-known/jwks.json"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        verify_like_runtime(&token, &jwks, "macp-auth-service", "macp-runtime").unwrap();
+        let jti = token_parts(&token).1["jti"].as_str().unwrap().to_owned();
+
+        let kill = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = wait_with_deadline(&mut child, Duration::from_secs(10))
+            .expect("the service exits within the drain deadline");
+        assert!(status.success(), "SIG{signal}: exit status {status:?}");
+
+        let mut log = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        for expected in [
+            format!("listening on 127.0.0.1:{port} (port {port})"),
+            "issuer=macp-auth-service audience=macp-runtime".to_owned(),
+            "key source: ephemeral".to_owned(),
+            "signing alg=RS256 kid=dev-key-1".to_owned(),
+            format!("JWKS: {base}/.well-known/jwks.json"),
+            format!("Mint: POST {base}/tokens"),
+            "ephemeral signing key: tokens minted now stop verifying when this process restarts"
+                .to_owned(),
+            "minted token".to_owned(),
+            format!("jti={jti}"),
+            format!("received SIG{signal}"),
+        ] {
+            assert!(
+                log.contains(&expected),
+                "SIG{signal}: log lacks {expected:?}:\n{log}"
+            );
+        }
+        assert!(!log.contains(&token), "a token reached the log");
+        assert!(
+            !log.contains('\u{1b}'),
+            "no colour codes when not on a terminal"
+        );
+    }
+}

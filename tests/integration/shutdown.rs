@@ -1,0 +1,92 @@
+//! Shutdown: stop accepting, finish what is in flight, respect the deadline.
+
+use std::time::Duration;
+
+use macp_auth_service::config::SigningAlg;
+use macp_auth_service::{Config, ServeError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{TestServer, config, state, state_with};
+
+/// Sends a mint request's head and the first bytes of its body, leaving the
+/// request in flight: the server is waiting for the rest of the body.
+async fn start_request(server: &TestServer, body: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /tokens HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..5]).await.unwrap();
+    // Give the server time to accept the connection and read the head.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stream
+}
+
+#[tokio::test]
+async fn a_request_in_flight_when_shutdown_is_signalled_completes_with_200() {
+    let mut server = TestServer::start(state()).await;
+    let body = r#"{"sender":"agent://in-flight"}"#;
+    let mut stream = start_request(&server, body).await;
+
+    server.signal_shutdown();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        !server.task.is_finished(),
+        "the server waits for the request in flight"
+    );
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "no new connections are accepted while draining"
+    );
+
+    stream.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("the response arrives")
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains(r#""sender":"agent://in-flight""#),
+        "{response}"
+    );
+
+    let served = tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .expect("the server stops once the request is answered");
+    served.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_server_with_nothing_in_flight_stops_at_once() {
+    let mut server = TestServer::start(state()).await;
+    let healthy = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    server.signal_shutdown();
+    tokio::time::timeout(Duration::from_secs(2), server.task)
+        .await
+        .expect("no drain needed")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn draining_past_the_deadline_is_reported_as_a_failure() {
+    let mut server = TestServer::start(state_with(Config {
+        drain_timeout: Duration::from_millis(300),
+        ..config(SigningAlg::Es256)
+    }))
+    .await;
+    // A client that never finishes its body keeps the drain from completing.
+    let _stuck = start_request(&server, r#"{"sender":"agent://stuck"}"#).await;
+    server.signal_shutdown();
+    let served = tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .expect("the deadline ends serving");
+    match served.unwrap() {
+        Err(ServeError::DrainTimeout(limit)) => assert_eq!(limit, Duration::from_millis(300)),
+        other => panic!("expected a drain timeout, got {other:?}"),
+    }
+}
