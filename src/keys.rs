@@ -146,6 +146,12 @@ pub enum KeyError {
         /// The algorithm asked for.
         alg: SigningAlg,
     },
+    /// A key type this service cannot sign with.
+    #[error("has key type {found}; only RSA (RS256) and EC P-256 (ES256) keys are supported")]
+    UnsupportedKeyType {
+        /// What the JWK says, quoted, or a placeholder.
+        found: String,
+    },
     /// An RSA size other than 2048, 3072 or 4096 bits was asked for.
     #[error("RSA keys can be generated with 2048, 3072 or 4096 bits, not {bits}")]
     UnsupportedRsaSize {
@@ -487,6 +493,60 @@ pub fn generate_private_jwk(
     jwk.insert("alg".into(), alg.as_str().into());
     jwk.insert("use".into(), "sig".into());
     Ok(jwk)
+}
+
+/// The kid `keygen` gives a key when none is asked for:
+/// `<alg in lower case>-<UTC date YYYYMMDD>-<6 random hex digits>`, sortable
+/// by creation date and unique enough never to collide within a ring.
+pub fn default_kid(alg: SigningAlg, now: std::time::SystemTime) -> Result<String, KeyError> {
+    let date: String = humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .chars()
+        .take(10)
+        .filter(char::is_ascii_digit)
+        .collect();
+    let mut random = [0u8; 3];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| KeyError::Generation { alg })?;
+    let suffix: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(format!(
+        "{}-{date}-{suffix}",
+        alg.as_str().to_ascii_lowercase()
+    ))
+}
+
+/// Validates a private JWK completely, as loading it for signing would, and
+/// returns its public JWK. The algorithm is the JWK's `alg`, or follows from
+/// its `kty` when it has none.
+pub fn public_jwk_from_private(text: &str) -> Result<Map<String, Value>, KeyError> {
+    let value: Value = serde_json::from_str(text).map_err(|err| KeyError::InvalidJson {
+        line: err.line(),
+        column: err.column(),
+    })?;
+    let Value::Object(jwk) = value else {
+        return Err(KeyError::NotAnObject);
+    };
+    let alg = match (jwk.get("alg"), jwk.get("kty")) {
+        (Some(alg), _) => alg.as_str().and_then(SigningAlg::parse).ok_or_else(|| {
+            KeyError::UnsupportedKeyType {
+                found: describe(alg),
+            }
+        })?,
+        (None, Some(Value::String(kty))) if kty == "RSA" => SigningAlg::Rs256,
+        (None, Some(Value::String(kty))) if kty == "EC" => SigningAlg::Es256,
+        (None, Some(other)) => {
+            return Err(KeyError::UnsupportedKeyType {
+                found: describe(other),
+            });
+        }
+        (None, None) => {
+            return Err(KeyError::BadMember {
+                member: "kty",
+                problem: "is missing",
+            });
+        }
+    };
+    let key = SigningKey::from_jwk(alg, &jwk, KeySource::Env)?;
+    Ok(key.public_jwk().clone())
 }
 
 fn rsa_from_jwk(jwk: &Map<String, Value>) -> Result<RsaKeyPair, KeyError> {
@@ -983,6 +1043,37 @@ mod tests {
         assert_eq!(
             load_signing_key(&public_only).unwrap_err().to_string(),
             "MACP_AUTH_SIGNING_KEY_JSON must be a private JWK: it has no private member \"d\""
+        );
+    }
+
+    #[test]
+    fn default_kids_name_the_alg_and_the_utc_date() {
+        let moment = humantime::parse_rfc3339("2026-11-23T23:59:59Z").unwrap();
+        let kid = default_kid(SigningAlg::Es256, moment).unwrap();
+        let (prefix, suffix) = kid.rsplit_once('-').unwrap();
+        assert_eq!(prefix, "es256-20261123");
+        assert_eq!(suffix.len(), 6);
+        assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(kid, default_kid(SigningAlg::Es256, moment).unwrap());
+    }
+
+    #[test]
+    fn the_public_jwk_of_a_private_one_keeps_kid_and_drops_private_members() {
+        let text = Value::Object(rsa_jwk().clone()).to_string();
+        let public = public_jwk_from_private(&text).unwrap();
+        assert_eq!(public["kid"], "rsa-test");
+        assert_eq!(public["n"], rsa_jwk()["n"]);
+        assert_public_only(&public);
+
+        let mut ec = ec_jwk();
+        ec.remove("alg");
+        let public = public_jwk_from_private(&Value::Object(ec).to_string()).unwrap();
+        assert_eq!(public["alg"], "ES256", "alg follows from kty");
+
+        let err = public_jwk_from_private(r#"{"kty":"oct","k":"c2VjcmV0"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "has key type \"oct\"; only RSA (RS256) and EC P-256 (ES256) keys are supported"
         );
     }
 

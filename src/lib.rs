@@ -16,10 +16,13 @@
 //! generates the signing key and derives the JWKS; `mint` validates requests
 //! and builds claims; `signer` runs private-key operations on a bounded
 //! thread pool; [`routes`] is the HTTP surface; [`server`] serves and drains;
-//! [`telemetry`] sets up logging.
+//! [`telemetry`] sets up logging; [`commands`] and [`healthcheck`] implement
+//! the operator subcommands (`keygen`, `check-config`, `healthcheck`).
 
+pub mod commands;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod keys;
 pub(crate) mod mint;
 pub mod routes;

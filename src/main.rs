@@ -6,7 +6,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::io::Read;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use macp_auth_service::commands::{self, DEFAULT_RSA_BITS};
+use macp_auth_service::config::SigningAlg;
+use macp_auth_service::healthcheck::{PROBE_TIMEOUT, probe};
 use macp_auth_service::keys::{KeySource, load_signing_key};
 use macp_auth_service::routes::{JWKS_PATH, TOKENS_PATH};
 use macp_auth_service::{AppState, Config, run, shutdown_signal, telemetry};
@@ -30,12 +35,146 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default when no command is given).
     Serve,
+    /// Print a new private signing key (one JWK JSON line)
+    ///
+    /// The output is ready for MACP_AUTH_SIGNING_KEY_JSON. With --public,
+    /// print the public JWK of a private JWK read from standard input instead.
+    Keygen(KeygenArgs),
+    /// Probe /healthz: exit 0 on a 200 within 2 s, otherwise 1
+    ///
+    /// A container health check that needs no shell, curl or wget.
+    Healthcheck {
+        /// URL to probe [default: http://127.0.0.1:$PORT/healthz]
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Validate configuration and key, and print the fingerprint
+    ///
+    /// Loads the configuration and signing key exactly as serving would,
+    /// prints issuer, audience, alg, kid, key source and TTLs and exits 0, or
+    /// prints the error and exits 1. Never prints private key material.
+    CheckConfig {
+        /// Also fail when no pinned key is configured (an ephemeral key
+        /// would be generated).
+        #[arg(long)]
+        require_pinned_key: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Signing algorithm of the new key.
+    #[arg(long, value_enum, default_value_t = AlgArg::Rs256)]
+    alg: AlgArg,
+    /// Key id [default: <alg>-<UTC date>-<6 random hex digits>]
+    #[arg(long)]
+    kid: Option<String>,
+    /// RSA modulus size in bits (RS256 only) [default: 2048]
+    #[arg(long, value_parser = ["2048", "3072", "4096"])]
+    bits: Option<String>,
+    /// Read a private JWK on standard input and print its public JWK.
+    #[arg(long, conflicts_with_all = ["alg", "kid", "bits"])]
+    public: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AlgArg {
+    #[value(name = "RS256")]
+    Rs256,
+    #[value(name = "ES256")]
+    Es256,
+}
+
+impl From<AlgArg> for SigningAlg {
+    fn from(alg: AlgArg) -> Self {
+        match alg {
+            AlgArg::Rs256 => SigningAlg::Rs256,
+            AlgArg::Es256 => SigningAlg::Es256,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
+        Command::Keygen(args) => keygen(args),
+        Command::Healthcheck { url } => healthcheck(url),
+        Command::CheckConfig { require_pinned_key } => check_config(require_pinned_key),
+    }
+}
+
+fn keygen(args: KeygenArgs) -> ExitCode {
+    let printed = if args.public {
+        let mut private = String::new();
+        if let Err(err) = std::io::stdin().read_to_string(&mut private) {
+            return fail(format_args!(
+                "cannot read a private JWK from standard input: {err}"
+            ));
+        }
+        commands::public_jwk(&private).map_err(|err| format!("the JWK on standard input {err}"))
+    } else {
+        let alg = SigningAlg::from(args.alg);
+        if args.bits.is_some() && alg != SigningAlg::Rs256 {
+            return fail(format_args!("--bits applies to RS256 keys only"));
+        }
+        let bits = args.bits.map_or(DEFAULT_RSA_BITS, |bits| {
+            bits.parse().expect("clap allows only the listed sizes")
+        });
+        commands::keygen(alg, args.kid.as_deref(), bits)
+            .map_err(|err| format!("key generation failed: {err}"))
+    };
+    match printed {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(format_args!("{message}")),
+    }
+}
+
+fn healthcheck(url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        None => match Config::from_env() {
+            Ok(config) => commands::default_healthcheck_url(&config),
+            Err(err) => return fail(format_args!("invalid configuration: {err}")),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format_args!("cannot start the async runtime: {err}")),
+    };
+    match runtime.block_on(probe(&url, PROBE_TIMEOUT)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(format_args!("unhealthy: {url} {err}")),
+    }
+}
+
+fn check_config(require_pinned_key: bool) -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return fail(format_args!("invalid configuration: {err}")),
+    };
+    match commands::check_config(&config) {
+        Ok((key, report)) => {
+            print!("{report}");
+            if key.source() == KeySource::Ephemeral {
+                if require_pinned_key {
+                    return fail(format_args!(
+                        "no pinned key: MACP_AUTH_SIGNING_KEY_JSON is unset, so serving would use an ephemeral key"
+                    ));
+                }
+                eprintln!(
+                    "macp-auth-service: warning: MACP_AUTH_SIGNING_KEY_JSON is unset; serving would use an ephemeral key"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(format_args!("invalid configuration: {err}")),
     }
 }
 

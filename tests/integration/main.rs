@@ -6,7 +6,9 @@
 //!   runtime does it, for both algorithms and across instances.
 //! - `shutdown`: draining in-flight requests and the drain deadline.
 //! - `process`: the binary itself: startup log, signals, bad configuration.
+//! - `commands`: the operator subcommands and key interchange with Node.
 
+mod commands;
 mod contract;
 mod helpers;
 mod process;

@@ -1,0 +1,602 @@
+//! The deployment files agree with the service they deploy.
+//!
+//! The Kubernetes base in `deploy/kubernetes/` and the `Dockerfile` repeat
+//! facts that the code owns: the port, the health route, the user the image
+//! runs as, how long shutdown may take, and where the signing key comes from.
+//! These tests read those files and compare them with the crate's own
+//! constants, so a change on either side that breaks a deployment fails here
+//! rather than in a cluster.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use macp_auth_service::Config;
+use macp_auth_service::config::DEFAULT_DRAIN_TIMEOUT;
+use macp_auth_service::routes::HEALTHZ_PATH;
+use serde::Deserialize;
+use serde_norway::{Mapping, Value};
+
+/// The UID of the distroless `nonroot` user, which the image and pods run as.
+const NONROOT_UID: u64 = 65532;
+/// The container, the Service port and the name the probes use.
+const CONTAINER_NAME: &str = "macp-auth-service";
+const PORT_NAME: &str = "http";
+/// The Secret that holds the private JWK, and its key. Not part of the base.
+const KEY_SECRET_NAME: &str = "macp-auth-signing-key";
+const KEY_SECRET_KEY: &str = "jwk";
+const KEY_VARIABLE: &str = "MACP_AUTH_SIGNING_KEY_JSON";
+/// Where the image installs the binary.
+const IMAGE_BINARY: &str = "/usr/local/bin/macp-auth-service";
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn kubernetes_dir() -> PathBuf {
+    repo_path("deploy/kubernetes")
+}
+
+/// The port the service listens on when `PORT` is unset.
+fn service_port() -> u64 {
+    u64::from(Config::default().port)
+}
+
+/// Every `.yaml`/`.yml` file under `deploy/kubernetes`, sorted.
+fn manifest_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let entries = fs::read_dir(dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display()));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if matches!(
+                path.extension().and_then(|ext| ext.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&kubernetes_dir(), &mut files);
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "expected the Kustomize base in {}, found {files:?}",
+        kubernetes_dir().display()
+    );
+    files
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// One YAML document and the file it came from.
+struct Document {
+    file: PathBuf,
+    value: Value,
+}
+
+impl Document {
+    fn kind(&self) -> &str {
+        self.value["kind"].as_str().unwrap_or_default()
+    }
+
+    fn name(&self) -> &str {
+        self.value["metadata"]["name"].as_str().unwrap_or_default()
+    }
+}
+
+/// Every document of every manifest file; a file may hold several,
+/// separated by `---`. Empty documents are skipped.
+fn documents() -> Vec<Document> {
+    let mut documents = Vec::new();
+    for file in manifest_files() {
+        let text = read(&file);
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let value = Value::deserialize(document)
+                .unwrap_or_else(|err| panic!("{} is not valid YAML: {err}", file.display()));
+            if !value.is_null() {
+                documents.push(Document {
+                    file: file.clone(),
+                    value,
+                });
+            }
+        }
+    }
+    documents
+}
+
+fn objects_of_kind(kind: &str) -> Vec<Document> {
+    documents().into_iter().filter(|doc| doc.kind() == kind).collect()
+}
+
+fn the_only(kind: &str) -> Value {
+    let mut found = objects_of_kind(kind);
+    assert_eq!(found.len(), 1, "expected exactly one {kind} in the base");
+    found.remove(0).value
+}
+
+fn deployment() -> Value {
+    the_only("Deployment")
+}
+
+fn pod_spec(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]
+}
+
+fn container(deployment: &Value) -> &Value {
+    let containers = pod_spec(deployment)["containers"]
+        .as_sequence()
+        .expect("the pod template lists its containers");
+    containers
+        .iter()
+        .find(|c| c["name"].as_str() == Some(CONTAINER_NAME))
+        .unwrap_or_else(|| panic!("no container named {CONTAINER_NAME}"))
+}
+
+fn as_u64(value: &Value, what: &str) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("{what} must be a number, got {value:?}"))
+}
+
+/// Resolves a probe or Service port, given by number or by name, against the
+/// container's declared ports.
+fn resolve_port(port: &Value, container: &Value) -> u64 {
+    match port {
+        Value::Number(_) => as_u64(port, "a port"),
+        Value::String(name) => {
+            let ports = container["ports"]
+                .as_sequence()
+                .expect("the container declares its ports");
+            let declared = ports
+                .iter()
+                .find(|p| p["name"].as_str() == Some(name.as_str()))
+                .unwrap_or_else(|| panic!("no container port is named {name:?}"));
+            as_u64(&declared["containerPort"], "containerPort")
+        }
+        other => panic!("a port must be a number or a name, got {other:?}"),
+    }
+}
+
+/// A container security setting, falling back to the pod's for the fields
+/// Kubernetes inherits from the pod security context.
+fn security_setting<'a>(deployment: &'a Value, field: &str) -> &'a Value {
+    let own = &container(deployment)["securityContext"][field];
+    if !own.is_null() {
+        return own;
+    }
+    const INHERITED: &[&str] = &["runAsNonRoot", "runAsUser", "runAsGroup", "seccompProfile"];
+    if INHERITED.contains(&field) {
+        &pod_spec(deployment)["securityContext"][field]
+    } else {
+        own
+    }
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    let (Some(selector), Some(labels)) = (selector.as_mapping(), labels.as_mapping()) else {
+        return false;
+    };
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn every_manifest_is_yaml_with_an_api_version_and_a_kind() {
+    let documents = documents();
+    assert!(!documents.is_empty());
+    for doc in &documents {
+        assert!(
+            doc.value["apiVersion"].is_string() && !doc.kind().is_empty(),
+            "{}: a document without apiVersion/kind",
+            doc.file.display()
+        );
+    }
+}
+
+#[test]
+fn the_kustomization_lists_every_manifest_in_the_base() {
+    let kustomization = the_only("Kustomization");
+    let listed: BTreeSet<String> = kustomization["resources"]
+        .as_sequence()
+        .expect("kustomization.yaml lists resources")
+        .iter()
+        .map(|r| r.as_str().expect("a resource path").to_owned())
+        .collect();
+    let dir = kubernetes_dir();
+    let present: BTreeSet<String> = manifest_files()
+        .iter()
+        .map(|f| f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+        .filter(|f| f != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, present, "kustomization.yaml resources vs files");
+    for kind in ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"] {
+        assert_eq!(objects_of_kind(kind).len(), 1, "the base has one {kind}");
+    }
+}
+
+#[test]
+fn probes_point_at_the_healthz_route_on_the_service_port() {
+    let deployment = deployment();
+    let container = container(&deployment);
+    let port = service_port();
+    assert_eq!(port, 3200);
+    assert_eq!(HEALTHZ_PATH, "/healthz");
+
+    let http = container["ports"]
+        .as_sequence()
+        .expect("the container declares its ports")
+        .iter()
+        .find(|p| p["name"].as_str() == Some(PORT_NAME))
+        .expect("the container has a port named http");
+    assert_eq!(as_u64(&http["containerPort"], "containerPort"), port);
+
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert!(container[probe].is_mapping(), "the container has a {probe}");
+    }
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        let spec = &container[probe];
+        if spec.is_null() {
+            continue;
+        }
+        let get = &spec["httpGet"];
+        assert!(get.is_mapping(), "{probe} must be an httpGet probe");
+        assert_eq!(get["path"].as_str(), Some(HEALTHZ_PATH), "{probe} path");
+        assert_eq!(resolve_port(&get["port"], container), port, "{probe} port");
+        let scheme = get["scheme"].as_str().unwrap_or("HTTP");
+        assert_eq!(scheme, "HTTP", "{probe}: the service speaks plain HTTP");
+    }
+}
+
+#[test]
+fn the_configmap_port_matches_the_container_port() {
+    let deployment = deployment();
+    let container = container(&deployment);
+    let config = the_only("ConfigMap");
+    let config_name = config["metadata"]["name"].as_str().unwrap();
+    let referenced = container["envFrom"]
+        .as_sequence()
+        .expect("the container takes its settings from envFrom")
+        .iter()
+        .any(|source| source["configMapRef"]["name"].as_str() == Some(config_name));
+    assert!(referenced, "the container reads ConfigMap {config_name}");
+
+    let data = &config["data"];
+    if let Some(port) = data["PORT"].as_str() {
+        assert_eq!(port.parse::<u64>().ok(), Some(service_port()));
+    }
+    for value in data.as_mapping().expect("the ConfigMap has data").values() {
+        assert!(value.is_string(), "ConfigMap values must be strings: {value:?}");
+    }
+}
+
+#[test]
+fn the_service_and_disruption_budget_select_the_pods_on_the_service_port() {
+    let deployment = deployment();
+    let container = container(&deployment);
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert!(labels_match(
+        &deployment["spec"]["selector"]["matchLabels"],
+        pod_labels
+    ));
+
+    let service = the_only("Service");
+    let spec = &service["spec"];
+    assert_eq!(spec["type"].as_str().unwrap_or("ClusterIP"), "ClusterIP");
+    assert!(labels_match(&spec["selector"], pod_labels), "Service selector");
+    let ports = spec["ports"].as_sequence().expect("the Service has ports");
+    assert_eq!(ports.len(), 1);
+    assert_eq!(as_u64(&ports[0]["port"], "Service port"), service_port());
+    assert_eq!(
+        resolve_port(&ports[0]["targetPort"], container),
+        service_port()
+    );
+
+    let pdb = the_only("PodDisruptionBudget");
+    assert!(labels_match(
+        &pdb["spec"]["selector"]["matchLabels"],
+        pod_labels
+    ));
+    assert_eq!(pdb["spec"]["minAvailable"].as_u64(), Some(1));
+}
+
+#[test]
+fn the_deployment_runs_as_the_nonroot_user_with_a_locked_down_container() {
+    let deployment = deployment();
+    let setting = |field| security_setting(&deployment, field);
+    assert_eq!(setting("runAsNonRoot").as_bool(), Some(true));
+    assert_eq!(setting("runAsUser").as_u64(), Some(NONROOT_UID));
+    assert_eq!(setting("readOnlyRootFilesystem").as_bool(), Some(true));
+    assert_eq!(setting("allowPrivilegeEscalation").as_bool(), Some(false));
+    assert_ne!(setting("privileged").as_bool(), Some(true));
+    assert_eq!(
+        setting("seccompProfile")["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+    let capabilities = setting("capabilities");
+    let dropped: Vec<&str> = capabilities["drop"]
+        .as_sequence()
+        .expect("capabilities.drop is a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(dropped, ["ALL"]);
+    assert!(capabilities["add"].is_null(), "no capabilities are added");
+
+    // The pod-level context must not contradict the container's.
+    let pod = &pod_spec(&deployment)["securityContext"];
+    assert_ne!(pod["runAsNonRoot"].as_bool(), Some(false));
+    if let Some(uid) = pod["runAsUser"].as_u64() {
+        assert_eq!(uid, NONROOT_UID);
+    }
+}
+
+#[test]
+fn the_deployment_runs_two_bounded_replicas_that_outlive_the_drain() {
+    let deployment = deployment();
+    assert_eq!(deployment["spec"]["replicas"].as_u64(), Some(2));
+
+    let resources = &container(&deployment)["resources"];
+    for bound in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                !resources[bound][resource].is_null(),
+                "resources.{bound}.{resource} is set"
+            );
+        }
+    }
+
+    // SIGTERM arrives after the preStop hook; the drain may then take up to
+    // DEFAULT_DRAIN_TIMEOUT. The grace period must cover both, or the
+    // kubelet kills requests the service is still finishing.
+    let grace = as_u64(
+        &pod_spec(&deployment)["terminationGracePeriodSeconds"],
+        "terminationGracePeriodSeconds",
+    );
+    let pre_stop = container(&deployment)["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(grace >= 15, "terminationGracePeriodSeconds is {grace}");
+    assert!(
+        grace > pre_stop + DEFAULT_DRAIN_TIMEOUT.as_secs(),
+        "grace {grace}s must exceed preStop {pre_stop}s + drain {}s",
+        DEFAULT_DRAIN_TIMEOUT.as_secs()
+    );
+}
+
+#[test]
+fn the_signing_key_comes_from_a_secret_that_the_base_does_not_ship() {
+    let deployment = deployment();
+    let container = container(&deployment);
+    let key_env: Vec<&Value> = container["env"]
+        .as_sequence()
+        .expect("the container has env entries")
+        .iter()
+        .filter(|e| e["name"].as_str() == Some(KEY_VARIABLE))
+        .collect();
+    assert_eq!(key_env.len(), 1, "{KEY_VARIABLE} is set exactly once");
+    let key_env = key_env[0];
+    assert!(key_env["value"].is_null(), "{KEY_VARIABLE} has no inline value");
+    let secret_ref = &key_env["valueFrom"]["secretKeyRef"];
+    assert_eq!(secret_ref["name"].as_str(), Some(KEY_SECRET_NAME));
+    assert_eq!(secret_ref["key"].as_str(), Some(KEY_SECRET_KEY));
+    assert_ne!(
+        secret_ref["optional"].as_bool(),
+        Some(true),
+        "a missing Secret must stop the pod, not start it with an ephemeral key"
+    );
+
+    for config in objects_of_kind("ConfigMap") {
+        assert!(
+            config.value["data"][KEY_VARIABLE].is_null(),
+            "{} puts the key in ConfigMap {}",
+            config.file.display(),
+            config.name()
+        );
+    }
+    for secret in objects_of_kind("Secret") {
+        for field in ["data", "stringData"] {
+            let empty = secret.value[field]
+                .as_mapping()
+                .is_none_or(Mapping::is_empty);
+            assert!(
+                empty,
+                "{}: Secret {} carries {field}",
+                secret.file.display(),
+                secret.name()
+            );
+        }
+    }
+    let kustomization = the_only("Kustomization");
+    assert!(
+        kustomization["secretGenerator"].is_null(),
+        "the base must not generate the key Secret"
+    );
+}
+
+/// Signs of private key material in text: a JWK's private member or key type,
+/// or a PEM private key. Whitespace is ignored, so pretty-printed JSON counts.
+fn key_material_in(text: &str) -> Vec<&'static str> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut found = Vec::new();
+    for (needle, label) in [
+        ("\"d\":", "a JWK private member \"d\""),
+        ("'d':", "a JWK private member 'd'"),
+        ("\"kty\"", "a JWK \"kty\""),
+        ("'kty'", "a JWK 'kty'"),
+        ("PRIVATEKEY", "a PEM PRIVATE KEY"),
+    ] {
+        if compact.contains(needle) {
+            found.push(label);
+        }
+    }
+    found
+}
+
+/// Mapping keys anywhere in `value` that only a JWK would have.
+fn jwk_members_in(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Mapping(map) => {
+            for (key, child) in map {
+                if key.as_str() == Some("kty") {
+                    found.push("kty".to_owned());
+                }
+                jwk_members_in(child, found);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|item| jwk_members_in(item, found)),
+        Value::Tagged(tagged) => jwk_members_in(&tagged.value, found),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_key_material_scan_recognises_a_private_jwk_in_any_layout() {
+    // The shape `keygen` prints, with placeholder values.
+    let one_line = r#"{"kty":"EC","crv":"P-256","x":"AAAA","y":"BBBB","d":"CCCC","alg":"ES256"}"#;
+    let pretty = "{\n  \"kty\" : \"RSA\",\n  \"n\": \"AAAA\",\n  \"d\" : \"BBBB\"\n}";
+    let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----";
+    let pem_wrapped = "-----BEGIN RSA PRIVATE\n KEY-----";
+    for text in [one_line, pretty, pem, pem_wrapped] {
+        assert!(!key_material_in(text).is_empty(), "missed: {text}");
+    }
+    let as_yaml: Value = serde_norway::from_str("jwk:\n  kty: EC\n  d: CCCC\n").unwrap();
+    let mut members = Vec::new();
+    jwk_members_in(&as_yaml, &mut members);
+    assert_eq!(members, ["kty"]);
+
+    // And the words operators do use in these files are not flagged.
+    let benign = "MACP_AUTH_SIGNING_KEY_JSON: from Secret macp-auth-signing-key, key jwk";
+    assert!(key_material_in(benign).is_empty());
+}
+
+#[test]
+fn no_manifest_or_image_file_contains_key_material() {
+    let mut files = manifest_files();
+    files.push(repo_path("Dockerfile"));
+    files.push(repo_path(".dockerignore"));
+    for file in &files {
+        let found = key_material_in(&read(file));
+        assert!(found.is_empty(), "{}: {found:?}", file.display());
+    }
+    for doc in documents() {
+        let mut members = Vec::new();
+        jwk_members_in(&doc.value, &mut members);
+        assert!(members.is_empty(), "{}: a JWK mapping", doc.file.display());
+    }
+}
+
+/// One Dockerfile instruction: its keyword (upper-cased) and its arguments,
+/// with line continuations joined and comments dropped.
+#[derive(Debug)]
+struct Instruction {
+    keyword: String,
+    arguments: String,
+}
+
+/// The instructions of the Dockerfile's final stage, the one that ships.
+fn final_stage() -> Vec<Instruction> {
+    let text = read(&repo_path("Dockerfile"));
+    let mut instructions = Vec::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            continue;
+        }
+        if let Some(continued) = trimmed.strip_suffix('\\') {
+            pending.push_str(continued);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(trimmed);
+        let (keyword, arguments) = pending.split_once(char::is_whitespace).unwrap_or((&pending, ""));
+        instructions.push(Instruction {
+            keyword: keyword.to_ascii_uppercase(),
+            arguments: arguments.trim().to_owned(),
+        });
+        pending.clear();
+    }
+    let last_from = instructions
+        .iter()
+        .rposition(|i| i.keyword == "FROM")
+        .expect("the Dockerfile has a FROM");
+    instructions.split_off(last_from)
+}
+
+fn instructions<'a>(stage: &'a [Instruction], keyword: &str) -> Vec<&'a Instruction> {
+    stage.iter().filter(|i| i.keyword == keyword).collect()
+}
+
+/// Parses an exec-form (JSON array) argument list.
+fn exec_form(arguments: &str, what: &str) -> Vec<String> {
+    serde_json::from_str(arguments)
+        .unwrap_or_else(|_| panic!("{what} must use the exec form (a JSON array): {arguments}"))
+}
+
+#[test]
+fn the_dockerfile_exposes_the_service_port() {
+    let stage = final_stage();
+    let exposed: Vec<u64> = instructions(&stage, "EXPOSE")
+        .iter()
+        .flat_map(|i| i.arguments.split_whitespace())
+        .map(|port| {
+            let number = port.strip_suffix("/tcp").unwrap_or(port);
+            number
+                .parse()
+                .unwrap_or_else(|_| panic!("EXPOSE {port}"))
+        })
+        .collect();
+    assert_eq!(exposed, [service_port()]);
+}
+
+#[test]
+fn the_dockerfile_health_check_runs_the_healthcheck_subcommand_without_a_shell() {
+    let stage = final_stage();
+    let checks = instructions(&stage, "HEALTHCHECK");
+    assert_eq!(checks.len(), 1, "the image has one HEALTHCHECK");
+    let (options, command) = checks[0]
+        .arguments
+        .split_once("CMD")
+        .expect("HEALTHCHECK ... CMD [...]");
+    for option in options.split_whitespace() {
+        assert!(option.starts_with("--"), "unexpected HEALTHCHECK word {option}");
+    }
+    let argv = exec_form(command.trim(), "HEALTHCHECK CMD");
+    assert_eq!(argv, [IMAGE_BINARY, "healthcheck"]);
+
+    let entrypoint = instructions(&stage, "ENTRYPOINT");
+    assert_eq!(entrypoint.len(), 1, "the image has one ENTRYPOINT");
+    assert_eq!(
+        exec_form(&entrypoint[0].arguments, "ENTRYPOINT"),
+        [IMAGE_BINARY]
+    );
+}
+
+#[test]
+fn the_image_runs_as_the_same_nonroot_user_as_the_pods() {
+    let stage = final_stage();
+    let from = &stage[0].arguments;
+    assert!(
+        from.starts_with("gcr.io/distroless/cc-debian12:nonroot"),
+        "runtime base is {from}"
+    );
+    let users = instructions(&stage, "USER");
+    let user = users.last().expect("the final stage sets USER");
+    let uid = user.arguments.split(':').next().unwrap();
+    assert!(
+        uid == NONROOT_UID.to_string() || uid == "nonroot",
+        "USER {}",
+        user.arguments
+    );
+    let copies = instructions(&stage, "COPY");
+    assert!(
+        copies
+            .iter()
+            .all(|c| c.arguments.starts_with("--from=") && c.arguments.ends_with(IMAGE_BINARY)),
+        "the runtime stage copies only the binary: {copies:?}"
+    );
+}
