@@ -9,6 +9,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Variable names, kept together so error messages and docs cannot drift.
@@ -21,6 +22,11 @@ pub(crate) mod vars {
     pub const DEFAULT_TTL: &str = "MACP_AUTH_DEFAULT_TTL_SECONDS";
     pub const SIGNING_ALG: &str = "MACP_AUTH_SIGNING_ALG";
     pub const SIGNING_KEY_JSON: &str = "MACP_AUTH_SIGNING_KEY_JSON";
+    pub const SIGNING_KEY_FILE: &str = "MACP_AUTH_SIGNING_KEY_FILE";
+    pub const KEY_PREPUBLISH: &str = "MACP_AUTH_KEY_PREPUBLISH_SECONDS";
+    pub const KEY_POLL: &str = "MACP_AUTH_KEY_POLL_SECONDS";
+    pub const JWKS_MAX_AGE: &str = "MACP_AUTH_JWKS_MAX_AGE_SECONDS";
+    pub const PUBLIC_URL: &str = "MACP_AUTH_PUBLIC_URL";
     pub const RUST_LOG: &str = "RUST_LOG";
 }
 
@@ -104,8 +110,24 @@ pub struct Config {
     pub default_ttl_seconds: u64,
     /// Signing algorithm (`MACP_AUTH_SIGNING_ALG`).
     pub signing_alg: SigningAlg,
-    /// A pinned private JWK (`MACP_AUTH_SIGNING_KEY_JSON`); `None` means ephemeral.
+    /// Pinned private key(s) (`MACP_AUTH_SIGNING_KEY_JSON`): a JWK, a JWK
+    /// Set or PEM. With no file either, the key is ephemeral.
     pub signing_key_json: Option<KeyMaterial>,
+    /// A file holding the same formats (`MACP_AUTH_SIGNING_KEY_FILE`),
+    /// reloaded on SIGHUP and when it changes.
+    pub signing_key_file: Option<PathBuf>,
+    /// How long before its activation a key should be published
+    /// (`MACP_AUTH_KEY_PREPUBLISH_SECONDS`); sooner activations are warned about.
+    pub key_prepublish_seconds: u64,
+    /// How often the key file is checked for changes
+    /// (`MACP_AUTH_KEY_POLL_SECONDS`); `None` when set to 0.
+    pub key_poll_interval: Option<Duration>,
+    /// Upper bound on the JWKS `Cache-Control: max-age`
+    /// (`MACP_AUTH_JWKS_MAX_AGE_SECONDS`).
+    pub jwks_max_age_seconds: u64,
+    /// The base URL verifiers reach this service at (`MACP_AUTH_PUBLIC_URL`),
+    /// without a trailing slash; discovery falls back to the request's Host.
+    pub public_url: Option<String>,
     /// The tracing filter (`RUST_LOG`), already checked to parse.
     pub log_filter: String,
     /// How long shutdown waits for in-flight requests before giving up.
@@ -124,6 +146,11 @@ impl Default for Config {
             default_ttl_seconds: 300,
             signing_alg: SigningAlg::Rs256,
             signing_key_json: None,
+            signing_key_file: None,
+            key_prepublish_seconds: 600,
+            key_poll_interval: Some(Duration::from_secs(10)),
+            jwks_max_age_seconds: 300,
+            public_url: None,
             log_filter: "info".to_owned(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
@@ -231,6 +258,53 @@ impl Config {
             Some(raw) => Some(KeyMaterial::new(raw)),
         };
 
+        let signing_key_file = match get(vars::SIGNING_KEY_FILE)? {
+            None => None,
+            Some(raw) if raw.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    vars::SIGNING_KEY_FILE,
+                    "MACP_AUTH_SIGNING_KEY_FILE is set but empty: set it to the path of a key file, or unset it",
+                ));
+            }
+            Some(_) if signing_key_json.is_some() => {
+                return Err(ConfigError::new(
+                    vars::SIGNING_KEY_FILE,
+                    "MACP_AUTH_SIGNING_KEY_FILE and MACP_AUTH_SIGNING_KEY_JSON are both set: set only one",
+                ));
+            }
+            Some(raw) => Some(PathBuf::from(raw)),
+        };
+        let key_prepublish_seconds = seconds(
+            vars::KEY_PREPUBLISH,
+            get(vars::KEY_PREPUBLISH)?,
+            defaults.key_prepublish_seconds,
+            TTL_LIMIT_SECONDS,
+        )?;
+        let key_poll_interval = match get(vars::KEY_POLL)? {
+            None => defaults.key_poll_interval,
+            raw => match seconds(vars::KEY_POLL, raw, 0, 86_400)? {
+                0 => None,
+                poll => Some(Duration::from_secs(poll)),
+            },
+        };
+        let jwks_max_age_seconds = seconds(
+            vars::JWKS_MAX_AGE,
+            get(vars::JWKS_MAX_AGE)?,
+            defaults.jwks_max_age_seconds,
+            86_400,
+        )?;
+        let public_url = match get(vars::PUBLIC_URL)? {
+            None => None,
+            Some(raw) => Some(parse_public_url(&raw).ok_or_else(|| {
+                ConfigError::new(
+                    vars::PUBLIC_URL,
+                    format!(
+                        "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL with a host and no query, such as https://auth.example.com (got {raw:?})"
+                    ),
+                )
+            })?),
+        };
+
         let log_filter = match get(vars::RUST_LOG)? {
             None => defaults.log_filter,
             Some(raw) => {
@@ -257,6 +331,11 @@ impl Config {
             default_ttl_seconds,
             signing_alg,
             signing_key_json,
+            signing_key_file,
+            key_prepublish_seconds,
+            key_poll_interval,
+            jwks_max_age_seconds,
+            public_url,
             log_filter,
             drain_timeout: defaults.drain_timeout,
         })
@@ -286,6 +365,37 @@ impl Config {
         };
         format!("http://{host}:{}", self.port)
     }
+}
+
+fn parse_public_url(raw: &str) -> Option<String> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let uri: axum::http::Uri = trimmed.parse().ok()?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let has_host = uri.host().is_some_and(|host| !host.is_empty());
+    let no_query = uri.query().is_none() && !trimmed.contains('#');
+    (scheme_ok && has_host && no_query).then(|| trimmed.to_owned())
+}
+
+/// A whole number of seconds from 0 to `max`.
+fn seconds(
+    name: &'static str,
+    value: Option<String>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = value else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|seconds| *seconds <= max)
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("{name} must be a whole number of seconds from 0 to {max} (got {raw:?})"),
+            )
+        })
 }
 
 fn parse_host(raw: &str) -> Option<IpAddr> {
@@ -357,6 +467,11 @@ mod tests {
         assert!(config.signing_key_json.is_none());
         assert_eq!(config.log_filter, "info");
         assert_eq!(config.drain_timeout, Duration::from_secs(10));
+        assert!(config.signing_key_file.is_none());
+        assert_eq!(config.key_prepublish_seconds, 600);
+        assert_eq!(config.key_poll_interval, Some(Duration::from_secs(10)));
+        assert_eq!(config.jwks_max_age_seconds, 300);
+        assert!(config.public_url.is_none());
     }
 
     #[test]
@@ -371,8 +486,19 @@ mod tests {
             ("MACP_AUTH_SIGNING_ALG", "ES256"),
             ("MACP_AUTH_SIGNING_KEY_JSON", "{\"kty\":\"EC\"}"),
             ("RUST_LOG", "macp_auth_service=debug,warn"),
+            ("MACP_AUTH_KEY_PREPUBLISH_SECONDS", "900"),
+            ("MACP_AUTH_KEY_POLL_SECONDS", "0"),
+            ("MACP_AUTH_JWKS_MAX_AGE_SECONDS", "60"),
+            ("MACP_AUTH_PUBLIC_URL", "https://auth.example.com/"),
         ])
         .unwrap();
+        assert_eq!(config.key_prepublish_seconds, 900);
+        assert_eq!(config.key_poll_interval, None);
+        assert_eq!(config.jwks_max_age_seconds, 60);
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://auth.example.com")
+        );
         assert_eq!(config.port, 8080);
         assert_eq!(config.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(config.issuer, "auth.example.com");
@@ -498,6 +624,41 @@ mod tests {
                 "MACP_AUTH_SIGNING_KEY_JSON is set but empty",
             ),
             ("RUST_LOG", "info,[=", "RUST_LOG must be a tracing filter"),
+            (
+                "MACP_AUTH_SIGNING_KEY_FILE",
+                "",
+                "MACP_AUTH_SIGNING_KEY_FILE is set but empty",
+            ),
+            (
+                "MACP_AUTH_KEY_PREPUBLISH_SECONDS",
+                "-1",
+                "MACP_AUTH_KEY_PREPUBLISH_SECONDS must be a whole number of seconds",
+            ),
+            (
+                "MACP_AUTH_KEY_POLL_SECONDS",
+                "often",
+                "MACP_AUTH_KEY_POLL_SECONDS must be a whole number of seconds",
+            ),
+            (
+                "MACP_AUTH_JWKS_MAX_AGE_SECONDS",
+                "86401",
+                "MACP_AUTH_JWKS_MAX_AGE_SECONDS must be a whole number of seconds from 0 to 86400",
+            ),
+            (
+                "MACP_AUTH_PUBLIC_URL",
+                "auth.example.com",
+                "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
+            ),
+            (
+                "MACP_AUTH_PUBLIC_URL",
+                "ftp://auth.example.com",
+                "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
+            ),
+            (
+                "MACP_AUTH_PUBLIC_URL",
+                "https://auth.example.com/?x=1",
+                "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
+            ),
         ];
         for (variable, value, expected) in cases {
             let err = load(&[(variable, value)]).expect_err(&format!("{variable}={value:?}"));
@@ -509,6 +670,22 @@ mod tests {
             );
             assert!(!message.contains('\n'), "one line: {message:?}");
         }
+    }
+
+    #[test]
+    fn a_key_file_and_a_key_json_cannot_both_be_set() {
+        let config = load(&[("MACP_AUTH_SIGNING_KEY_FILE", "/run/secrets/ring.json")]).unwrap();
+        assert_eq!(
+            config.signing_key_file,
+            Some(PathBuf::from("/run/secrets/ring.json"))
+        );
+        let err = load(&[
+            ("MACP_AUTH_SIGNING_KEY_FILE", "/run/secrets/ring.json"),
+            ("MACP_AUTH_SIGNING_KEY_JSON", "{}"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "MACP_AUTH_SIGNING_KEY_FILE");
+        assert!(err.to_string().contains("set only one"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Map, Value, json};
 
-use crate::config::{Config, SigningAlg, vars};
+use crate::config::SigningAlg;
 
 /// The kid of a key generated at startup, as the reference service uses.
 pub const EPHEMERAL_KID: &str = "dev-key-1";
@@ -50,6 +50,8 @@ pub enum KeySource {
     Ephemeral,
     /// Loaded from `MACP_AUTH_SIGNING_KEY_JSON`.
     Env,
+    /// Loaded from the file named by `MACP_AUTH_SIGNING_KEY_FILE`.
+    File,
 }
 
 impl fmt::Display for KeySource {
@@ -57,6 +59,7 @@ impl fmt::Display for KeySource {
         f.write_str(match self {
             KeySource::Ephemeral => "ephemeral",
             KeySource::Env => "env",
+            KeySource::File => "file",
         })
     }
 }
@@ -151,6 +154,23 @@ pub enum KeyError {
     UnsupportedKeyType {
         /// What the JWK says, quoted, or a placeholder.
         found: String,
+    },
+    /// A PEM block this service cannot use.
+    #[error(
+        "holds a PEM block labelled {label:?}; expected PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY"
+    )]
+    UnsupportedPem {
+        /// The block's label (never its contents).
+        label: String,
+    },
+    /// A PEM block that does not decode, or whose DER is not a key of the
+    /// configured algorithm.
+    #[error("holds a PEM {label} block that is not a usable {alg} private key")]
+    BadPem {
+        /// The block's label.
+        label: &'static str,
+        /// The algorithm configured.
+        alg: SigningAlg,
     },
     /// An RSA size other than 2048, 3072 or 4096 bits was asked for.
     #[error("RSA keys can be generated with 2048, 3072 or 4096 bits, not {bits}")]
@@ -280,6 +300,66 @@ impl SigningKey {
         Self::assemble(alg, kid, source, pair)
     }
 
+    /// Loads one PEM-encoded private key: PKCS#8 (`PRIVATE KEY`), PKCS#1
+    /// (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`). PEM carries no kid, so
+    /// the kid is the RFC 7638 thumbprint.
+    pub fn from_pem(alg: SigningAlg, pem: &str, source: KeySource) -> Result<Self, KeyError> {
+        let (label, der) =
+            pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|_| KeyError::BadPem {
+                label: "(undecodable)",
+                alg,
+            })?;
+        let (label, pair) = match (label, alg) {
+            ("PRIVATE KEY", SigningAlg::Rs256) => (
+                "PRIVATE KEY",
+                RsaKeyPair::from_pkcs8(&der).map(KeyPairKind::Rsa).ok(),
+            ),
+            ("RSA PRIVATE KEY", SigningAlg::Rs256) => (
+                "RSA PRIVATE KEY",
+                RsaKeyPair::from_der(&der).map(KeyPairKind::Rsa).ok(),
+            ),
+            ("PRIVATE KEY", SigningAlg::Es256) => (
+                "PRIVATE KEY",
+                EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                    .map(KeyPairKind::Ec)
+                    .ok(),
+            ),
+            ("EC PRIVATE KEY", SigningAlg::Es256) => (
+                "EC PRIVATE KEY",
+                EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                    .map(KeyPairKind::Ec)
+                    .ok(),
+            ),
+            ("RSA PRIVATE KEY", SigningAlg::Es256) => {
+                return Err(KeyError::WrongKeyType {
+                    found: "\"RSA\" (PEM)".into(),
+                    alg,
+                    expected: "EC",
+                });
+            }
+            ("EC PRIVATE KEY", SigningAlg::Rs256) => {
+                return Err(KeyError::WrongKeyType {
+                    found: "\"EC\" (PEM)".into(),
+                    alg,
+                    expected: "RSA",
+                });
+            }
+            (other, _) => {
+                return Err(KeyError::UnsupportedPem {
+                    label: other.chars().take(40).collect(),
+                });
+            }
+        };
+        let pair = pair.ok_or(KeyError::BadPem { label, alg })?;
+        if let KeyPairKind::Rsa(rsa) = &pair {
+            let bits = bit_length(&PublicKeyComponents::<Vec<u8>>::from(rsa.public_key()).n);
+            if bits < MIN_RSA_BITS {
+                return Err(KeyError::RsaTooShort { bits });
+            }
+        }
+        Self::assemble(alg, None, source, pair)
+    }
+
     fn assemble(
         alg: SigningAlg,
         kid: Option<String>,
@@ -401,37 +481,6 @@ impl SigningKey {
     }
 }
 
-/// A signing key that could not be set up at startup.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoadKeyError {
-    /// The pinned key in the named variable is unusable.
-    #[error("{variable} {source}")]
-    Pinned {
-        /// The variable the key came from.
-        variable: &'static str,
-        /// What is wrong with it.
-        source: KeyError,
-    },
-    /// An ephemeral key could not be generated.
-    #[error("ephemeral signing key: {0}")]
-    Ephemeral(KeyError),
-}
-
-/// The signing key the configuration asks for: the pinned JWK when one is
-/// set, otherwise a freshly generated ephemeral key.
-pub fn load_signing_key(config: &Config) -> Result<SigningKey, LoadKeyError> {
-    match &config.signing_key_json {
-        Some(material) => {
-            SigningKey::from_jwk_json(config.signing_alg, material.expose(), KeySource::Env)
-                .map_err(|source| LoadKeyError::Pinned {
-                    variable: vars::SIGNING_KEY_JSON,
-                    source,
-                })
-        }
-        None => SigningKey::generate(config.signing_alg).map_err(LoadKeyError::Ephemeral),
-    }
-}
-
 /// Serialises a JWKS document, `{"keys": [...]}`, from public JWKs only.
 pub fn jwks_json<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> Vec<u8> {
     let keys: Vec<&Map<String, Value>> = keys.into_iter().map(SigningKey::public_jwk).collect();
@@ -499,12 +548,13 @@ pub fn generate_private_jwk(
 /// `<alg in lower case>-<UTC date YYYYMMDD>-<6 random hex digits>`, sortable
 /// by creation date and unique enough never to collide within a ring.
 pub fn default_kid(alg: SigningAlg, now: std::time::SystemTime) -> Result<String, KeyError> {
-    let date: String = humantime::format_rfc3339_seconds(now)
-        .to_string()
-        .chars()
-        .take(10)
-        .filter(char::is_ascii_digit)
-        .collect();
+    let date = time::OffsetDateTime::from(now);
+    let date = format!(
+        "{:04}{:02}{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    );
     let mut random = [0u8; 3];
     aws_lc_rs::rand::fill(&mut random).map_err(|_| KeyError::Generation { alg })?;
     let suffix: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
@@ -1019,36 +1069,8 @@ mod tests {
     }
 
     #[test]
-    fn the_configuration_picks_a_pinned_or_an_ephemeral_key() {
-        use crate::config::KeyMaterial;
-        let ephemeral = load_signing_key(&Config::default()).unwrap();
-        assert_eq!(ephemeral.source(), KeySource::Ephemeral);
-        assert_eq!(ephemeral.alg(), SigningAlg::Rs256);
-
-        let pinned = Config {
-            signing_key_json: Some(KeyMaterial::new(
-                Value::Object(rsa_jwk().clone()).to_string(),
-            )),
-            ..Config::default()
-        };
-        let key = load_signing_key(&pinned).unwrap();
-        assert_eq!((key.source(), key.kid()), (KeySource::Env, "rsa-test"));
-
-        let public_only = Config {
-            signing_key_json: Some(KeyMaterial::new(
-                r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#.into(),
-            )),
-            ..Config::default()
-        };
-        assert_eq!(
-            load_signing_key(&public_only).unwrap_err().to_string(),
-            "MACP_AUTH_SIGNING_KEY_JSON must be a private JWK: it has no private member \"d\""
-        );
-    }
-
-    #[test]
     fn default_kids_name_the_alg_and_the_utc_date() {
-        let moment = humantime::parse_rfc3339("2026-11-23T23:59:59Z").unwrap();
+        let moment = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_478_399);
         let kid = default_kid(SigningAlg::Es256, moment).unwrap();
         let (prefix, suffix) = kid.rsplit_once('-').unwrap();
         assert_eq!(prefix, "es256-20261123");

@@ -13,18 +13,23 @@
 //! [`run`] serves it on any listener until a shutdown future completes.
 //!
 //! Module map: [`config`] reads the environment once; [`keys`] loads or
-//! generates the signing key and derives the JWKS; `mint` validates requests
-//! and builds claims; `signer` runs private-key operations on a bounded
-//! thread pool; [`routes`] is the HTTP surface; [`server`] serves and drains;
+//! generates signing keys and derives their public JWKs; [`ring`] decides
+//! which key of a ring signs and which are published at any instant, and
+//! [`keystore`] keeps the live ring (snapshots, reloads, transition logs)
+//! by the [`clock`]; [`mint`] validates requests and builds claims;
+//! [`signer`] runs private-key operations on a bounded thread pool; [`routes`] is the HTTP surface; [`server`] serves and drains;
 //! [`telemetry`] sets up logging; [`commands`] and [`healthcheck`] implement
 //! the operator subcommands (`keygen`, `check-config`, `healthcheck`).
 
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod healthcheck;
 pub mod keys;
-pub(crate) mod mint;
+pub mod keystore;
+pub mod mint;
+pub mod ring;
 pub mod routes;
 pub mod server;
 pub mod signer;
@@ -34,4 +39,4 @@ pub mod telemetry;
 pub use config::Config;
 pub use routes::router;
 pub use server::{ServeError, run, shutdown_signal};
-pub use state::AppState;
+pub use state::{AppState, StartupError};

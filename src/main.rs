@@ -1,18 +1,20 @@
 //! The `macp-auth-service` binary: parse the command line, read the
-//! configuration, set up the key, bind, and serve until SIGTERM or SIGINT.
+//! configuration, set up the keys, bind, and serve until SIGTERM or SIGINT.
 //!
 //! Every startup failure ends here as one line on standard error and a
-//! non-zero exit status.
-
-use std::process::ExitCode;
+//! non-zero exit status. The operator subcommands are thin wrappers over
+//! `macp_auth_service::commands`.
 
 use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use macp_auth_service::clock::{Clock, SystemClock, rfc3339};
 use macp_auth_service::commands::{self, DEFAULT_RSA_BITS};
 use macp_auth_service::config::SigningAlg;
 use macp_auth_service::healthcheck::{PROBE_TIMEOUT, probe};
-use macp_auth_service::keys::{KeySource, load_signing_key};
+use macp_auth_service::keystore::RingSource;
 use macp_auth_service::routes::{JWKS_PATH, TOKENS_PATH};
 use macp_auth_service::{AppState, Config, run, shutdown_signal, telemetry};
 use tokio::net::TcpListener;
@@ -21,9 +23,10 @@ use tokio::net::TcpListener;
 /// short-lived JWTs (POST /tokens) and publishes their verification keys
 /// (GET /.well-known/jwks.json).
 ///
-/// Configuration comes from the environment: PORT, HOST, MACP_AUTH_ISSUER,
+/// Configuration comes from the environment (PORT, HOST, MACP_AUTH_ISSUER,
 /// MACP_AUTH_AUDIENCE, MACP_AUTH_MAX_TTL_SECONDS, MACP_AUTH_DEFAULT_TTL_SECONDS,
-/// MACP_AUTH_SIGNING_ALG, MACP_AUTH_SIGNING_KEY_JSON and RUST_LOG. See the README.
+/// MACP_AUTH_SIGNING_ALG, MACP_AUTH_SIGNING_KEY_JSON or MACP_AUTH_SIGNING_KEY_FILE,
+/// RUST_LOG and more); see the README.
 #[derive(Debug, Parser)]
 #[command(name = "macp-auth-service", version, about, long_about)]
 struct Cli {
@@ -37,9 +40,13 @@ enum Command {
     Serve,
     /// Print a new private signing key (one JWK JSON line)
     ///
-    /// The output is ready for MACP_AUTH_SIGNING_KEY_JSON. With --public,
-    /// print the public JWK of a private JWK read from standard input instead.
+    /// The output is ready for MACP_AUTH_SIGNING_KEY_JSON or `keys add`. With
+    /// --public, print the public JWK of a private JWK read from standard
+    /// input instead.
     Keygen(KeygenArgs),
+    /// Edit a key ring file (a JWK Set of private keys)
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Probe /healthz: exit 0 on a 200 within 2 s, otherwise 1
     ///
     /// A container health check that needs no shell, curl or wget.
@@ -48,11 +55,12 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-    /// Validate configuration and key, and print the fingerprint
+    /// Validate configuration and keys, and print the fingerprint
     ///
-    /// Loads the configuration and signing key exactly as serving would,
-    /// prints issuer, audience, alg, kid, key source and TTLs and exits 0, or
-    /// prints the error and exits 1. Never prints private key material.
+    /// Loads the configuration and signing keys exactly as serving would,
+    /// prints issuer, audience, alg, kid, each key's schedule, key source and
+    /// TTLs and exits 0, or prints the error and exits 1. Never prints
+    /// private key material.
     CheckConfig {
         /// Also fail when no pinned key is configured (an ephemeral key
         /// would be generated).
@@ -72,9 +80,34 @@ struct KeygenArgs {
     /// RSA modulus size in bits (RS256 only) [default: 2048]
     #[arg(long, value_parser = ["2048", "3072", "4096"])]
     bits: Option<String>,
+    /// When the key starts signing (Unix seconds or RFC 3339); until then it
+    /// is only published. Publish at least MACP_AUTH_KEY_PREPUBLISH_SECONDS
+    /// (600 s) ahead.
+    #[arg(long, value_name = "TIME")]
+    activate_at: Option<String>,
     /// Read a private JWK on standard input and print its public JWK.
-    #[arg(long, conflicts_with_all = ["alg", "kid", "bits"])]
+    #[arg(long, conflicts_with_all = ["alg", "kid", "bits", "activate_at"])]
     public: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add the private JWK on standard input (e.g. from `keygen`) to a ring
+    /// file, creating the file if needed
+    Add {
+        /// The ring file (JSON: {"keys": [...]}), written atomically, mode 0600.
+        #[arg(long)]
+        ring: PathBuf,
+    },
+    /// Drop retired keys (every token they signed has expired) from a ring file
+    Prune {
+        /// The ring file.
+        #[arg(long)]
+        ring: PathBuf,
+        /// The service's maximum TTL [default: MACP_AUTH_MAX_TTL_SECONDS, or 3600]
+        #[arg(long)]
+        max_ttl_seconds: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -99,8 +132,113 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::Keygen(args) => keygen(args),
+        Command::Keys(command) => keys(command),
         Command::Healthcheck { url } => healthcheck(url),
         Command::CheckConfig { require_pinned_key } => check_config(require_pinned_key),
+    }
+}
+
+fn serve() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return fail(format_args!("invalid configuration: {err}")),
+    };
+    telemetry::init(&config.log_filter);
+    let state = match AppState::from_config(config) {
+        Ok(state) => state,
+        Err(err) => return fail(format_args!("{err}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format_args!("cannot start the async runtime: {err}")),
+    };
+    runtime.block_on(async move {
+        let config = state.config().clone();
+        let addr = config.listen_addr();
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(err) => return fail(format_args!("cannot listen on {addr}: {err}")),
+        };
+        log_fingerprint(&state);
+
+        let (stop_maintenance, maintenance_stopped) = tokio::sync::oneshot::channel::<()>();
+        let maintenance = tokio::spawn(state.keys().clone().maintain(
+            config.key_poll_interval,
+            async move {
+                let _ = maintenance_stopped.await;
+            },
+        ));
+        let served = run(listener, state, shutdown_signal()).await;
+        let _ = stop_maintenance.send(());
+        let _ = maintenance.await;
+        match served {
+            Ok(()) => {
+                tracing::info!("all in-flight requests finished; exiting");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                tracing::error!("{err}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// The startup lines operators fingerprint a deployment by (the reference
+/// service's, plus alg, kid and the ring's schedule).
+fn log_fingerprint(state: &AppState) {
+    let config = state.config();
+    let base = config.display_base_url();
+    let snapshot = state.keys().current();
+    let source = match state.keys().source() {
+        RingSource::Ephemeral => "ephemeral",
+        RingSource::Env => "env",
+        RingSource::File(_) => "file",
+    };
+    tracing::info!(
+        "listening on {} (port {})",
+        config.listen_addr(),
+        config.port
+    );
+    tracing::info!("issuer={} audience={}", config.issuer, config.audience);
+    tracing::info!("key source: {source}");
+    tracing::info!(
+        "signing alg={} kid={}",
+        snapshot.signing.alg(),
+        snapshot.signing.kid()
+    );
+    let now = state.clock().now();
+    let ring = state.keys().ring();
+    if ring.keys().len() > 1 {
+        for (index, entry) in ring.keys().iter().enumerate() {
+            let status = ring.status(index, now, config.max_ttl_seconds);
+            match entry.activate_at {
+                Some(at) => tracing::info!(
+                    "key {}: {status} (activate_at {})",
+                    entry.key.kid(),
+                    rfc3339(at)
+                ),
+                None => tracing::info!("key {}: {status}", entry.key.kid()),
+            }
+        }
+    }
+    tracing::info!("JWKS: {base}{JWKS_PATH}");
+    tracing::info!("Mint: POST {base}{TOKENS_PATH}");
+    if matches!(state.keys().source(), RingSource::Ephemeral) {
+        tracing::warn!(
+            "ephemeral signing key: tokens minted now stop verifying when this process restarts; set MACP_AUTH_SIGNING_KEY_JSON or MACP_AUTH_SIGNING_KEY_FILE in any shared environment"
+        );
+    }
+    if config.default_ttl_seconds > config.max_ttl_seconds {
+        tracing::warn!(
+            "MACP_AUTH_DEFAULT_TTL_SECONDS ({}) exceeds MACP_AUTH_MAX_TTL_SECONDS ({}): requests without ttl_seconds get {}",
+            config.default_ttl_seconds,
+            config.max_ttl_seconds,
+            config.max_ttl_seconds
+        );
     }
 }
 
@@ -121,7 +259,7 @@ fn keygen(args: KeygenArgs) -> ExitCode {
         let bits = args.bits.map_or(DEFAULT_RSA_BITS, |bits| {
             bits.parse().expect("clap allows only the listed sizes")
         });
-        commands::keygen(alg, args.kid.as_deref(), bits)
+        commands::keygen(alg, args.kid.as_deref(), bits, args.activate_at.as_deref())
             .map_err(|err| format!("key generation failed: {err}"))
     };
     match printed {
@@ -130,6 +268,54 @@ fn keygen(args: KeygenArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => fail(format_args!("{message}")),
+    }
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    match command {
+        KeysCommand::Add { ring } => {
+            let mut new_key = String::new();
+            if let Err(err) = std::io::stdin().read_to_string(&mut new_key) {
+                return fail(format_args!(
+                    "cannot read a private JWK from standard input: {err}"
+                ));
+            }
+            match commands::keys_add(&ring, &new_key) {
+                Ok(kids) => {
+                    println!(
+                        "{}: {} keys: {}",
+                        ring.display(),
+                        kids.len(),
+                        kids.join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(format_args!("keys add: {err}")),
+            }
+        }
+        KeysCommand::Prune {
+            ring,
+            max_ttl_seconds,
+        } => {
+            let max_ttl = match max_ttl_seconds {
+                Some(max_ttl) => max_ttl,
+                None => match Config::from_env() {
+                    Ok(config) => config.max_ttl_seconds,
+                    Err(err) => return fail(format_args!("invalid configuration: {err}")),
+                },
+            };
+            match commands::keys_prune(&ring, SystemClock.now(), max_ttl) {
+                Ok(dropped) if dropped.is_empty() => {
+                    println!("{}: no retired keys", ring.display());
+                    ExitCode::SUCCESS
+                }
+                Ok(dropped) => {
+                    println!("{}: dropped {}", ring.display(), dropped.join(", "));
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(format_args!("keys prune: {err}")),
+            }
+        }
     }
 }
 
@@ -160,82 +346,22 @@ fn check_config(require_pinned_key: bool) -> ExitCode {
         Err(err) => return fail(format_args!("invalid configuration: {err}")),
     };
     match commands::check_config(&config) {
-        Ok((key, report)) => {
+        Ok((source, report)) => {
             print!("{report}");
-            if key.source() == KeySource::Ephemeral {
+            if source == RingSource::Ephemeral {
                 if require_pinned_key {
                     return fail(format_args!(
-                        "no pinned key: MACP_AUTH_SIGNING_KEY_JSON is unset, so serving would use an ephemeral key"
+                        "no pinned key: neither MACP_AUTH_SIGNING_KEY_JSON nor MACP_AUTH_SIGNING_KEY_FILE is set, so serving would use an ephemeral key"
                     ));
                 }
                 eprintln!(
-                    "macp-auth-service: warning: MACP_AUTH_SIGNING_KEY_JSON is unset; serving would use an ephemeral key"
+                    "macp-auth-service: warning: no pinned key is configured; serving would use an ephemeral key"
                 );
             }
             ExitCode::SUCCESS
         }
-        Err(err) => fail(format_args!("invalid configuration: {err}")),
+        Err(err) => fail(format_args!("{err}")),
     }
-}
-
-fn serve() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(err) => return fail(format_args!("invalid configuration: {err}")),
-    };
-    telemetry::init(&config.log_filter);
-    let key = match load_signing_key(&config) {
-        Ok(key) => key,
-        Err(err) => return fail(format_args!("invalid configuration: {err}")),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => return fail(format_args!("cannot start the async runtime: {err}")),
-    };
-    runtime.block_on(async move {
-        let addr = config.listen_addr();
-        let listener = match TcpListener::bind(addr).await {
-            Ok(listener) => listener,
-            Err(err) => return fail(format_args!("cannot listen on {addr}: {err}")),
-        };
-        let base = config.display_base_url();
-        tracing::info!("listening on {addr} (port {})", config.port);
-        tracing::info!("issuer={} audience={}", config.issuer, config.audience);
-        tracing::info!("key source: {}", key.source());
-        tracing::info!("signing alg={} kid={}", key.alg(), key.kid());
-        tracing::info!("JWKS: {base}{JWKS_PATH}");
-        tracing::info!("Mint: POST {base}{TOKENS_PATH}");
-        if key.source() == KeySource::Ephemeral {
-            tracing::warn!(
-                "ephemeral signing key: tokens minted now stop verifying when this process restarts; set MACP_AUTH_SIGNING_KEY_JSON in any shared environment"
-            );
-        }
-        if config.default_ttl_seconds > config.max_ttl_seconds {
-            tracing::warn!(
-                "MACP_AUTH_DEFAULT_TTL_SECONDS ({}) exceeds MACP_AUTH_MAX_TTL_SECONDS ({}): requests without ttl_seconds get {}",
-                config.default_ttl_seconds,
-                config.max_ttl_seconds,
-                config.max_ttl_seconds
-            );
-        }
-        let state = match AppState::new(config, key) {
-            Ok(state) => state,
-            Err(err) => return fail(format_args!("cannot start the signing threads: {err}")),
-        };
-        match run(listener, state, shutdown_signal()).await {
-            Ok(()) => {
-                tracing::info!("all in-flight requests finished; exiting");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                tracing::error!("{err}");
-                ExitCode::FAILURE
-            }
-        }
-    })
 }
 
 fn fail(message: std::fmt::Arguments<'_>) -> ExitCode {

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 
 /// A validated `POST /tokens` body.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MintRequest {
+pub struct MintRequest {
     /// The requested subject, exactly as sent (never trimmed).
     pub sender: String,
     /// The scopes object, numbers normalised as JavaScript would print them.
@@ -25,7 +25,7 @@ pub(crate) struct MintRequest {
 
 /// Validates a request body against the v1 contract, in the reference's
 /// order: JSON, then sender, then scopes, then TTL.
-pub(crate) fn parse_request(body: &[u8]) -> Result<MintRequest, ApiError> {
+pub fn parse_request(body: &[u8]) -> Result<MintRequest, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::InvalidJson)?;
     let Value::Object(mut object) = value else {
         return Err(ApiError::SenderRequired);
@@ -64,7 +64,7 @@ fn is_js_blank(text: &str) -> bool {
 /// (or the default when none was asked for), then held to the maximum. The
 /// reference signs with the rounded value but reports the raw one; here the
 /// reported `expires_in_seconds` and `exp - iat` are the same integer.
-pub(crate) fn effective_ttl(requested: Option<f64>, default: u64, max: u64) -> u64 {
+pub fn effective_ttl(requested: Option<f64>, default: u64, max: u64) -> u64 {
     match requested {
         None => default.min(max),
         // Compare before converting: f64 → u64 saturates, but being explicit
@@ -78,7 +78,7 @@ pub(crate) fn effective_ttl(requested: Option<f64>, default: u64, max: u64) -> u
 /// `3` the way JavaScript's `JSON.stringify` writes it: the runtime reads
 /// `max_open_sessions` as `usize` and rejects `3.0`. Nothing else changes:
 /// keys keep their order, and empty strings and arrays stay.
-pub(crate) fn normalize_scopes(scopes: Map<String, Value>) -> Map<String, Value> {
+pub fn normalize_scopes(scopes: Map<String, Value>) -> Map<String, Value> {
     scopes
         .into_iter()
         .map(|(key, value)| (key, normalize_value(value)))
@@ -113,25 +113,32 @@ fn normalize_number(number: Number) -> Number {
 
 /// The JWT claims, in the order the reference service writes them.
 #[derive(Debug, Serialize)]
-pub(crate) struct Claims<'a> {
+pub struct Claims<'a> {
+    /// The request's scopes object, normalised.
     pub macp_scopes: &'a Map<String, Value>,
+    /// Issued at, Unix seconds.
     pub iat: u64,
+    /// Expiry, Unix seconds: `iat` + the effective TTL.
     pub exp: u64,
+    /// The configured issuer.
     pub iss: &'a str,
+    /// The configured audience.
     pub aud: &'a str,
+    /// The sender, exactly as requested.
     pub sub: &'a str,
+    /// The token's unique id.
     pub jti: &'a str,
 }
 
 /// A fresh token id: 128 random bits, base64url (22 characters).
-pub(crate) fn new_jti() -> Result<String, ApiError> {
+pub fn new_jti() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::Internal("system RNG failed"))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// `base64url(header) . base64url(claims)`, the bytes that get signed.
-pub(crate) fn signing_input(header_b64: &str, claims: &Claims<'_>) -> Result<String, ApiError> {
+pub fn signing_input(header_b64: &str, claims: &Claims<'_>) -> Result<String, ApiError> {
     let payload =
         serde_json::to_vec(claims).map_err(|_| ApiError::Internal("claims did not serialise"))?;
     let mut input = String::with_capacity(header_b64.len() + 1 + payload.len().div_ceil(3) * 4);
@@ -142,7 +149,7 @@ pub(crate) fn signing_input(header_b64: &str, claims: &Claims<'_>) -> Result<Str
 }
 
 /// Appends the signature to the signing input, completing the compact JWS.
-pub(crate) fn compact_jws(mut signing_input: String, signature: &[u8]) -> String {
+pub fn compact_jws(mut signing_input: String, signature: &[u8]) -> String {
     signing_input.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut signing_input);
     signing_input

@@ -5,7 +5,6 @@
 //! in the pool, so the async workers only ever do microseconds of work.
 
 use std::convert::Infallible;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
@@ -29,6 +28,17 @@ pub const TOKENS_PATH: &str = "/tokens";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Path of the liveness probe.
 pub const HEALTHZ_PATH: &str = "/healthz";
+/// Path of the OpenID Connect discovery document.
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+/// Every route the service serves, with its methods (GET routes answer HEAD
+/// too); the OpenAPI document is checked against this list.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", TOKENS_PATH),
+    ("GET", JWKS_PATH),
+    ("GET", DISCOVERY_PATH),
+    ("GET", HEALTHZ_PATH),
+];
 
 /// Builds the service's router over `state`.
 pub fn router(state: AppState) -> Router {
@@ -45,6 +55,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(TOKENS_PATH, tokens)
         .route(JWKS_PATH, get(jwks))
+        .route(DISCOVERY_PATH, get(openid_configuration))
         .route(HEALTHZ_PATH, get(healthz))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
@@ -80,13 +91,13 @@ async fn mint(
     let request = parse_request(&body)?;
 
     let config = state.config();
-    let key = state.signing_key();
+    let key = state.keys().current().signing.clone();
     let ttl = effective_ttl(
         request.ttl_seconds,
         config.default_ttl_seconds,
         config.max_ttl_seconds,
     );
-    let iat = unix_now();
+    let iat = state.clock().now();
     let jti = new_jti()?;
     let claims = Claims {
         macp_scopes: &request.scopes,
@@ -132,21 +143,102 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-async fn jwks(State(state): State<AppState>) -> Response {
+/// The JWKS, cacheable until the published set next changes, with a strong
+/// ETag so verifiers can revalidate for the price of a 304.
+async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snapshot = state.keys().current();
+    let max_age = snapshot.max_age(state.clock().now(), state.config().jwks_max_age_seconds);
+    let cache_control = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .expect("digits are a valid header value");
+    if if_none_match(&headers, &snapshot.etag) {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, snapshot.etag.clone()),
+                (header::CACHE_CONTROL, cache_control),
+            ],
+        )
+            .into_response();
+    }
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        state.jwks().clone(),
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, snapshot.etag.clone()),
+            (header::CACHE_CONTROL, cache_control),
+        ],
+        snapshot.jwks.clone(),
     )
         .into_response()
+}
+
+/// `If-None-Match` uses the weak comparison (RFC 9110 13.1.2): `W/` is
+/// ignored, and `*` matches any current representation.
+fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Ok(etag) = etag.to_str() else {
+        return false;
+    };
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
+}
+
+/// Minimal OpenID Connect discovery, so generic JWT verifiers can find the
+/// JWKS from the issuer. `jwks_uri` uses `MACP_AUTH_PUBLIC_URL` when set, and
+/// otherwise the Host the client used.
+async fn openid_configuration(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let config = state.config();
+    let (base, varies) = match &config.public_url {
+        Some(base) => (base.clone(), false),
+        None => (
+            request_base_url(&headers).unwrap_or_else(|| config.display_base_url()),
+            true,
+        ),
+    };
+    let snapshot = state.keys().current();
+    let document = serde_json::json!({
+        "issuer": config.issuer,
+        "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "id_token_signing_alg_values_supported": [snapshot.signing.alg().as_str()],
+        "subject_types_supported": ["public"],
+        "response_types_supported": ["id_token"],
+        "claims_supported": ["sub", "iss", "aud", "iat", "exp", "jti", "macp_scopes"],
+    });
+    let mut response = Json(document).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_str(&format!("public, max-age={}", config.jwks_max_age_seconds))
+            .expect("digits are a valid header value"),
+    );
+    if varies {
+        headers.insert(
+            header::VARY,
+            HeaderValue::from_static("host, x-forwarded-proto"),
+        );
+    }
+    response
+}
+
+/// `scheme://host` from the request: the Host header (checked to be a valid
+/// authority, so it cannot inject anything), https only when a proxy says so.
+fn request_base_url(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let authority: axum::http::uri::Authority = host.parse().ok()?;
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(proto) if proto.trim().eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    Some(format!("{scheme}://{authority}"))
 }
 
 async fn healthz() -> Response {
@@ -171,6 +263,43 @@ async fn method_not_allowed() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn if_none_match_uses_weak_comparison_over_a_list() {
+        let etag = HeaderValue::from_static("\"abc\"");
+        let cases = [
+            ("\"abc\"", true),
+            ("W/\"abc\"", true),
+            ("\"x\", \"abc\"", true),
+            ("*", true),
+            ("\"abd\"", false),
+            ("abc", false),
+        ];
+        for (value, expected) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(value).unwrap());
+            assert_eq!(if_none_match(&headers, &etag), expected, "{value}");
+        }
+        assert!(!if_none_match(&HeaderMap::new(), &etag));
+    }
+
+    #[test]
+    fn the_request_base_url_comes_from_a_valid_host_only() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(request_base_url(&headers), None);
+        headers.insert(header::HOST, HeaderValue::from_static("auth.internal:3200"));
+        assert_eq!(
+            request_base_url(&headers).as_deref(),
+            Some("http://auth.internal:3200")
+        );
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(
+            request_base_url(&headers).as_deref(),
+            Some("https://auth.internal:3200")
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("evil.com/path?x"));
+        assert_eq!(request_base_url(&headers), None);
+    }
 
     #[test]
     fn json_content_types_are_recognised() {

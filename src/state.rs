@@ -1,19 +1,19 @@
-//! The state every request handler shares: settings, the signing key, its
-//! pre-serialised JWKS and the signing pool.
+//! The state every request handler shares: settings, the clock, the live key
+//! ring and the signing pool.
 //!
 //! Built once at startup and cloned cheaply (one `Arc`) into each handler via
 //! axum's `State`; nothing here is global, so tests can run many independent
-//! instances in one process.
+//! instances in one process, each with its own clock.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::keys::{SigningKey, jwks_json};
+use crate::keys::SigningKey;
+use crate::keystore::{KeyStore, LoadKeyError, load_ring};
 use crate::signer::SigningPool;
 
-/// Shared, immutable per-process state.
+/// Shared per-process state.
 #[derive(Clone, Debug)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -22,30 +22,61 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     config: Config,
-    key: Arc<SigningKey>,
-    jwks: Bytes,
+    clock: Arc<dyn Clock>,
+    keys: Arc<KeyStore>,
     signer: SigningPool,
 }
 
+/// Why the service could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The signing key source is unusable.
+    #[error("invalid configuration: {0}")]
+    Keys(#[from] LoadKeyError),
+    /// The signing threads could not be started.
+    #[error("cannot start the signing threads: {0}")]
+    Threads(#[from] std::io::Error),
+}
+
 impl AppState {
-    /// State with a signing pool sized to this machine.
-    pub fn new(config: Config, key: SigningKey) -> std::io::Result<Self> {
-        Ok(Self::with_pool(
+    /// Everything from `config`: the key ring it names, the system clock and
+    /// a signing pool sized to this machine.
+    pub fn from_config(config: Config) -> Result<Self, StartupError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (ring, source) = load_ring(&config, clock.now())?;
+        let keys = Arc::new(KeyStore::new(&config, ring, source, clock.clone()));
+        Ok(Self::new(
             config,
-            key,
+            keys,
+            clock,
             SigningPool::for_this_machine()?,
         ))
     }
 
-    /// State with the given signing pool.
-    pub fn with_pool(config: Config, key: SigningKey, signer: SigningPool) -> Self {
-        // The JWKS never changes while this state lives: serialise it once.
-        let jwks = Bytes::from(jwks_json([&key]));
+    /// State signing with one key that has always been active.
+    pub fn with_key(config: Config, key: SigningKey) -> Result<Self, StartupError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let keys = Arc::new(KeyStore::single(&config, key, clock.clone()));
+        Ok(Self::new(
+            config,
+            keys,
+            clock,
+            SigningPool::for_this_machine()?,
+        ))
+    }
+
+    /// State from its parts.
+    pub fn new(
+        config: Config,
+        keys: Arc<KeyStore>,
+        clock: Arc<dyn Clock>,
+        signer: SigningPool,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 config,
-                key: Arc::new(key),
-                jwks,
+                clock,
+                keys,
                 signer,
             }),
         }
@@ -56,14 +87,14 @@ impl AppState {
         &self.inner.config
     }
 
-    /// The key every token is signed with.
-    pub fn signing_key(&self) -> &Arc<SigningKey> {
-        &self.inner.key
+    /// The time source every decision uses.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
     }
 
-    /// The JWKS document's bytes, as served.
-    pub fn jwks(&self) -> &Bytes {
-        &self.inner.jwks
+    /// The live key ring.
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.inner.keys
     }
 
     /// The pool that performs every signature.

@@ -2,15 +2,18 @@
 //! ephemeral port, and a verifier that behaves like the MACP runtime.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, TokenData, Validation, decode, decode_header};
+use macp_auth_service::clock::{Clock, SystemClock};
 use macp_auth_service::config::SigningAlg;
 use macp_auth_service::keys::{KeySource, SigningKey, generate_private_jwk};
+use macp_auth_service::keystore::{KeyStore, RingSource};
+use macp_auth_service::ring::KeyRing;
 use macp_auth_service::signer::SigningPool;
 use macp_auth_service::{AppState, Config, ServeError, router, run};
 use serde::Deserialize;
@@ -50,7 +53,17 @@ pub fn state_with(config: Config) -> AppState {
         KeySource::Env,
     )
     .unwrap();
-    AppState::with_pool(config, key, SigningPool::new(2, 64).unwrap())
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = Arc::new(KeyStore::single(&config, key, clock.clone()));
+    AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap())
+}
+
+/// State serving the ring in `ring_text` (a JWK Set) by `clock`.
+pub fn state_with_ring(config: Config, ring_text: &str, clock: Arc<dyn Clock>) -> AppState {
+    let ring = KeyRing::parse(config.signing_alg, ring_text, KeySource::Env).unwrap();
+    ring.validate(clock.now(), config.max_ttl_seconds).unwrap();
+    let keys = Arc::new(KeyStore::new(&config, ring, RingSource::Env, clock.clone()));
+    AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap())
 }
 
 /// State with default settings and the cached RS256 key.

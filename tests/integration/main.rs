@@ -4,13 +4,19 @@
 //! - `contract`: every row of the v1 wire contract, driven in process.
 //! - `runtime`: tokens minted over a real socket, verified the way the MACP
 //!   runtime does it, for both algorithms and across instances.
+//! - `rotation`: the key ring over time: pre-publication, switch, retirement.
 //! - `shutdown`: draining in-flight requests and the drain deadline.
 //! - `process`: the binary itself: startup log, signals, bad configuration.
 //! - `commands`: the operator subcommands and key interchange with Node.
+//! - `manifests`: the Dockerfile and Kubernetes manifests match the service.
+//! - `openapi`: docs/openapi.yaml and the served routes agree.
 
 mod commands;
 mod contract;
 mod helpers;
+mod manifests;
+mod openapi;
 mod process;
+mod rotation;
 mod runtime;
 mod shutdown;

@@ -110,7 +110,10 @@ fn documents() -> Vec<Document> {
 }
 
 fn objects_of_kind(kind: &str) -> Vec<Document> {
-    documents().into_iter().filter(|doc| doc.kind() == kind).collect()
+    documents()
+        .into_iter()
+        .filter(|doc| doc.kind() == kind)
+        .collect()
 }
 
 fn the_only(kind: &str) -> Value {
@@ -269,7 +272,10 @@ fn the_configmap_port_matches_the_container_port() {
         assert_eq!(port.parse::<u64>().ok(), Some(service_port()));
     }
     for value in data.as_mapping().expect("the ConfigMap has data").values() {
-        assert!(value.is_string(), "ConfigMap values must be strings: {value:?}");
+        assert!(
+            value.is_string(),
+            "ConfigMap values must be strings: {value:?}"
+        );
     }
 }
 
@@ -286,7 +292,10 @@ fn the_service_and_disruption_budget_select_the_pods_on_the_service_port() {
     let service = the_only("Service");
     let spec = &service["spec"];
     assert_eq!(spec["type"].as_str().unwrap_or("ClusterIP"), "ClusterIP");
-    assert!(labels_match(&spec["selector"], pod_labels), "Service selector");
+    assert!(
+        labels_match(&spec["selector"], pod_labels),
+        "Service selector"
+    );
     let ports = spec["ports"].as_sequence().expect("the Service has ports");
     assert_eq!(ports.len(), 1);
     assert_eq!(as_u64(&ports[0]["port"], "Service port"), service_port());
@@ -379,7 +388,10 @@ fn the_signing_key_comes_from_a_secret_that_the_base_does_not_ship() {
         .collect();
     assert_eq!(key_env.len(), 1, "{KEY_VARIABLE} is set exactly once");
     let key_env = key_env[0];
-    assert!(key_env["value"].is_null(), "{KEY_VARIABLE} has no inline value");
+    assert!(
+        key_env["value"].is_null(),
+        "{KEY_VARIABLE} has no inline value"
+    );
     let secret_ref = &key_env["valueFrom"]["secretKeyRef"];
     assert_eq!(secret_ref["name"].as_str(), Some(KEY_SECRET_NAME));
     assert_eq!(secret_ref["key"].as_str(), Some(KEY_SECRET_KEY));
@@ -418,9 +430,13 @@ fn the_signing_key_comes_from_a_secret_that_the_base_does_not_ship() {
 }
 
 /// Signs of private key material in text: a JWK's private member or key type,
-/// or a PEM private key. Whitespace is ignored, so pretty-printed JSON counts.
+/// or a PEM private key. Whitespace and backslashes are ignored, so
+/// pretty-printed JSON and JSON escaped inside a YAML string count too.
 fn key_material_in(text: &str) -> Vec<&'static str> {
-    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let compact: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '\\')
+        .collect();
     let mut found = Vec::new();
     for (needle, label) in [
         ("\"d\":", "a JWK private member \"d\""),
@@ -436,20 +452,25 @@ fn key_material_in(text: &str) -> Vec<&'static str> {
     found
 }
 
-/// Mapping keys anywhere in `value` that only a JWK would have.
-fn jwk_members_in(value: &Value, found: &mut Vec<String>) {
+/// Key material anywhere in a parsed document: a mapping with a JWK's `kty`
+/// member, or a string scalar that holds a JWK or PEM key.
+fn key_material_in_value(value: &Value, found: &mut Vec<String>) {
     match value {
         Value::Mapping(map) => {
             for (key, child) in map {
                 if key.as_str() == Some("kty") {
-                    found.push("kty".to_owned());
+                    found.push("a mapping with a JWK \"kty\" member".to_owned());
                 }
-                jwk_members_in(child, found);
+                key_material_in_value(key, found);
+                key_material_in_value(child, found);
             }
         }
-        Value::Sequence(items) => items.iter().for_each(|item| jwk_members_in(item, found)),
-        Value::Tagged(tagged) => jwk_members_in(&tagged.value, found),
-        _ => {}
+        Value::Sequence(items) => items
+            .iter()
+            .for_each(|item| key_material_in_value(item, found)),
+        Value::Tagged(tagged) => key_material_in_value(&tagged.value, found),
+        Value::String(text) => found.extend(key_material_in(text).into_iter().map(String::from)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
@@ -458,15 +479,26 @@ fn the_key_material_scan_recognises_a_private_jwk_in_any_layout() {
     // The shape `keygen` prints, with placeholder values.
     let one_line = r#"{"kty":"EC","crv":"P-256","x":"AAAA","y":"BBBB","d":"CCCC","alg":"ES256"}"#;
     let pretty = "{\n  \"kty\" : \"RSA\",\n  \"n\": \"AAAA\",\n  \"d\" : \"BBBB\"\n}";
-    let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----";
-    let pem_wrapped = "-----BEGIN RSA PRIVATE\n KEY-----";
-    for text in [one_line, pretty, pem, pem_wrapped] {
+    // Assembled, so secret scanners do not flag this file.
+    let pem = ["-----BEGIN ", "PRIVATE KEY-----\nAAAA\n"].concat();
+    let pem_wrapped = ["-----BEGIN RSA ", "PRIVATE\n KEY-----"].concat();
+    for text in [one_line, pretty, &pem, &pem_wrapped] {
         assert!(!key_material_in(text).is_empty(), "missed: {text}");
     }
-    let as_yaml: Value = serde_norway::from_str("jwk:\n  kty: EC\n  d: CCCC\n").unwrap();
-    let mut members = Vec::new();
-    jwk_members_in(&as_yaml, &mut members);
-    assert_eq!(members, ["kty"]);
+    let escaped = r#"jwk: "{\"kty\":\"EC\",\"d\":\"CCCC\"}""#;
+    assert!(!key_material_in(escaped).is_empty(), "missed: {escaped}");
+
+    // Parsed: as a YAML mapping, as a JSON string, and as a block scalar.
+    for yaml in [
+        "jwk:\n  kty: EC\n  d: CCCC\n",
+        escaped,
+        "jwk: |\n  {\"crv\": \"P-256\", \"d\": \"CCCC\"}\n",
+    ] {
+        let value: Value = serde_norway::from_str(yaml).unwrap();
+        let mut found = Vec::new();
+        key_material_in_value(&value, &mut found);
+        assert!(!found.is_empty(), "missed: {yaml}");
+    }
 
     // And the words operators do use in these files are not flagged.
     let benign = "MACP_AUTH_SIGNING_KEY_JSON: from Secret macp-auth-signing-key, key jwk";
@@ -483,9 +515,9 @@ fn no_manifest_or_image_file_contains_key_material() {
         assert!(found.is_empty(), "{}: {found:?}", file.display());
     }
     for doc in documents() {
-        let mut members = Vec::new();
-        jwk_members_in(&doc.value, &mut members);
-        assert!(members.is_empty(), "{}: a JWK mapping", doc.file.display());
+        let mut found = Vec::new();
+        key_material_in_value(&doc.value, &mut found);
+        assert!(found.is_empty(), "{}: {found:?}", doc.file.display());
     }
 }
 
@@ -513,7 +545,9 @@ fn final_stage() -> Vec<Instruction> {
             continue;
         }
         pending.push_str(trimmed);
-        let (keyword, arguments) = pending.split_once(char::is_whitespace).unwrap_or((&pending, ""));
+        let (keyword, arguments) = pending
+            .split_once(char::is_whitespace)
+            .unwrap_or((&pending, ""));
         instructions.push(Instruction {
             keyword: keyword.to_ascii_uppercase(),
             arguments: arguments.trim().to_owned(),
@@ -545,9 +579,7 @@ fn the_dockerfile_exposes_the_service_port() {
         .flat_map(|i| i.arguments.split_whitespace())
         .map(|port| {
             let number = port.strip_suffix("/tcp").unwrap_or(port);
-            number
-                .parse()
-                .unwrap_or_else(|_| panic!("EXPOSE {port}"))
+            number.parse().unwrap_or_else(|_| panic!("EXPOSE {port}"))
         })
         .collect();
     assert_eq!(exposed, [service_port()]);
@@ -563,7 +595,10 @@ fn the_dockerfile_health_check_runs_the_healthcheck_subcommand_without_a_shell()
         .split_once("CMD")
         .expect("HEALTHCHECK ... CMD [...]");
     for option in options.split_whitespace() {
-        assert!(option.starts_with("--"), "unexpected HEALTHCHECK word {option}");
+        assert!(
+            option.starts_with("--"),
+            "unexpected HEALTHCHECK word {option}"
+        );
     }
     let argv = exec_form(command.trim(), "HEALTHCHECK CMD");
     assert_eq!(argv, [IMAGE_BINARY, "healthcheck"]);

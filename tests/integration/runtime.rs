@@ -1,7 +1,6 @@
 //! Tokens minted over a real socket and verified as the MACP runtime does.
 
 use macp_auth_service::config::{KeyMaterial, SigningAlg};
-use macp_auth_service::keys::load_signing_key;
 use macp_auth_service::{AppState, Config};
 use serde_json::{Value, json};
 
@@ -31,9 +30,7 @@ async fn jwks_over_http(server: &TestServer) -> Vec<u8> {
 #[tokio::test]
 async fn tokens_from_an_ephemeral_key_verify_like_the_runtime_for_both_algorithms() {
     for alg in [SigningAlg::Rs256, SigningAlg::Es256] {
-        let config = config(alg);
-        let key = load_signing_key(&config).unwrap();
-        let server = TestServer::start(AppState::new(config, key).unwrap()).await;
+        let server = TestServer::start(AppState::from_config(config(alg)).unwrap()).await;
         let minted = mint_over_http(
             &server,
             json!({
@@ -93,10 +90,7 @@ async fn two_instances_sharing_a_pinned_key_verify_each_others_tokens() {
             ..config(alg)
         };
         let first = TestServer::start(state_with(pinned.clone())).await;
-        let second = TestServer::start(
-            AppState::new(pinned.clone(), load_signing_key(&pinned).unwrap()).unwrap(),
-        )
-        .await;
+        let second = TestServer::start(AppState::from_config(pinned.clone()).unwrap()).await;
         let minted = mint_over_http(&first, json!({"sender": "agent://shared"})).await;
         let first_jwks = jwks_over_http(&first).await;
         let second_jwks = jwks_over_http(&second).await;
@@ -115,9 +109,7 @@ async fn two_instances_sharing_a_pinned_key_verify_each_others_tokens() {
 #[tokio::test]
 async fn tokens_from_one_key_do_not_verify_against_another_keys_jwks() {
     let ours = TestServer::start(crate::helpers::state()).await;
-    let config = config(SigningAlg::Rs256);
-    let other_key = load_signing_key(&config).unwrap();
-    let other = TestServer::start(AppState::new(config, other_key).unwrap()).await;
+    let other = TestServer::start(AppState::from_config(config(SigningAlg::Rs256)).unwrap()).await;
     let minted = mint_over_http(&ours, json!({"sender": "agent://a"})).await;
     let err = verify_like_runtime(
         minted["token"].as_str().unwrap(),

@@ -1,0 +1,684 @@
+//! The key ring: several signing keys with activation times, and the pure
+//! rules that say, for any instant, which key signs and which are published.
+//!
+//! Rotation without an outage needs a verifier to hold the next key before
+//! any token is signed with it, and the previous key until every token it
+//! signed has expired. The ring makes that declarative: each key may carry an
+//! `activate_at` (Unix seconds or RFC 3339); the signing key is the activated
+//! key with the latest activation (ties: the first in the set); a key waiting
+//! for its activation is already published; a superseded key stays published
+//! until its successor's activation + the maximum TTL + the verifiers' 60 s
+//! leeway, and then leaves the JWKS by itself. Everything here depends only on
+//! the ring and the clock, so replicas sharing a secret agree to the second.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::clock::{parse_instant, rfc3339};
+use crate::config::SigningAlg;
+use crate::keys::{KeyError, KeySource, SigningKey};
+
+/// Most keys a ring may publish at once.
+pub const MAX_PUBLISHED_KEYS: usize = 8;
+
+/// Clock leeway verifiers allow (the MACP runtime's is 60 s): a superseded key
+/// stays published this much longer than its last token's lifetime.
+pub const VERIFIER_LEEWAY_SECONDS: u64 = 60;
+
+/// The JWK member holding a key's activation time.
+pub const ACTIVATE_AT: &str = "activate_at";
+
+/// One key of the ring.
+#[derive(Debug, Clone)]
+pub struct RingKey {
+    /// The key itself.
+    pub key: Arc<SigningKey>,
+    /// When it starts signing, in Unix seconds; `None` means always.
+    pub activate_at: Option<u64>,
+}
+
+impl RingKey {
+    fn activation(&self) -> u64 {
+        self.activate_at.unwrap_or(0)
+    }
+}
+
+/// The keys a source holds, in the source's order.
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    keys: Vec<RingKey>,
+}
+
+/// A ring that cannot be used. Messages never contain key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// The text is neither JSON nor PEM.
+    #[error("must be a private JWK, a JWK Set ({{\"keys\": [...]}}) or PEM")]
+    UnknownFormat,
+    /// A JWK Set without keys.
+    #[error("holds no keys")]
+    Empty,
+    /// A JWK Set whose `keys` is not an array.
+    #[error("has a \"keys\" member that is not an array")]
+    KeysNotArray,
+    /// The one key of the source is unusable.
+    #[error("{0}")]
+    Invalid(KeyError),
+    /// One key of the set is unusable.
+    #[error("key {position}{kid}: {source}")]
+    Key {
+        /// 1-based position in the set.
+        position: usize,
+        /// ` (kid "...")` when the key has one, else empty.
+        kid: String,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// An `activate_at` that is neither Unix seconds nor RFC 3339.
+    #[error("key {position}{kid}: \"activate_at\" must be Unix seconds or an RFC 3339 timestamp")]
+    BadActivation {
+        /// 1-based position in the set.
+        position: usize,
+        /// ` (kid "...")` when the key has one, else empty.
+        kid: String,
+    },
+    /// Two keys share a kid, which would make verifiers pick the wrong one.
+    #[error("has two keys with kid {0:?}; every kid must be unique")]
+    DuplicateKid(String),
+    /// No key has activated yet, so nothing could sign.
+    #[error("has no active key: every key's activate_at is in the future (the earliest is {0})")]
+    NothingActive(String),
+    /// More keys published at once than verifiers should have to hold.
+    #[error(
+        "would publish {0} keys at once; at most {MAX_PUBLISHED_KEYS} are allowed (drop retired keys with `macp-auth-service keys prune`)"
+    )]
+    TooManyKeys(usize),
+}
+
+/// Which keys do what at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Index of the signing key, if any key has activated.
+    pub signing: Option<usize>,
+    /// Indices of the published keys, in ring order.
+    pub published: Vec<usize>,
+    /// The next instant the signing key changes (an activation), if scheduled.
+    pub next_activation: Option<u64>,
+    /// The next instant the published set changes (a retirement), if scheduled.
+    pub next_retirement: Option<u64>,
+}
+
+impl Schedule {
+    /// The next instant anything changes.
+    pub fn next_change(&self) -> Option<u64> {
+        match (self.next_activation, self.next_retirement) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What a key is doing at some instant, for logs and `check-config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Signs new tokens.
+    Signing,
+    /// Published, waiting for its activation.
+    Pending,
+    /// Published so tokens it signed still verify; signs nothing new.
+    Superseded,
+    /// No longer published: every token it signed has expired.
+    Retired,
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyStatus::Signing => "signing",
+            KeyStatus::Pending => "pending",
+            KeyStatus::Superseded => "superseded",
+            KeyStatus::Retired => "retired",
+        })
+    }
+}
+
+impl KeyRing {
+    /// A ring of one key that has always been active.
+    pub fn single(key: SigningKey) -> Self {
+        KeyRing {
+            keys: vec![RingKey {
+                key: Arc::new(key),
+                activate_at: None,
+            }],
+        }
+    }
+
+    /// Parses a key source: one private JWK, a JWK Set, or one or more PEM
+    /// private keys. Every key must suit `alg`.
+    pub fn parse(alg: SigningAlg, text: &str, source: KeySource) -> Result<Self, RingError> {
+        let trimmed = text.trim_start();
+        let keys = if trimmed.starts_with('{') {
+            let value: Value = serde_json::from_str(text).map_err(|err| {
+                RingError::Invalid(KeyError::InvalidJson {
+                    line: err.line(),
+                    column: err.column(),
+                })
+            })?;
+            let Value::Object(object) = value else {
+                unreachable!("text starting with '{{' that parses is an object");
+            };
+            match object.get("keys") {
+                Some(Value::Array(members)) => {
+                    let mut keys = Vec::with_capacity(members.len());
+                    for (index, member) in members.iter().enumerate() {
+                        keys.push(ring_key_from_jwk(alg, index + 1, member, source)?);
+                    }
+                    keys
+                }
+                Some(_) => return Err(RingError::KeysNotArray),
+                None => vec![
+                    ring_key_from_jwk(alg, 1, &Value::Object(object), source).map_err(|err| {
+                        match err {
+                            RingError::Key { source, .. } => RingError::Invalid(source),
+                            other => other,
+                        }
+                    })?,
+                ],
+            }
+        } else if trimmed.starts_with("-----BEGIN") {
+            let blocks = split_pem(trimmed);
+            let single = blocks.len() == 1;
+            blocks
+                .into_iter()
+                .enumerate()
+                .map(|(index, block)| {
+                    SigningKey::from_pem(alg, block, source)
+                        .map(|key| RingKey {
+                            key: Arc::new(key),
+                            activate_at: None,
+                        })
+                        .map_err(|source| {
+                            if single {
+                                RingError::Invalid(source)
+                            } else {
+                                RingError::Key {
+                                    position: index + 1,
+                                    kid: String::new(),
+                                    source,
+                                }
+                            }
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else if trimmed.starts_with('[') {
+            return Err(RingError::Invalid(KeyError::NotAnObject));
+        } else {
+            return Err(RingError::UnknownFormat);
+        };
+        if keys.is_empty() {
+            return Err(RingError::Empty);
+        }
+        let ring = KeyRing { keys };
+        for (index, key) in ring.keys.iter().enumerate() {
+            if ring.keys[..index]
+                .iter()
+                .any(|earlier| earlier.key.kid() == key.key.kid())
+            {
+                return Err(RingError::DuplicateKid(key.key.kid().to_owned()));
+            }
+        }
+        Ok(ring)
+    }
+
+    /// Checks the ring can serve at `now`: some key has activated, and no
+    /// more than [`MAX_PUBLISHED_KEYS`] are published.
+    pub fn validate(&self, now: u64, max_ttl: u64) -> Result<(), RingError> {
+        let schedule = self.schedule(now, max_ttl);
+        if schedule.signing.is_none() {
+            let earliest = self.keys.iter().map(RingKey::activation).min().unwrap_or(0);
+            return Err(RingError::NothingActive(rfc3339(earliest)));
+        }
+        if schedule.published.len() > MAX_PUBLISHED_KEYS {
+            return Err(RingError::TooManyKeys(schedule.published.len()));
+        }
+        Ok(())
+    }
+
+    /// The keys, in source order.
+    pub fn keys(&self) -> &[RingKey] {
+        &self.keys
+    }
+
+    /// When the key at `index` leaves the JWKS: its successor's activation
+    /// (the earliest later activation in the ring) + `max_ttl` + leeway.
+    pub fn retirement(&self, index: usize, max_ttl: u64) -> Option<u64> {
+        let own = self.keys[index].activation();
+        self.keys
+            .iter()
+            .map(RingKey::activation)
+            .filter(|activation| *activation > own)
+            .min()
+            .map(|successor| {
+                successor
+                    .saturating_add(max_ttl)
+                    .saturating_add(VERIFIER_LEEWAY_SECONDS)
+            })
+    }
+
+    /// Which key signs and which are published at `now`.
+    pub fn schedule(&self, now: u64, max_ttl: u64) -> Schedule {
+        let mut signing: Option<usize> = None;
+        for (index, key) in self.keys.iter().enumerate() {
+            let activation = key.activation();
+            if activation <= now
+                && signing.is_none_or(|best| activation > self.keys[best].activation())
+            {
+                signing = Some(index);
+            }
+        }
+        let mut published = Vec::new();
+        let mut next_retirement: Option<u64> = None;
+        for index in 0..self.keys.len() {
+            match self.retirement(index, max_ttl) {
+                Some(retire_at) if retire_at <= now => {}
+                Some(retire_at) => {
+                    published.push(index);
+                    next_retirement = Some(next_retirement.map_or(retire_at, |t| t.min(retire_at)));
+                }
+                None => published.push(index),
+            }
+        }
+        let next_activation = self
+            .keys
+            .iter()
+            .map(RingKey::activation)
+            .filter(|activation| *activation > now)
+            .min();
+        Schedule {
+            signing,
+            published,
+            next_activation,
+            next_retirement,
+        }
+    }
+
+    /// What the key at `index` is doing at `now`.
+    pub fn status(&self, index: usize, now: u64, max_ttl: u64) -> KeyStatus {
+        let schedule = self.schedule(now, max_ttl);
+        if schedule.signing == Some(index) {
+            KeyStatus::Signing
+        } else if !schedule.published.contains(&index) {
+            KeyStatus::Retired
+        } else if self.keys[index].activation() > now {
+            KeyStatus::Pending
+        } else {
+            KeyStatus::Superseded
+        }
+    }
+}
+
+fn ring_key_from_jwk(
+    alg: SigningAlg,
+    position: usize,
+    member: &Value,
+    source: KeySource,
+) -> Result<RingKey, RingError> {
+    let kid = match member.get("kid").and_then(Value::as_str) {
+        Some(kid) => format!(" (kid {kid:?})"),
+        None => String::new(),
+    };
+    let Value::Object(jwk) = member else {
+        return Err(RingError::Key {
+            position,
+            kid,
+            source: KeyError::NotAnObject,
+        });
+    };
+    let activate_at = match jwk.get(ACTIVATE_AT) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(number)) => Some(number.as_u64().ok_or(RingError::BadActivation {
+            position,
+            kid: kid.clone(),
+        })?),
+        Some(Value::String(text)) => Some(parse_instant(text).ok_or(RingError::BadActivation {
+            position,
+            kid: kid.clone(),
+        })?),
+        Some(_) => {
+            return Err(RingError::BadActivation {
+                position,
+                kid: kid.clone(),
+            });
+        }
+    };
+    let key = SigningKey::from_jwk(alg, jwk, source).map_err(|source| RingError::Key {
+        position,
+        kid: kid.clone(),
+        source,
+    })?;
+    Ok(RingKey {
+        key: Arc::new(key),
+        activate_at,
+    })
+}
+
+/// Splits text into its PEM blocks (BEGIN line through END line).
+fn split_pem(text: &str) -> Vec<&str> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN") {
+        let after_begin = &rest[start..];
+        let Some(end_marker) = after_begin.find("-----END") else {
+            blocks.push(after_begin);
+            break;
+        };
+        let after_end = &after_begin[end_marker..];
+        // The END line runs to its closing dashes.
+        let close = after_end[8..]
+            .find("-----")
+            .map_or(after_end.len(), |i| 8 + i + 5);
+        blocks.push(&after_begin[..end_marker + close]);
+        rest = &after_end[close..];
+    }
+    blocks
+}
+
+/// Reads a ring file's JSON as an editable JWK Set (a single JWK becomes a
+/// set of one); for the `keys add` and `keys prune` commands.
+pub fn ring_document(text: &str) -> Result<Vec<Map<String, Value>>, RingError> {
+    let value: Value = serde_json::from_str(text).map_err(|err| RingError::Key {
+        position: 1,
+        kid: String::new(),
+        source: KeyError::InvalidJson {
+            line: err.line(),
+            column: err.column(),
+        },
+    })?;
+    match value {
+        Value::Object(mut object) => match object.remove("keys") {
+            Some(Value::Array(members)) => members
+                .into_iter()
+                .enumerate()
+                .map(|(index, member)| match member {
+                    Value::Object(jwk) => Ok(jwk),
+                    _ => Err(RingError::Key {
+                        position: index + 1,
+                        kid: String::new(),
+                        source: KeyError::NotAnObject,
+                    }),
+                })
+                .collect(),
+            Some(_) => Err(RingError::KeysNotArray),
+            None => Ok(vec![object]),
+        },
+        _ => Err(RingError::UnknownFormat),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::generate_private_jwk;
+    use serde_json::json;
+
+    const MAX_TTL: u64 = 3600;
+
+    fn jwk(kid: &str, activate_at: Option<Value>) -> Value {
+        let mut jwk = generate_private_jwk(SigningAlg::Es256, 0, Some(kid)).unwrap();
+        if let Some(at) = activate_at {
+            jwk.insert(ACTIVATE_AT.into(), at);
+        }
+        Value::Object(jwk)
+    }
+
+    fn ring(keys: Vec<Value>) -> KeyRing {
+        KeyRing::parse(
+            SigningAlg::Es256,
+            &json!({ "keys": keys }).to_string(),
+            KeySource::Env,
+        )
+        .unwrap()
+    }
+
+    fn kids(ring: &KeyRing, indices: &[usize]) -> Vec<String> {
+        indices
+            .iter()
+            .map(|i| ring.keys()[*i].key.kid().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_single_jwk_is_a_ring_of_one_that_has_always_been_active() {
+        let text = jwk("only", None).to_string();
+        let ring = KeyRing::parse(SigningAlg::Es256, &text, KeySource::Env).unwrap();
+        let schedule = ring.schedule(0, MAX_TTL);
+        assert_eq!(schedule.signing, Some(0));
+        assert_eq!(schedule.published, vec![0]);
+        assert_eq!(schedule.next_change(), None);
+    }
+
+    #[test]
+    fn the_latest_activated_key_signs_and_ties_go_to_the_first() {
+        let ring = ring(vec![
+            jwk("a", None),
+            jwk("b", Some(json!(100))),
+            jwk("c", Some(json!(100))),
+            jwk("d", Some(json!(200))),
+        ]);
+        assert_eq!(ring.schedule(99, MAX_TTL).signing, Some(0));
+        assert_eq!(ring.schedule(100, MAX_TTL).signing, Some(1));
+        assert_eq!(ring.schedule(199, MAX_TTL).signing, Some(1));
+        assert_eq!(ring.schedule(200, MAX_TTL).signing, Some(3));
+    }
+
+    #[test]
+    fn a_rotation_publishes_first_switches_at_activation_and_retires_after_the_last_token() {
+        let ring = ring(vec![jwk("old", None), jwk("new", Some(json!(1000)))]);
+        let before = ring.schedule(500, MAX_TTL);
+        assert_eq!(kids(&ring, &[before.signing.unwrap()]), ["old"]);
+        assert_eq!(
+            kids(&ring, &before.published),
+            ["old", "new"],
+            "pre-published"
+        );
+        assert_eq!(before.next_activation, Some(1000));
+        assert_eq!(ring.status(1, 500, MAX_TTL), KeyStatus::Pending);
+
+        let after = ring.schedule(1000, MAX_TTL);
+        assert_eq!(kids(&ring, &[after.signing.unwrap()]), ["new"]);
+        assert_eq!(kids(&ring, &after.published), ["old", "new"]);
+        let retire_at = 1000 + MAX_TTL + VERIFIER_LEEWAY_SECONDS;
+        assert_eq!(after.next_retirement, Some(retire_at));
+        assert_eq!(ring.status(0, 1000, MAX_TTL), KeyStatus::Superseded);
+
+        assert_eq!(
+            kids(&ring, &ring.schedule(retire_at - 1, MAX_TTL).published),
+            ["old", "new"]
+        );
+        assert_eq!(
+            kids(&ring, &ring.schedule(retire_at, MAX_TTL).published),
+            ["new"]
+        );
+        assert_eq!(ring.status(0, retire_at, MAX_TTL), KeyStatus::Retired);
+        assert_eq!(ring.schedule(retire_at, MAX_TTL).next_change(), None);
+    }
+
+    #[test]
+    fn activation_times_may_be_rfc3339() {
+        let ring = ring(vec![
+            jwk("a", None),
+            jwk("b", Some(json!("2026-11-23T00:00:00Z"))),
+        ]);
+        assert_eq!(ring.keys()[1].activate_at, Some(1_795_392_000));
+    }
+
+    #[test]
+    fn bad_rings_are_refused_with_a_reason() {
+        let a = jwk("a", None);
+        let cases: Vec<(String, &str)> = vec![
+            (json!({"keys": []}).to_string(), "holds no keys"),
+            (json!({"keys": {}}).to_string(), "has a \"keys\" member that is not an array"),
+            (json!({"keys": [a, a]}).to_string(), "has two keys with kid \"a\""),
+            (
+                json!({"keys": [jwk("x", Some(json!("tomorrow")))]}).to_string(),
+                "key 1 (kid \"x\"): \"activate_at\" must be Unix seconds or an RFC 3339 timestamp",
+            ),
+            (
+                json!({"keys": [jwk("x", Some(json!(-5)))]}).to_string(),
+                "key 1 (kid \"x\"): \"activate_at\" must be",
+            ),
+            (
+                json!({"keys": [a, {"kty": "EC", "kid": "pub", "crv": "P-256", "x": "AA", "y": "AA"}]}).to_string(),
+                "key 2 (kid \"pub\"): must be a private JWK",
+            ),
+            ("not a key".into(), "must be a private JWK, a JWK Set"),
+            ("[1]".into(), "must be a JSON object"),
+            ("{oops".into(), "is not valid JSON"),
+            (json!({"kty": "EC"}).to_string(), "must be a private JWK"),
+        ];
+        for (text, expected) in cases {
+            let err = KeyRing::parse(SigningAlg::Es256, &text, KeySource::Env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ring_with_nothing_active_or_too_many_keys_is_refused() {
+        let future = ring(vec![jwk("later", Some(json!(5000)))]);
+        assert_eq!(
+            future.validate(100, MAX_TTL).unwrap_err().to_string(),
+            "has no active key: every key's activate_at is in the future (the earliest is 1970-01-01T01:23:20Z)"
+        );
+        let crowded = ring(
+            (0..9)
+                .map(|i| jwk(&format!("k{i}"), Some(json!(i * 10))))
+                .collect(),
+        );
+        assert_eq!(
+            crowded.validate(100, MAX_TTL).unwrap_err(),
+            RingError::TooManyKeys(9)
+        );
+        assert!(
+            crowded.validate(100 + 80 + MAX_TTL + 60, MAX_TTL).is_ok(),
+            "once most have retired"
+        );
+    }
+
+    #[test]
+    fn pem_keys_of_every_supported_kind_load_with_thumbprint_kids() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rsa::KeySize;
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RsaKeyPair};
+        let pem = |label: &str, der: &[u8]| {
+            pem_rfc7468::encode_string(label, pem_rfc7468::LineEnding::LF, der).unwrap()
+        };
+        let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let pkcs8 = rsa.as_der().unwrap();
+        let pkcs1 = pkcs8::PrivateKeyInfoRef::try_from(pkcs8.as_ref())
+            .unwrap()
+            .private_key
+            .as_bytes()
+            .to_vec();
+        let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let ec_pkcs8 = ec.to_pkcs8v1().unwrap();
+        let sec1 = ec.private_key().as_der().unwrap();
+
+        let from_pkcs8 = KeyRing::parse(
+            SigningAlg::Rs256,
+            &pem("PRIVATE KEY", pkcs8.as_ref()),
+            KeySource::File,
+        )
+        .unwrap();
+        let from_pkcs1 = KeyRing::parse(
+            SigningAlg::Rs256,
+            &pem("RSA PRIVATE KEY", &pkcs1),
+            KeySource::File,
+        )
+        .unwrap();
+        assert_eq!(from_pkcs8.keys()[0].key.kid().len(), 43, "thumbprint kid");
+        assert_eq!(
+            from_pkcs8.keys()[0].key.public_jwk(),
+            from_pkcs1.keys()[0].key.public_jwk(),
+            "PKCS#8 and PKCS#1 of one key are the same key"
+        );
+        let other = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let two_blocks = format!(
+            "{}\n{}",
+            pem("PRIVATE KEY", pkcs8.as_ref()),
+            pem("PRIVATE KEY", other.as_der().unwrap().as_ref())
+        );
+        let ring = KeyRing::parse(SigningAlg::Rs256, &two_blocks, KeySource::File).unwrap();
+        assert_eq!(ring.keys().len(), 2, "several PEM blocks make a ring");
+        assert!(ring.validate(0, MAX_TTL).is_ok());
+        let same_twice = format!(
+            "{}\n{}",
+            pem("PRIVATE KEY", pkcs8.as_ref()),
+            pem("RSA PRIVATE KEY", &pkcs1)
+        );
+        assert!(matches!(
+            KeyRing::parse(SigningAlg::Rs256, &same_twice, KeySource::File),
+            Err(RingError::DuplicateKid(_))
+        ));
+
+        for text in [
+            pem("PRIVATE KEY", ec_pkcs8.as_ref()),
+            pem("EC PRIVATE KEY", sec1.as_ref()),
+        ] {
+            let ring = KeyRing::parse(SigningAlg::Es256, &text, KeySource::File).unwrap();
+            assert_eq!(ring.keys()[0].key.public_jwk()["crv"], "P-256");
+        }
+
+        let cases = [
+            (
+                SigningAlg::Es256,
+                pem("RSA PRIVATE KEY", &pkcs1),
+                "has key type \"RSA\" (PEM), but ES256 needs kty \"EC\"",
+            ),
+            (
+                SigningAlg::Es256,
+                pem("PRIVATE KEY", pkcs8.as_ref()),
+                "holds a PEM PRIVATE KEY block that is not a usable ES256 private key",
+            ),
+            (
+                SigningAlg::Rs256,
+                pem("PUBLIC KEY", &[1, 2, 3]),
+                "holds a PEM block labelled \"PUBLIC KEY\"",
+            ),
+            (
+                SigningAlg::Rs256,
+                pem("ENCRYPTED PRIVATE KEY", &[1, 2, 3]),
+                "holds a PEM block labelled \"ENCRYPTED PRIVATE KEY\"",
+            ),
+            (
+                SigningAlg::Rs256,
+                "-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n".into(),
+                "holds a PEM (undecodable) block",
+            ),
+        ];
+        for (alg, text, expected) in cases {
+            let err = KeyRing::parse(alg, &text, KeySource::File)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ring_document_is_editable_as_a_list_of_jwks() {
+        let single = jwk("one", None).to_string();
+        assert_eq!(ring_document(&single).unwrap().len(), 1);
+        let set = json!({"keys": [jwk("a", None), jwk("b", None)]}).to_string();
+        let keys = ring_document(&set).unwrap();
+        assert_eq!(keys[1]["kid"], "b");
+    }
+}
