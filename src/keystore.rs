@@ -379,42 +379,55 @@ impl KeyStore {
 
     /// Keeps the ring current: wakes at each scheduled change to log it, and
     /// reloads the key file on SIGHUP and when its content changes (polled
-    /// every `poll`; `None` turns polling off). Runs until `shutdown`.
-    pub async fn maintain<F>(self: Arc<Self>, poll: Option<Duration>, shutdown: F)
+    /// every `poll`; `None` turns polling off), until `shutdown`.
+    ///
+    /// The SIGHUP handler is installed by this call, not when the returned
+    /// future first runs, so a SIGHUP that arrives once serving has started
+    /// can never hit the default action (terminating the process). Call it
+    /// from within the Tokio runtime.
+    pub fn maintain<F>(
+        self: Arc<Self>,
+        poll: Option<Duration>,
+        shutdown: F,
+    ) -> impl std::future::Future<Output = ()> + Send
     where
         F: std::future::Future<Output = ()> + Send,
     {
         #[cfg(unix)]
         let mut hangups =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        tokio::pin!(shutdown);
-        loop {
-            let until_change = self
-                .next_change()
-                .map(|at| at.saturating_sub(self.clock.now()))
-                .unwrap_or(3600)
-                .clamp(1, 3600);
-            let tick = poll.unwrap_or(Duration::from_secs(3600));
-            #[cfg(unix)]
-            let hangup = async {
-                match hangups.as_mut() {
-                    Some(stream) => {
-                        stream.recv().await;
+        async move {
+            tokio::pin!(shutdown);
+            loop {
+                let until_change = self
+                    .next_change()
+                    .map(|at| at.saturating_sub(self.clock.now()))
+                    .unwrap_or(3600)
+                    .clamp(1, 3600);
+                let tick = poll.unwrap_or(Duration::from_secs(3600));
+                #[cfg(unix)]
+                let hangup = async {
+                    match hangups.as_mut() {
+                        Some(stream) => {
+                            stream.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
                     }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hangup = std::future::pending::<()>();
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(Duration::from_secs(until_change)) => {
-                    self.current();
-                }
-                () = tokio::time::sleep(tick), if poll.is_some() => self.reload_and_log("key file check"),
-                () = hangup => {
-                    tracing::info!("received SIGHUP: reloading the key ring");
-                    self.reload_and_log("SIGHUP");
+                };
+                #[cfg(not(unix))]
+                let hangup = std::future::pending::<()>();
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(Duration::from_secs(until_change)) => {
+                        self.current();
+                    }
+                    () = tokio::time::sleep(tick), if poll.is_some() => {
+                        self.reload_and_log("key file check");
+                    }
+                    () = hangup => {
+                        tracing::info!("received SIGHUP: reloading the key ring");
+                        self.reload_and_log("SIGHUP");
+                    }
                 }
             }
         }

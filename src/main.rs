@@ -157,6 +157,14 @@ fn serve() -> ExitCode {
     };
     runtime.block_on(async move {
         let config = state.config().clone();
+        // Installs the SIGHUP handler now, before the port opens.
+        let (stop_maintenance, maintenance_stopped) = tokio::sync::oneshot::channel::<()>();
+        let maintenance = state
+            .keys()
+            .clone()
+            .maintain(config.key_poll_interval, async move {
+                let _ = maintenance_stopped.await;
+            });
         let addr = config.listen_addr();
         let listener = match TcpListener::bind(addr).await {
             Ok(listener) => listener,
@@ -164,13 +172,7 @@ fn serve() -> ExitCode {
         };
         log_fingerprint(&state);
 
-        let (stop_maintenance, maintenance_stopped) = tokio::sync::oneshot::channel::<()>();
-        let maintenance = tokio::spawn(state.keys().clone().maintain(
-            config.key_poll_interval,
-            async move {
-                let _ = maintenance_stopped.await;
-            },
-        ));
+        let maintenance = tokio::spawn(maintenance);
         let served = run(listener, state, shutdown_signal()).await;
         let _ = stop_maintenance.send(());
         let _ = maintenance.await;

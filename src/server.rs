@@ -55,29 +55,42 @@ where
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C), logging which arrived.
-pub async fn shutdown_signal() {
-    let interrupt = async {
+///
+/// The handlers are installed by this call, not when the future first runs,
+/// so a signal arriving while the server starts is never lost to the default
+/// action. Call it from within the Tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
+                match stream {
+                    Some(mut stream) => {
+                        stream.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let name = tokio::select! {
+                () = wait(terminate) => "SIGTERM",
+                () = wait(interrupt) => "SIGINT",
+            };
+            log_signal(name);
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+        log_signal("Ctrl-C");
+    }
+}
 
-    let name = tokio::select! {
-        () = interrupt => "SIGINT",
-        () = terminate => "SIGTERM",
-    };
+fn log_signal(name: &str) {
     tracing::info!(
         signal = name,
         "received {name}: no longer accepting connections, draining in-flight requests"

@@ -270,3 +270,64 @@ fn private_jwks_exported_by_node_load_as_pinned_keys() {
         .unwrap();
     assert_eq!(ec.public_jwk()["x"], keys["ec"]["x"]);
 }
+
+#[test]
+fn keys_add_and_prune_manage_a_ring_file_that_serving_accepts() {
+    let dir = std::env::temp_dir().join(format!("macp-keys-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ring = dir.join("ring.json");
+    let ring_arg = ring.display().to_string();
+
+    let current = stdout(
+        &binary(&["keygen", "--alg", "ES256", "--kid", "current"])
+            .output()
+            .unwrap(),
+    );
+    let added = stdout(&run_with_stdin(
+        binary(&["keys", "add", "--ring", &ring_arg]),
+        &current,
+    ));
+    assert!(added.contains("1 keys: current"), "{added}");
+    let next = stdout(
+        &binary(&[
+            "keygen",
+            "--alg",
+            "ES256",
+            "--kid",
+            "next",
+            "--activate-at",
+            "2999-01-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap(),
+    );
+    let added = stdout(&run_with_stdin(
+        binary(&["keys", "add", "--ring", &ring_arg]),
+        &next,
+    ));
+    assert!(added.contains("2 keys: current, next"), "{added}");
+    let duplicate = run_with_stdin(binary(&["keys", "add", "--ring", &ring_arg]), &next);
+    assert!(!duplicate.status.success(), "a kid is added once");
+
+    let report = stdout(
+        &binary(&["check-config"])
+            .env("MACP_AUTH_SIGNING_ALG", "ES256")
+            .env("MACP_AUTH_SIGNING_KEY_FILE", &ring_arg)
+            .output()
+            .unwrap(),
+    );
+    assert!(report.contains("key source: file\n"), "{report}");
+    assert!(report.contains("kid: current\n"), "{report}");
+    assert!(
+        report.contains("key next: pending, activates 2999-01-01T00:00:00Z"),
+        "{report}"
+    );
+
+    let pruned = stdout(
+        &binary(&["keys", "prune", "--ring", &ring_arg])
+            .output()
+            .unwrap(),
+    );
+    assert!(pruned.contains("no retired keys"), "{pruned}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -215,3 +215,168 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
         );
     }
 }
+
+/// Starts the binary with `env` on a free loopback port and waits for it.
+async fn start_service(env: &[(&str, String)]) -> (Child, String) {
+    let port = free_port();
+    let mut command = binary();
+    command
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_healthy(&base, &mut child).await;
+    (child, base)
+}
+
+async fn published_kids(base: &str) -> Vec<String> {
+    let jwks: serde_json::Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn mint_status(base: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/tokens"))
+        .json(&serde_json::json!({"sender": "agent://reload"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn ring_file(name: &str, kids: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("macp-process-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ring.json");
+    write_ring(&path, kids);
+    path
+}
+
+fn write_ring(path: &std::path::Path, kids: &[&str]) {
+    let keys: Vec<serde_json::Value> = kids
+        .iter()
+        .map(|kid| {
+            serde_json::Value::Object(
+                macp_auth_service::keys::generate_private_jwk(SigningAlg::Es256, 0, Some(kid))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+}
+
+async fn wait_for_kids(base: &str, expected: &[&str]) {
+    let start = Instant::now();
+    while published_kids(base).await != expected {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "JWKS never became {expected:?}: {:?}",
+            published_kids(base).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn stop(mut child: Child) -> String {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10)).expect("exits");
+    assert!(status.success());
+    let mut log = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    log
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_key_file_and_a_broken_file_keeps_the_ring() {
+    let path = ring_file("sighup", &["first"]);
+    let (child, base) = start_service(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_SIGNING_KEY_FILE", path.display().to_string()),
+        ("MACP_AUTH_KEY_POLL_SECONDS", "0".into()),
+    ])
+    .await;
+    assert_eq!(published_kids(&base).await, ["first"]);
+
+    write_ring(&path, &["first", "second"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        published_kids(&base).await,
+        ["first"],
+        "polling is off: only SIGHUP reloads"
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for_kids(&base, &["first", "second"]).await;
+
+    std::fs::write(&path, "{ this is not a key").unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(published_kids(&base).await, ["first", "second"], "kept");
+    assert_eq!(mint_status(&base).await, 200, "minting continues");
+
+    let log = stop(child);
+    assert!(
+        log.contains("received SIGHUP: reloading the key ring"),
+        "{log}"
+    );
+    assert!(log.contains("key ring reloaded from"), "{log}");
+    assert!(
+        log.contains("key ring reload (SIGHUP) failed, keeping the current ring: MACP_AUTH_SIGNING_KEY_FILE is not valid JSON"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_key_file_is_picked_up_by_polling() {
+    let path = ring_file("poll", &["first"]);
+    let (child, base) = start_service(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_SIGNING_KEY_FILE", path.display().to_string()),
+        ("MACP_AUTH_KEY_POLL_SECONDS", "1".into()),
+    ])
+    .await;
+    write_ring(&path, &["first", "second"]);
+    wait_for_kids(&base, &["first", "second"]).await;
+    let log = stop(child);
+    assert!(log.contains("key ring reloaded from"), "{log}");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
