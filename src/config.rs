@@ -27,6 +27,16 @@ pub(crate) mod vars {
     pub const KEY_POLL: &str = "MACP_AUTH_KEY_POLL_SECONDS";
     pub const JWKS_MAX_AGE: &str = "MACP_AUTH_JWKS_MAX_AGE_SECONDS";
     pub const PUBLIC_URL: &str = "MACP_AUTH_PUBLIC_URL";
+    pub const CLIENTS_FILE: &str = "MACP_AUTH_CLIENTS_FILE";
+    pub const CLIENTS_JSON: &str = "MACP_AUTH_CLIENTS_JSON";
+    pub const RATE_LIMIT_PER_SECOND: &str = "MACP_AUTH_RATE_LIMIT_PER_SECOND";
+    pub const RATE_LIMIT_BURST: &str = "MACP_AUTH_RATE_LIMIT_BURST";
+    pub const LOG_FORMAT: &str = "MACP_AUTH_LOG_FORMAT";
+    pub const METRICS_ADDR: &str = "MACP_AUTH_METRICS_ADDR";
+    pub const SHUTDOWN_DELAY: &str = "MACP_AUTH_SHUTDOWN_DELAY_SECONDS";
+    pub const REQUEST_TIMEOUT: &str = "MACP_AUTH_REQUEST_TIMEOUT_SECONDS";
+    pub const HEADER_READ_TIMEOUT: &str = "MACP_AUTH_HEADER_READ_TIMEOUT_SECONDS";
+    pub const MAX_CONNECTIONS: &str = "MACP_AUTH_MAX_CONNECTIONS";
     pub const RUST_LOG: &str = "RUST_LOG";
 }
 
@@ -69,6 +79,24 @@ impl fmt::Display for SigningAlg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// A token bucket per minting client (or peer address when unauthenticated).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Sustained mints per second.
+    pub per_second: f64,
+    /// Mints allowed at once after a quiet spell.
+    pub burst: u32,
 }
 
 /// A string that holds private key material: it never prints its contents.
@@ -128,6 +156,31 @@ pub struct Config {
     /// The base URL verifiers reach this service at (`MACP_AUTH_PUBLIC_URL`),
     /// without a trailing slash; discovery falls back to the request's Host.
     pub public_url: Option<String>,
+    /// The minting-client list (`MACP_AUTH_CLIENTS_JSON`); with no file
+    /// either, minting is unauthenticated.
+    pub clients_json: Option<KeyMaterial>,
+    /// A file holding the client list (`MACP_AUTH_CLIENTS_FILE`), reloaded
+    /// with the key ring.
+    pub clients_file: Option<PathBuf>,
+    /// Per-client mint rate limit (`MACP_AUTH_RATE_LIMIT_PER_SECOND`,
+    /// `MACP_AUTH_RATE_LIMIT_BURST`); `None` turns it off.
+    pub rate_limit: Option<RateLimit>,
+    /// Log format (`MACP_AUTH_LOG_FORMAT`: `text` or `json`).
+    pub log_format: LogFormat,
+    /// A separate address for `/metrics` (`MACP_AUTH_METRICS_ADDR`); when
+    /// unset, `/metrics` is served on the main port.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How long the listener keeps serving after SIGTERM with readiness
+    /// already failing (`MACP_AUTH_SHUTDOWN_DELAY_SECONDS`), so load balancers
+    /// deregister the instance before it stops accepting.
+    pub shutdown_delay: Duration,
+    /// Longest a request may take, body included (`MACP_AUTH_REQUEST_TIMEOUT_SECONDS`).
+    pub request_timeout: Duration,
+    /// Longest a client may take to send request headers
+    /// (`MACP_AUTH_HEADER_READ_TIMEOUT_SECONDS`).
+    pub header_read_timeout: Duration,
+    /// Most connections served at once (`MACP_AUTH_MAX_CONNECTIONS`).
+    pub max_connections: usize,
     /// The tracing filter (`RUST_LOG`), already checked to parse.
     pub log_filter: String,
     /// How long shutdown waits for in-flight requests before giving up.
@@ -151,6 +204,15 @@ impl Default for Config {
             key_poll_interval: Some(Duration::from_secs(10)),
             jwks_max_age_seconds: 300,
             public_url: None,
+            clients_json: None,
+            clients_file: None,
+            rate_limit: None,
+            log_format: LogFormat::Text,
+            metrics_addr: None,
+            shutdown_delay: Duration::ZERO,
+            request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 4096,
             log_filter: "info".to_owned(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
@@ -305,6 +367,120 @@ impl Config {
             })?),
         };
 
+        let clients_json = match get(vars::CLIENTS_JSON)? {
+            None => None,
+            Some(raw) if raw.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    vars::CLIENTS_JSON,
+                    "MACP_AUTH_CLIENTS_JSON is set but empty: set it to a JSON client list, or unset it",
+                ));
+            }
+            Some(raw) => Some(KeyMaterial::new(raw)),
+        };
+        let clients_file = match get(vars::CLIENTS_FILE)? {
+            None => None,
+            Some(raw) if raw.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    vars::CLIENTS_FILE,
+                    "MACP_AUTH_CLIENTS_FILE is set but empty: set it to the path of a client list, or unset it",
+                ));
+            }
+            Some(_) if clients_json.is_some() => {
+                return Err(ConfigError::new(
+                    vars::CLIENTS_FILE,
+                    "MACP_AUTH_CLIENTS_FILE and MACP_AUTH_CLIENTS_JSON are both set: set only one",
+                ));
+            }
+            Some(raw) => Some(PathBuf::from(raw)),
+        };
+        let rate_limit = match (
+            get(vars::RATE_LIMIT_PER_SECOND)?,
+            get(vars::RATE_LIMIT_BURST)?,
+        ) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    vars::RATE_LIMIT_BURST,
+                    "MACP_AUTH_RATE_LIMIT_BURST needs MACP_AUTH_RATE_LIMIT_PER_SECOND to be set too",
+                ));
+            }
+            (Some(rate), burst) => {
+                let per_second = rate
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|rate| rate.is_finite() && *rate > 0.0 && *rate <= 1e6)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            vars::RATE_LIMIT_PER_SECOND,
+                            format!(
+                                "MACP_AUTH_RATE_LIMIT_PER_SECOND must be a positive number of mints per second, at most 1000000 (got {rate:?})"
+                            ),
+                        )
+                    })?;
+                let burst = match burst {
+                    None => (per_second.ceil() as u32).max(1),
+                    Some(raw) => raw
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|burst| *burst > 0)
+                        .ok_or_else(|| {
+                            ConfigError::new(
+                                vars::RATE_LIMIT_BURST,
+                                format!("MACP_AUTH_RATE_LIMIT_BURST must be a positive integer (got {raw:?})"),
+                            )
+                        })?,
+                };
+                Some(RateLimit { per_second, burst })
+            }
+        };
+        let log_format = match get(vars::LOG_FORMAT)?.as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    vars::LOG_FORMAT,
+                    format!("MACP_AUTH_LOG_FORMAT must be text or json (got {other:?})"),
+                ));
+            }
+        };
+        let metrics_addr = match get(vars::METRICS_ADDR)? {
+            None => None,
+            Some(raw) => Some(raw.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    vars::METRICS_ADDR,
+                    format!(
+                        "MACP_AUTH_METRICS_ADDR must be an IP address and port, such as 0.0.0.0:9464 or [::]:9464 (got {raw:?})"
+                    ),
+                )
+            })?),
+        };
+        let shutdown_delay = Duration::from_secs(seconds(
+            vars::SHUTDOWN_DELAY,
+            get(vars::SHUTDOWN_DELAY)?,
+            0,
+            300,
+        )?);
+        let request_timeout = Duration::from_secs(positive(
+            vars::REQUEST_TIMEOUT,
+            get(vars::REQUEST_TIMEOUT)?,
+            defaults.request_timeout.as_secs(),
+            3600,
+        )?);
+        let header_read_timeout = Duration::from_secs(positive(
+            vars::HEADER_READ_TIMEOUT,
+            get(vars::HEADER_READ_TIMEOUT)?,
+            defaults.header_read_timeout.as_secs(),
+            3600,
+        )?);
+        let max_connections = positive(
+            vars::MAX_CONNECTIONS,
+            get(vars::MAX_CONNECTIONS)?,
+            defaults.max_connections as u64,
+            1_000_000,
+        )? as usize;
+
         let log_filter = match get(vars::RUST_LOG)? {
             None => defaults.log_filter,
             Some(raw) => {
@@ -336,6 +512,15 @@ impl Config {
             key_poll_interval,
             jwks_max_age_seconds,
             public_url,
+            clients_json,
+            clients_file,
+            rate_limit,
+            log_format,
+            metrics_addr,
+            shutdown_delay,
+            request_timeout,
+            header_read_timeout,
+            max_connections,
             log_filter,
             drain_timeout: defaults.drain_timeout,
         })
@@ -394,6 +579,28 @@ fn seconds(
             ConfigError::new(
                 name,
                 format!("{name} must be a whole number of seconds from 0 to {max} (got {raw:?})"),
+            )
+        })
+}
+
+/// A whole number from 1 to `max`.
+fn positive(
+    name: &'static str,
+    value: Option<String>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = value else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|value| (1..=max).contains(value))
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("{name} must be a whole number from 1 to {max} (got {raw:?})"),
             )
         })
 }
@@ -472,6 +679,14 @@ mod tests {
         assert_eq!(config.key_poll_interval, Some(Duration::from_secs(10)));
         assert_eq!(config.jwks_max_age_seconds, 300);
         assert!(config.public_url.is_none());
+        assert!(config.clients_json.is_none() && config.clients_file.is_none());
+        assert_eq!(config.rate_limit, None);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.metrics_addr, None);
+        assert_eq!(config.shutdown_delay, Duration::ZERO);
+        assert_eq!(config.request_timeout, Duration::from_secs(10));
+        assert_eq!(config.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(config.max_connections, 4096);
     }
 
     #[test]
@@ -490,8 +705,34 @@ mod tests {
             ("MACP_AUTH_KEY_POLL_SECONDS", "0"),
             ("MACP_AUTH_JWKS_MAX_AGE_SECONDS", "60"),
             ("MACP_AUTH_PUBLIC_URL", "https://auth.example.com/"),
+            ("MACP_AUTH_CLIENTS_JSON", "[]"),
+            ("MACP_AUTH_RATE_LIMIT_PER_SECOND", "2.5"),
+            ("MACP_AUTH_RATE_LIMIT_BURST", "10"),
+            ("MACP_AUTH_LOG_FORMAT", "json"),
+            ("MACP_AUTH_METRICS_ADDR", "127.0.0.1:9464"),
+            ("MACP_AUTH_SHUTDOWN_DELAY_SECONDS", "5"),
+            ("MACP_AUTH_REQUEST_TIMEOUT_SECONDS", "20"),
+            ("MACP_AUTH_HEADER_READ_TIMEOUT_SECONDS", "2"),
+            ("MACP_AUTH_MAX_CONNECTIONS", "100"),
         ])
         .unwrap();
+        assert_eq!(
+            config.clients_json.as_ref().map(KeyMaterial::expose),
+            Some("[]")
+        );
+        assert_eq!(
+            config.rate_limit,
+            Some(RateLimit {
+                per_second: 2.5,
+                burst: 10
+            })
+        );
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(config.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(config.request_timeout, Duration::from_secs(20));
+        assert_eq!(config.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(config.max_connections, 100);
         assert_eq!(config.key_prepublish_seconds, 900);
         assert_eq!(config.key_poll_interval, None);
         assert_eq!(config.jwks_max_age_seconds, 60);
@@ -686,6 +927,30 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.variable, "MACP_AUTH_SIGNING_KEY_FILE");
         assert!(err.to_string().contains("set only one"));
+    }
+
+    #[test]
+    fn a_rate_without_a_burst_gets_a_burst_of_one_second() {
+        let config = load(&[("MACP_AUTH_RATE_LIMIT_PER_SECOND", "2.5")]).unwrap();
+        assert_eq!(
+            config.rate_limit,
+            Some(RateLimit {
+                per_second: 2.5,
+                burst: 3
+            })
+        );
+        let config = load(&[("MACP_AUTH_RATE_LIMIT_PER_SECOND", "0.1")]).unwrap();
+        assert_eq!(config.rate_limit.unwrap().burst, 1);
+    }
+
+    #[test]
+    fn a_client_file_and_client_json_cannot_both_be_set() {
+        let err = load(&[
+            ("MACP_AUTH_CLIENTS_FILE", "/run/secrets/clients.json"),
+            ("MACP_AUTH_CLIENTS_JSON", "[]"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "MACP_AUTH_CLIENTS_FILE");
     }
 
     #[test]

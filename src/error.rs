@@ -40,6 +40,29 @@ pub enum ApiError {
     /// The path exists but not with this method; axum adds `Allow`.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Minting needs credentials and none were sent.
+    #[error("authorization required: send Authorization: Bearer <client secret>")]
+    MissingCredentials,
+    /// The credentials match no configured client.
+    #[error("unknown client credentials")]
+    UnknownCredentials,
+    /// The client may not mint for this sender.
+    #[error("client {client:?} may not mint for this sender (allowed senders: {allowed})")]
+    SenderNotAllowed {
+        /// The client's name.
+        client: String,
+        /// Its sender patterns, comma-separated.
+        allowed: String,
+    },
+    /// The client's rate limit is spent.
+    #[error("rate limit exceeded: retry after {retry_after} s")]
+    RateLimited {
+        /// Seconds until a mint is allowed again.
+        retry_after: u64,
+    },
+    /// The request took longer than the request timeout.
+    #[error("request timed out")]
+    RequestTimeout,
     /// Every signing slot and queue place is taken; retry shortly.
     #[error("the service is at capacity, retry shortly")]
     Overloaded,
@@ -60,6 +83,10 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MissingCredentials | ApiError::UnknownCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::SenderNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -73,10 +100,18 @@ impl IntoResponse for ApiError {
         }
         let mut response =
             (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
-        if matches!(self, ApiError::Overloaded) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Overloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::MissingCredentials | ApiError::UnknownCredentials => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }
@@ -108,6 +143,26 @@ mod tests {
         let (status, _, body) = render(ApiError::Internal("signing pool is gone")).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body, json!({"error": "internal server error"}));
+    }
+
+    #[tokio::test]
+    async fn auth_failures_challenge_for_a_bearer_token() {
+        for error in [ApiError::MissingCredentials, ApiError::UnknownCredentials] {
+            let (status, headers, _) = render(error).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+        }
+    }
+
+    #[tokio::test]
+    async fn rate_limits_say_when_to_retry() {
+        let (status, headers, body) = render(ApiError::RateLimited { retry_after: 3 }).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[header::RETRY_AFTER], "3");
+        assert_eq!(
+            body,
+            json!({"error": "rate limit exceeded: retry after 3 s"})
+        );
     }
 
     #[tokio::test]

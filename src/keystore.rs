@@ -13,7 +13,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
@@ -374,81 +373,6 @@ impl KeyStore {
                     );
                 }
             }
-        }
-    }
-
-    /// Keeps the ring current: wakes at each scheduled change to log it, and
-    /// reloads the key file on SIGHUP and when its content changes (polled
-    /// every `poll`; `None` turns polling off), until `shutdown`.
-    ///
-    /// The SIGHUP handler is installed by this call, not when the returned
-    /// future first runs, so a SIGHUP that arrives once serving has started
-    /// can never hit the default action (terminating the process). Call it
-    /// from within the Tokio runtime.
-    pub fn maintain<F>(
-        self: Arc<Self>,
-        poll: Option<Duration>,
-        shutdown: F,
-    ) -> impl std::future::Future<Output = ()> + Send
-    where
-        F: std::future::Future<Output = ()> + Send,
-    {
-        #[cfg(unix)]
-        let mut hangups =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        async move {
-            tokio::pin!(shutdown);
-            loop {
-                let until_change = self
-                    .next_change()
-                    .map(|at| at.saturating_sub(self.clock.now()))
-                    .unwrap_or(3600)
-                    .clamp(1, 3600);
-                let tick = poll.unwrap_or(Duration::from_secs(3600));
-                #[cfg(unix)]
-                let hangup = async {
-                    match hangups.as_mut() {
-                        Some(stream) => {
-                            stream.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                };
-                #[cfg(not(unix))]
-                let hangup = std::future::pending::<()>();
-                tokio::select! {
-                    () = &mut shutdown => return,
-                    () = tokio::time::sleep(Duration::from_secs(until_change)) => {
-                        self.current();
-                    }
-                    () = tokio::time::sleep(tick), if poll.is_some() => {
-                        self.reload_and_log("key file check");
-                    }
-                    () = hangup => {
-                        tracing::info!("received SIGHUP: reloading the key ring");
-                        self.reload_and_log("SIGHUP");
-                    }
-                }
-            }
-        }
-    }
-
-    fn reload_and_log(&self, trigger: &str) {
-        match self.reload() {
-            Ok(ReloadOutcome::Swapped | ReloadOutcome::Unchanged) => {}
-            Ok(ReloadOutcome::NotReloadable) if trigger == "SIGHUP" => {
-                tracing::info!(
-                    "the signing key comes from {} and cannot change at runtime; nothing to reload",
-                    match self.source {
-                        RingSource::Ephemeral => "an ephemeral key",
-                        _ => "MACP_AUTH_SIGNING_KEY_JSON",
-                    }
-                );
-            }
-            Ok(ReloadOutcome::NotReloadable) => {}
-            Err(err) => tracing::error!(
-                "key ring reload ({trigger}) failed, keeping the current ring: {err}"
-            ),
         }
     }
 }

@@ -21,6 +21,8 @@
 //! [`telemetry`] sets up logging; [`commands`] and [`healthcheck`] implement
 //! the operator subcommands (`keygen`, `check-config`, `healthcheck`).
 
+pub mod audit;
+pub mod clients;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -28,7 +30,10 @@ pub mod error;
 pub mod healthcheck;
 pub mod keys;
 pub mod keystore;
+pub mod maintenance;
+pub mod metrics;
 pub mod mint;
+pub mod ratelimit;
 pub mod ring;
 pub mod routes;
 pub mod server;

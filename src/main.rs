@@ -10,12 +10,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use macp_auth_service::clients::{ClientsSource, new_client};
 use macp_auth_service::clock::{Clock, SystemClock, rfc3339};
 use macp_auth_service::commands::{self, DEFAULT_RSA_BITS};
 use macp_auth_service::config::SigningAlg;
 use macp_auth_service::healthcheck::{PROBE_TIMEOUT, probe};
 use macp_auth_service::keystore::RingSource;
-use macp_auth_service::routes::{JWKS_PATH, TOKENS_PATH};
+use macp_auth_service::maintenance::maintain;
+use macp_auth_service::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH, metrics_router};
+use macp_auth_service::server::serve as serve_app;
 use macp_auth_service::{AppState, Config, run, shutdown_signal, telemetry};
 use tokio::net::TcpListener;
 
@@ -47,6 +50,9 @@ enum Command {
     /// Edit a key ring file (a JWK Set of private keys)
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage minting clients (MACP_AUTH_CLIENTS_FILE entries)
+    #[command(subcommand)]
+    Clients(ClientsCommand),
     /// Probe /healthz: exit 0 on a 200 within 2 s, otherwise 1
     ///
     /// A container health check that needs no shell, curl or wget.
@@ -110,6 +116,26 @@ enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Print a new client: {"secret": ..., "client": {...}}
+    ///
+    /// The secret is random (256 bits) and shown only here: give it to the
+    /// client. Add the "client" object to the client list; it holds only the
+    /// secret's SHA-256 digest.
+    New {
+        /// The client's name, as logs, metrics and audit records show it.
+        #[arg(long)]
+        name: String,
+        /// Sender patterns it may mint for (`*` matches any run of characters).
+        #[arg(long, num_args = 1.., required = true)]
+        senders: Vec<String>,
+        /// Its own ceiling on token lifetime.
+        #[arg(long)]
+        max_ttl_seconds: Option<u64>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum AlgArg {
     #[value(name = "RS256")]
@@ -133,6 +159,20 @@ fn main() -> ExitCode {
         Command::Serve => serve(),
         Command::Keygen(args) => keygen(args),
         Command::Keys(command) => keys(command),
+        Command::Clients(ClientsCommand::New {
+            name,
+            senders,
+            max_ttl_seconds,
+        }) => match new_client(&name, senders, max_ttl_seconds) {
+            Ok((secret, entry)) => {
+                println!(
+                    "{}",
+                    serde_json::json!({ "secret": secret, "client": entry })
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(format_args!("clients new: the client {err}")),
+        },
         Command::Healthcheck { url } => healthcheck(url),
         Command::CheckConfig { require_pinned_key } => check_config(require_pinned_key),
     }
@@ -143,7 +183,7 @@ fn serve() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(format_args!("invalid configuration: {err}")),
     };
-    telemetry::init(&config.log_filter);
+    telemetry::init(&config.log_filter, config.log_format);
     let state = match AppState::from_config(config) {
         Ok(state) => state,
         Err(err) => return fail(format_args!("{err}")),
@@ -157,24 +197,52 @@ fn serve() -> ExitCode {
     };
     runtime.block_on(async move {
         let config = state.config().clone();
-        // Installs the SIGHUP handler now, before the port opens.
+        // Installs the signal handlers now, before the port opens.
+        let shutdown = shutdown_signal();
         let (stop_maintenance, maintenance_stopped) = tokio::sync::oneshot::channel::<()>();
-        let maintenance = state
-            .keys()
-            .clone()
-            .maintain(config.key_poll_interval, async move {
-                let _ = maintenance_stopped.await;
-            });
+        let maintenance = maintain(state.clone(), async move {
+            let _ = maintenance_stopped.await;
+        });
         let addr = config.listen_addr();
         let listener = match TcpListener::bind(addr).await {
             Ok(listener) => listener,
             Err(err) => return fail(format_args!("cannot listen on {addr}: {err}")),
         };
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(metrics_addr) = config.metrics_addr {
+            let metrics_listener = match TcpListener::bind(metrics_addr).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    return fail(format_args!(
+                        "cannot listen on MACP_AUTH_METRICS_ADDR {metrics_addr}: {err}"
+                    ));
+                }
+            };
+            tracing::info!("metrics: http://{metrics_addr}{METRICS_PATH}");
+            let app = metrics_router(state.clone());
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = metrics_stopped.await;
+                };
+                if let Ok(draining) = serve_app(
+                    metrics_listener,
+                    app,
+                    64,
+                    config.header_read_timeout,
+                    stopped,
+                )
+                .await
+                {
+                    draining.finish().await;
+                }
+            });
+        }
         log_fingerprint(&state);
 
         let maintenance = tokio::spawn(maintenance);
-        let served = run(listener, state, shutdown_signal()).await;
+        let served = run(listener, state, shutdown).await;
         let _ = stop_maintenance.send(());
+        let _ = stop_metrics.send(());
         let _ = maintenance.await;
         match served {
             Ok(()) => {
@@ -232,6 +300,44 @@ fn log_fingerprint(state: &AppState) {
     if matches!(state.keys().source(), RingSource::Ephemeral) {
         tracing::warn!(
             "ephemeral signing key: tokens minted now stop verifying when this process restarts; set MACP_AUTH_SIGNING_KEY_JSON or MACP_AUTH_SIGNING_KEY_FILE in any shared environment"
+        );
+    }
+    match state.clients().source() {
+        ClientsSource::Off if config.host.is_loopback() => tracing::warn!(
+            "minting is unauthenticated: any local process can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON to require client credentials"
+        ),
+        ClientsSource::Off => tracing::error!(
+            "minting is unauthenticated and {} is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path",
+            config.host
+        ),
+        source => {
+            let clients = state.clients().current();
+            let names: Vec<&str> = clients
+                .as_ref()
+                .as_ref()
+                .map(|list| list.clients().iter().map(|client| client.name()).collect())
+                .unwrap_or_default();
+            tracing::info!(
+                "minting requires client credentials ({}): {}",
+                if matches!(source, ClientsSource::File(_)) {
+                    "MACP_AUTH_CLIENTS_FILE"
+                } else {
+                    "MACP_AUTH_CLIENTS_JSON"
+                },
+                names.join(", ")
+            );
+        }
+    }
+    if let Some(limit) = config.rate_limit {
+        tracing::info!(
+            "mint rate limit: {} per second, burst {}, per {}",
+            limit.per_second,
+            limit.burst,
+            if matches!(state.clients().source(), ClientsSource::Off) {
+                "peer address"
+            } else {
+                "client"
+            }
         );
     }
     if config.default_ttl_seconds > config.max_ttl_seconds {

@@ -5,21 +5,29 @@
 //! in the pool, so the async workers only ever do microseconds of work.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Instant;
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::audit::{self, Caller, Issued, Outcome};
+use crate::clients::Client;
 use crate::error::{ApiError, MAX_BODY_BYTES};
+use crate::metrics::{ClientLabels, RouteLabels};
 use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
+use crate::ratelimit::retry_after_seconds;
 use crate::state::AppState;
 
 /// Path of the mint endpoint.
@@ -30,6 +38,10 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const HEALTHZ_PATH: &str = "/healthz";
 /// Path of the OpenID Connect discovery document.
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+/// Path of the readiness probe.
+pub const READYZ_PATH: &str = "/readyz";
+/// Path of the Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Every route the service serves, with its methods (GET routes answer HEAD
 /// too); the OpenAPI document is checked against this list.
@@ -38,9 +50,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", JWKS_PATH),
     ("GET", DISCOVERY_PATH),
     ("GET", HEALTHZ_PATH),
+    ("GET", READYZ_PATH),
+    ("GET", METRICS_PATH),
 ];
 
-/// Builds the service's router over `state`.
+/// Builds the service's router over `state`. `/metrics` is on it unless
+/// `MACP_AUTH_METRICS_ADDR` moves it to [`metrics_router`].
 pub fn router(state: AppState) -> Router {
     // Tokens are bearer credentials: no cache, proxy or browser may keep one.
     let tokens = post(mint)
@@ -52,15 +67,36 @@ pub fn router(state: AppState) -> Router {
             header::PRAGMA,
             HeaderValue::from_static("no-cache"),
         ));
-    Router::new()
+    let mut app = Router::new()
         .route(TOKENS_PATH, tokens)
         .route(JWKS_PATH, get(jwks))
         .route(DISCOVERY_PATH, get(openid_configuration))
         .route(HEALTHZ_PATH, get(healthz))
-        .method_not_allowed_fallback(method_not_allowed)
+        .route(READYZ_PATH, get(readyz));
+    if state.config().metrics_addr.is_none() {
+        app = app.route(METRICS_PATH, get(metrics));
+    }
+    app.method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            track_requests,
+        ))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_duration,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A router serving only `/metrics`, for `MACP_AUTH_METRICS_ADDR`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .with_state(state)
 }
 
@@ -71,12 +107,102 @@ struct MintResponse<'a> {
     expires_in_seconds: u64,
 }
 
+/// What is known about a mint request so far, for the audit record of a
+/// refusal.
+#[derive(Default)]
+struct Attempt {
+    client: Option<String>,
+    sender: Option<String>,
+    requested_ttl: Option<f64>,
+}
+
 async fn mint(
     State(state): State<AppState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let peer = connect.map(|Extension(ConnectInfo(peer))| peer);
+    let mut attempt = Attempt::default();
+    match issue(&state, peer, &headers, body, &mut attempt).await {
+        Ok(response) => response,
+        Err(error) => {
+            let outcome = outcome_of(&error);
+            let client = attempt.client.as_deref();
+            audit::denied(
+                outcome,
+                Caller { client, peer },
+                attempt.sender.as_deref(),
+                attempt.requested_ttl,
+                &error.to_string(),
+                state.clock().now(),
+            );
+            let metrics = state.metrics();
+            metrics.mint(outcome.as_str(), client);
+            match outcome {
+                Outcome::RateLimited => {
+                    metrics
+                        .rate_limited
+                        .get_or_create(&ClientLabels {
+                            client: client.unwrap_or("-").to_owned(),
+                        })
+                        .inc();
+                }
+                Outcome::Overloaded => {
+                    metrics.shed.inc();
+                }
+                _ => {}
+            }
+            error.into_response()
+        }
+    }
+}
+
+fn outcome_of(error: &ApiError) -> Outcome {
+    match error {
+        ApiError::MissingCredentials | ApiError::UnknownCredentials => Outcome::Unauthenticated,
+        ApiError::SenderNotAllowed { .. } => Outcome::Forbidden,
+        ApiError::RateLimited { .. } => Outcome::RateLimited,
+        ApiError::Overloaded => Outcome::Overloaded,
+        ApiError::Internal(_) => Outcome::Failed,
+        _ => Outcome::Invalid,
+    }
+}
+
+/// The mint decision, in order: credentials (401), rate limit (429),
+/// content type (415), body (413, 400), sender policy (403), then signing.
+async fn issue(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    attempt: &mut Attempt,
 ) -> Result<Response, ApiError> {
-    if !is_json_content_type(&headers) {
+    let clients = state.clients().current();
+    let client = match clients.as_ref() {
+        None => None,
+        Some(list) => {
+            let secret = bearer_token(headers).ok_or(ApiError::MissingCredentials)?;
+            Some(
+                list.authenticate(secret)
+                    .ok_or(ApiError::UnknownCredentials)?,
+            )
+        }
+    };
+    attempt.client = client.map(|client| client.name().to_owned());
+
+    if let Some(limiter) = state.rate_limiter() {
+        let key = match (client, peer) {
+            (Some(client), _) => format!("client:{}", client.name()),
+            (None, Some(peer)) => format!("peer:{}", peer.ip()),
+            (None, None) => "peer:unknown".to_owned(),
+        };
+        limiter.check(&key).map_err(|wait| ApiError::RateLimited {
+            retry_after: retry_after_seconds(wait),
+        })?;
+    }
+
+    if !is_json_content_type(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = body.map_err(|rejection| {
@@ -89,14 +215,25 @@ async fn mint(
         }
     })?;
     let request = parse_request(&body)?;
+    attempt.sender = Some(request.sender.clone());
+    attempt.requested_ttl = request.ttl_seconds;
 
     let config = state.config();
+    if let Some(client) = client
+        && !client.may_mint_for(&request.sender)
+    {
+        return Err(ApiError::SenderNotAllowed {
+            client: client.name().to_owned(),
+            allowed: client.senders().join(", "),
+        });
+    }
+    let max_ttl = client
+        .and_then(|client| client.max_ttl_seconds())
+        .map_or(config.max_ttl_seconds, |ceiling| {
+            ceiling.min(config.max_ttl_seconds)
+        });
     let key = state.keys().current().signing.clone();
-    let ttl = effective_ttl(
-        request.ttl_seconds,
-        config.default_ttl_seconds,
-        config.max_ttl_seconds,
-    );
+    let ttl = effective_ttl(request.ttl_seconds, config.default_ttl_seconds, max_ttl);
     let iat = state.clock().now();
     let jti = new_jti()?;
     let claims = Claims {
@@ -112,14 +249,37 @@ async fn mint(
     let (input, signature) = state.signer().sign(key.clone(), input).await?;
     let token = compact_jws(input, &signature);
 
-    // Debug formatting escapes the sender, so a crafted one cannot forge log lines.
-    tracing::info!(sender = ?request.sender, ttl, kid = %key.kid(), jti = %jti, "minted token");
+    audit::issued(&Issued {
+        caller: Caller {
+            client: client.map(Client::name),
+            peer,
+        },
+        sender: &request.sender,
+        requested_ttl: request.ttl_seconds,
+        effective_ttl: ttl,
+        kid: key.kid(),
+        jti: &jti,
+        scopes: &request.scopes,
+        iat,
+    });
+    state
+        .metrics()
+        .mint(Outcome::Issued.as_str(), client.map(Client::name));
     Ok(Json(MintResponse {
         token,
         sender: &request.sender,
         expires_in_seconds: ttl,
     })
     .into_response())
+}
+
+/// The credentials of `Authorization: Bearer <secret>` (scheme
+/// case-insensitive, as RFC 9110 says).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
 }
 
 /// `application/json` or any `application/*+json`, parameters ignored.
@@ -252,6 +412,82 @@ async fn healthz() -> Response {
         .into_response()
 }
 
+/// Readiness: 200 while a key signs and shutdown has not begun; 503 once
+/// SIGTERM arrives, so load balancers stop sending new work before the
+/// listener closes.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "not ready: shutting down"})),
+        )
+            .into_response();
+    }
+    // A validated ring always has a signing key; asking keeps the check honest.
+    let _signing = state.keys().current();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Bytes::from_static(br#"{"ready":true}"#),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        )],
+        state.metrics().encode(),
+    )
+        .into_response()
+}
+
+/// Counts requests in flight and records latency per route.
+async fn track_requests(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    let metrics = state.metrics();
+    metrics.in_flight.inc();
+    // Decrements even if the client goes away and the future is dropped.
+    let _in_flight = InFlight(&metrics.in_flight);
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .request_duration
+        .get_or_create(&RouteLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Ends any request, body included, that runs past the request timeout.
+async fn limit_duration(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config().request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout.into_response(),
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound
 }
@@ -299,6 +535,25 @@ mod tests {
         );
         headers.insert(header::HOST, HeaderValue::from_static("evil.com/path?x"));
         assert_eq!(request_base_url(&headers), None);
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        let cases = [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("abc", None),
+        ];
+        for (value, expected) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            assert_eq!(bearer_token(&headers), expected, "{value:?}");
+        }
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
@@ -33,6 +35,7 @@ pub struct SigningPool {
     jobs: Sender<Job>,
     threads: usize,
     signatures: Arc<AtomicU64>,
+    durations: Histogram,
 }
 
 impl SigningPool {
@@ -42,17 +45,20 @@ impl SigningPool {
         let threads = threads.max(1);
         let (jobs, receiver) = bounded::<Job>(queue.max(1));
         let signatures = Arc::new(AtomicU64::new(0));
+        let durations = Histogram::new(crate::metrics::latency_buckets());
         for index in 0..threads {
             let receiver = receiver.clone();
             let signatures = signatures.clone();
+            let durations = durations.clone();
             thread::Builder::new()
                 .name(format!("macp-signer-{index}"))
-                .spawn(move || work(receiver, &signatures))?;
+                .spawn(move || work(receiver, &signatures, &durations))?;
         }
         Ok(SigningPool {
             jobs,
             threads,
             signatures,
+            durations,
         })
     }
 
@@ -65,6 +71,11 @@ impl SigningPool {
     /// How many threads sign concurrently.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The distribution of signing times, for the metrics registry.
+    pub fn durations(&self) -> Histogram {
+        self.durations.clone()
     }
 
     /// How many signatures the pool has produced since it started.
@@ -98,12 +109,14 @@ impl SigningPool {
     }
 }
 
-fn work(jobs: Receiver<Job>, signatures: &AtomicU64) {
+fn work(jobs: Receiver<Job>, signatures: &AtomicU64, durations: &Histogram) {
     while let Ok(job) = jobs.recv() {
         if job.reply.is_closed() {
             continue;
         }
+        let started = Instant::now();
         let result = job.key.sign(job.message.as_bytes());
+        durations.observe(started.elapsed().as_secs_f64());
         signatures.fetch_add(1, Ordering::Relaxed);
         // The receiver may have gone since the check; nothing to do then.
         let _ = job.reply.send((job.message, result));
@@ -134,6 +147,7 @@ mod tests {
             jobs,
             threads: 1,
             signatures: Arc::default(),
+            durations: Histogram::new(crate::metrics::latency_buckets()),
         };
         let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
         let (reply, _answer) = oneshot::channel();
@@ -157,6 +171,7 @@ mod tests {
             jobs,
             threads: 1,
             signatures: Arc::default(),
+            durations: Histogram::new(crate::metrics::latency_buckets()),
         };
         let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
         let err = pool.sign(key, "x".to_owned()).await.unwrap_err();

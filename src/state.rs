@@ -1,16 +1,21 @@
 //! The state every request handler shares: settings, the clock, the live key
-//! ring and the signing pool.
+//! ring and client list, the rate limiter, the signing pool, the metrics and
+//! the draining flag.
 //!
 //! Built once at startup and cloned cheaply (one `Arc`) into each handler via
 //! axum's `State`; nothing here is global, so tests can run many independent
 //! instances in one process, each with its own clock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::clients::{ClientStore, LoadClientsError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::SigningKey;
 use crate::keystore::{KeyStore, LoadKeyError, load_ring};
+use crate::metrics::Metrics;
+use crate::ratelimit::MintRateLimiter;
 use crate::signer::SigningPool;
 
 /// Shared per-process state.
@@ -24,7 +29,11 @@ struct Inner {
     config: Config,
     clock: Arc<dyn Clock>,
     keys: Arc<KeyStore>,
+    clients: Arc<ClientStore>,
+    limiter: Option<MintRateLimiter>,
     signer: SigningPool,
+    metrics: Metrics,
+    draining: AtomicBool,
 }
 
 /// Why the service could not be set up.
@@ -33,53 +42,58 @@ pub enum StartupError {
     /// The signing key source is unusable.
     #[error("invalid configuration: {0}")]
     Keys(#[from] LoadKeyError),
+    /// The client list is unusable.
+    #[error("invalid configuration: {0}")]
+    Clients(#[from] LoadClientsError),
     /// The signing threads could not be started.
     #[error("cannot start the signing threads: {0}")]
     Threads(#[from] std::io::Error),
 }
 
 impl AppState {
-    /// Everything from `config`: the key ring it names, the system clock and
-    /// a signing pool sized to this machine.
+    /// Everything from `config`: the key ring and client list it names, the
+    /// system clock and a signing pool sized to this machine.
     pub fn from_config(config: Config) -> Result<Self, StartupError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (ring, source) = load_ring(&config, clock.now())?;
         let keys = Arc::new(KeyStore::new(&config, ring, source, clock.clone()));
-        Ok(Self::new(
-            config,
-            keys,
-            clock,
-            SigningPool::for_this_machine()?,
-        ))
+        Self::new(config, keys, clock, SigningPool::for_this_machine()?)
     }
 
     /// State signing with one key that has always been active.
     pub fn with_key(config: Config, key: SigningKey) -> Result<Self, StartupError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let keys = Arc::new(KeyStore::single(&config, key, clock.clone()));
-        Ok(Self::new(
-            config,
-            keys,
-            clock,
-            SigningPool::for_this_machine()?,
-        ))
+        Self::new(config, keys, clock, SigningPool::for_this_machine()?)
     }
 
-    /// State from its parts.
+    /// State from its parts; the client list and rate limit come from `config`.
     pub fn new(
         config: Config,
         keys: Arc<KeyStore>,
         clock: Arc<dyn Clock>,
         signer: SigningPool,
-    ) -> Self {
-        AppState {
+    ) -> Result<Self, StartupError> {
+        let clients = Arc::new(ClientStore::from_config(&config)?);
+        let limiter = config.rate_limit.map(MintRateLimiter::new);
+        let metrics = Metrics::new(
+            signer.durations(),
+            keys.clone(),
+            clients.clone(),
+            clock.clone(),
+        );
+        Ok(AppState {
             inner: Arc::new(Inner {
                 config,
                 clock,
                 keys,
+                clients,
+                limiter,
                 signer,
+                metrics,
+                draining: AtomicBool::new(false),
             }),
-        }
+        })
     }
 
     /// The validated settings.
@@ -97,8 +111,33 @@ impl AppState {
         &self.inner.keys
     }
 
+    /// The live client list.
+    pub fn clients(&self) -> &Arc<ClientStore> {
+        &self.inner.clients
+    }
+
+    /// The mint rate limiter, when one is configured.
+    pub fn rate_limiter(&self) -> Option<&MintRateLimiter> {
+        self.inner.limiter.as_ref()
+    }
+
     /// The pool that performs every signature.
     pub fn signer(&self) -> &SigningPool {
         &self.inner.signer
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Marks the service as shutting down: readiness fails from now on.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 }

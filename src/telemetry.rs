@@ -1,24 +1,42 @@
-//! Log output: `tracing` events formatted for humans on standard output.
+//! Log output: `tracing` events on standard output, as text for people or
+//! JSON lines for pipelines (`MACP_AUTH_LOG_FORMAT`).
 //!
 //! The filter comes from `RUST_LOG` (validated by the config module, default
-//! `info`). Nothing logged anywhere in the service carries a token or key
+//! `info`). Audit records go to the `audit` target. Nothing logged anywhere in the service carries a token or key
 //! material; the mint log names the sender, TTL, kid and jti only.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber with `filter`. A second call, as happens
-/// when tests start several services in one process, leaves the first in place.
-pub fn init(filter: &str) {
+use crate::config::LogFormat;
+
+/// Installs the global subscriber with `filter`, writing text or JSON lines.
+/// A second call leaves the first in place.
+pub fn init(filter: &str, format: LogFormat) {
     // The config module has already refused filters that do not parse, so
     // the fallback is unreachable from the binary.
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        // Colour codes only help a person at a terminal; in a container log
-        // pipeline they are noise that breaks grep and log parsers.
-        .with_ansi(std::io::stdout().is_terminal())
-        .try_init();
+    match format {
+        LogFormat::Text => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_target(false)
+                // Colour codes only help a person at a terminal; in a log
+                // pipeline they are noise that breaks grep and parsers.
+                .with_ansi(std::io::stdout().is_terminal())
+                .try_init();
+        }
+        LogFormat::Json => {
+            // One object per line; event fields flattened beside `target`,
+            // so audit records (`"target":"audit"`) are easy to route.
+            let _ = tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_env_filter(filter)
+                .try_init();
+        }
+    }
 }

@@ -55,7 +55,7 @@ pub fn state_with(config: Config) -> AppState {
     .unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = Arc::new(KeyStore::single(&config, key, clock.clone()));
-    AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap())
+    AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap()).unwrap()
 }
 
 /// State serving the ring in `ring_text` (a JWK Set) by `clock`.
@@ -63,7 +63,7 @@ pub fn state_with_ring(config: Config, ring_text: &str, clock: Arc<dyn Clock>) -
     let ring = KeyRing::parse(config.signing_alg, ring_text, KeySource::Env).unwrap();
     ring.validate(clock.now(), config.max_ttl_seconds).unwrap();
     let keys = Arc::new(KeyStore::new(&config, ring, RingSource::Env, clock.clone()));
-    AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap())
+    AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap()).unwrap()
 }
 
 /// State with default settings and the cached RS256 key.
@@ -71,7 +71,8 @@ pub fn state() -> AppState {
     state_with(config(SigningAlg::Rs256))
 }
 
-/// A response, its body parsed as JSON (`Value::Null` for an empty body).
+/// A response, its body parsed as JSON (`Value::Null` for an empty body, a
+/// JSON string for a body that is not JSON, such as metrics).
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -97,15 +98,20 @@ pub async fn send(
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let is_json = headers
+        .get("content-type")
+        .is_some_and(|value| value.to_str().unwrap_or("").starts_with("application/json"));
     let json = if bytes.is_empty() {
         Value::Null
-    } else {
+    } else if is_json {
         serde_json::from_slice(&bytes).unwrap_or_else(|err| {
             panic!(
                 "body is not JSON ({err}): {:?}",
                 String::from_utf8_lossy(&bytes)
             )
         })
+    } else {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
     };
     Reply {
         status,

@@ -10,9 +10,11 @@
 //! - `commands`: the operator subcommands and key interchange with Node.
 //! - `manifests`: the Dockerfile and Kubernetes manifests match the service.
 //! - `openapi`: docs/openapi.yaml and the served routes agree.
+//! - `hardening`: credentials, rate limits, audit, metrics, readiness, limits.
 
 mod commands;
 mod contract;
+mod hardening;
 mod helpers;
 mod manifests;
 mod openapi;

@@ -121,9 +121,18 @@ fn every_documented_error_string_is_one_the_service_sends() {
         ApiError::NotFound,
         ApiError::MethodNotAllowed,
         ApiError::Overloaded,
+        ApiError::MissingCredentials,
+        ApiError::UnknownCredentials,
+        ApiError::SenderNotAllowed {
+            client: "control-plane".into(),
+            allowed: "agent://team-a/*".into(),
+        },
+        ApiError::RateLimited { retry_after: 1 },
+        ApiError::RequestTimeout,
     ]
     .iter()
     .map(ToString::to_string)
+    .chain(std::iter::once("not ready: shutting down".to_owned()))
     .collect();
     let mut documented = BTreeSet::new();
     collect_error_examples(&document(), &mut documented);

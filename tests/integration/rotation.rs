@@ -239,7 +239,7 @@ fn state_from_file(dir: &str, text: &str, clock: &ManualClock) -> (AppState, std
         clock.clone(),
     ));
     let signer = macp_auth_service::signer::SigningPool::new(2, 64).unwrap();
-    (AppState::new(config, keys, clock, signer), path)
+    (AppState::new(config, keys, clock, signer).unwrap(), path)
 }
 
 #[tokio::test]

@@ -1,0 +1,133 @@
+//! Audit records: one structured event per mint decision, on the `audit`
+//! tracing target, so a log pipeline can route them apart from operational
+//! logs (with `MACP_AUTH_LOG_FORMAT=json` every field is a JSON member).
+//!
+//! A record names the outcome, the client (or `-` when minting is
+//! unauthenticated) and the peer address, the sender, the requested and
+//! effective TTL, the kid, the jti and the scopes. It never carries the token
+//! or a client secret: the jti identifies the token without revealing it.
+
+use std::net::SocketAddr;
+
+use serde_json::{Map, Value};
+
+use crate::clock::rfc3339;
+
+/// The tracing target of audit records.
+pub const TARGET: &str = "audit";
+
+/// What was decided about one mint request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A token was issued.
+    Issued,
+    /// No usable credentials (401).
+    Unauthenticated,
+    /// The client may not mint for this sender (403).
+    Forbidden,
+    /// The client's rate limit refused it (429).
+    RateLimited,
+    /// The request was malformed (400, 413, 415).
+    Invalid,
+    /// The signing queue was full (503).
+    Overloaded,
+    /// A server-side failure (500).
+    Failed,
+}
+
+impl Outcome {
+    /// The label used in audit records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Issued => "issued",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Forbidden => "forbidden",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Invalid => "invalid",
+            Outcome::Overloaded => "overloaded",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// Who asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The authenticated client's name, if minting is authenticated.
+    pub client: Option<&'a str>,
+    /// The peer address, when known.
+    pub peer: Option<SocketAddr>,
+}
+
+impl Caller<'_> {
+    fn client(&self) -> &str {
+        self.client.unwrap_or("-")
+    }
+
+    fn peer(&self) -> String {
+        self.peer
+            .map_or_else(|| "-".to_owned(), |peer| peer.to_string())
+    }
+}
+
+/// An issued token's record.
+#[derive(Debug, Clone, Copy)]
+pub struct Issued<'a> {
+    /// Who asked.
+    pub caller: Caller<'a>,
+    /// The token's subject.
+    pub sender: &'a str,
+    /// `ttl_seconds` as requested, if given.
+    pub requested_ttl: Option<f64>,
+    /// The lifetime granted.
+    pub effective_ttl: u64,
+    /// The signing key.
+    pub kid: &'a str,
+    /// The token's id.
+    pub jti: &'a str,
+    /// The `macp_scopes` claim.
+    pub scopes: &'a Map<String, Value>,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+}
+
+/// Records an issued token.
+pub fn issued(record: &Issued<'_>) {
+    let scopes = Value::Object(record.scopes.clone()).to_string();
+    tracing::info!(
+        target: TARGET,
+        outcome = Outcome::Issued.as_str(),
+        time = %rfc3339(record.iat),
+        client = record.caller.client(),
+        peer = %record.caller.peer(),
+        sender = ?record.sender,
+        requested_ttl = ?record.requested_ttl,
+        ttl = record.effective_ttl,
+        kid = %record.kid,
+        jti = %record.jti,
+        scopes = %scopes,
+        "minted token"
+    );
+}
+
+/// Records a refused mint.
+pub fn denied(
+    outcome: Outcome,
+    caller: Caller<'_>,
+    sender: Option<&str>,
+    requested_ttl: Option<f64>,
+    reason: &str,
+    now: u64,
+) {
+    tracing::info!(
+        target: TARGET,
+        outcome = outcome.as_str(),
+        time = %rfc3339(now),
+        client = caller.client(),
+        peer = %caller.peer(),
+        sender = ?sender.unwrap_or("-"),
+        requested_ttl = ?requested_ttl,
+        reason,
+        "mint refused"
+    );
+}

@@ -1,0 +1,629 @@
+//! Production hardening: caller credentials and sender policy, rate limits,
+//! audit records, metrics, readiness during shutdown, timeouts, connection
+//! limits and load shedding.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use macp_auth_service::clients::secret_digest_hex;
+use macp_auth_service::clock::{Clock, SystemClock};
+use macp_auth_service::config::{KeyMaterial, RateLimit, SigningAlg};
+use macp_auth_service::keys::{KeySource, SigningKey};
+use macp_auth_service::keystore::KeyStore;
+use macp_auth_service::signer::SigningPool;
+use macp_auth_service::{AppState, Config};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{
+    Reply, TestServer, config, mint, private_jwk, send, state, state_with, token_parts,
+};
+
+const SECRET: &str = "control-plane-secret";
+const OTHER_SECRET: &str = "examples-secret";
+
+fn clients_json() -> String {
+    json!([
+        {"name": "control-plane", "secret_sha256": secret_digest_hex(SECRET), "senders": ["agent://team-a/*"], "max_ttl_seconds": 600},
+        {"name": "examples", "secret_sha256": secret_digest_hex(OTHER_SECRET), "senders": ["agent://examples/*", "agent://demo"]}
+    ])
+    .to_string()
+}
+
+fn authenticated() -> AppState {
+    state_with(Config {
+        clients_json: Some(KeyMaterial::new(clients_json())),
+        ..config(SigningAlg::Es256)
+    })
+}
+
+async fn mint_as(state: &AppState, authorization: Option<&str>, body: &str) -> Reply {
+    let mut request = Request::post("/tokens").header("content-type", "application/json");
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = tower::ServiceExt::oneshot(
+        macp_auth_service::router(state.clone()),
+        request.body(Body::from(body.to_owned())).unwrap(),
+    )
+    .await
+    .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+#[tokio::test]
+async fn without_a_client_list_minting_needs_no_credentials() {
+    assert_eq!(
+        mint(&state(), r#"{"sender":"agent://anyone"}"#)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn missing_or_unknown_credentials_get_401_with_a_bearer_challenge() {
+    let state = authenticated();
+    let cases = [
+        (
+            None,
+            "authorization required: send Authorization: Bearer <client secret>",
+        ),
+        (
+            Some("Basic Y3A6c2VjcmV0"),
+            "authorization required: send Authorization: Bearer <client secret>",
+        ),
+        (
+            Some("Bearer"),
+            "authorization required: send Authorization: Bearer <client secret>",
+        ),
+        (Some("Bearer wrong-secret"), "unknown client credentials"),
+        (
+            Some("Bearer control-plane-secret-but-longer"),
+            "unknown client credentials",
+        ),
+    ];
+    for (authorization, error) in cases {
+        let reply = mint_as(&state, authorization, r#"{"sender":"agent://team-a/risk"}"#).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{authorization:?}");
+        assert_eq!(
+            reply.headers["www-authenticate"], "Bearer",
+            "{authorization:?}"
+        );
+        assert_eq!(reply.json, json!({ "error": error }), "{authorization:?}");
+    }
+    assert_eq!(state.signer().signatures(), 0, "nothing was signed");
+}
+
+#[tokio::test]
+async fn credentials_are_checked_before_the_body() {
+    let state = authenticated();
+    let reply = mint_as(&state, None, "not json").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "callers learn nothing without credentials"
+    );
+}
+
+#[tokio::test]
+async fn a_client_mints_only_for_its_senders_and_within_its_ttl() {
+    let state = authenticated();
+    let bearer = format!("Bearer {SECRET}");
+    let reply = mint_as(
+        &state,
+        Some(&bearer),
+        r#"{"sender":"agent://team-a/risk","ttl_seconds":3600}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.json);
+    assert_eq!(
+        reply.json["expires_in_seconds"], 600,
+        "held to the client's ceiling"
+    );
+    let (_, claims, _) = token_parts(reply.json["token"].as_str().unwrap());
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        600
+    );
+
+    let default = mint_as(&state, Some(&bearer), r#"{"sender":"agent://team-a/risk"}"#).await;
+    assert_eq!(default.json["expires_in_seconds"], 300);
+
+    let denied = mint_as(&state, Some(&bearer), r#"{"sender":"agent://team-b/risk"}"#).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        denied.json,
+        json!({"error": "client \"control-plane\" may not mint for this sender (allowed senders: agent://team-a/*)"})
+    );
+
+    let other = format!("bearer {OTHER_SECRET}");
+    let demo = mint_as(
+        &state,
+        Some(&other),
+        r#"{"sender":"agent://demo","ttl_seconds":3600}"#,
+    )
+    .await;
+    assert_eq!(demo.status, StatusCode::OK);
+    assert_eq!(
+        demo.json["expires_in_seconds"], 3600,
+        "no client ceiling: the service's applies"
+    );
+    let outside = mint_as(&state, Some(&other), r#"{"sender":"agent://team-a/risk"}"#).await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN);
+}
+
+fn rate_limited(clients: Option<String>) -> AppState {
+    state_with(Config {
+        clients_json: clients.map(KeyMaterial::new),
+        rate_limit: Some(RateLimit {
+            per_second: 0.01,
+            burst: 2,
+        }),
+        ..config(SigningAlg::Es256)
+    })
+}
+
+#[tokio::test]
+async fn an_empty_bucket_gets_429_with_retry_after_per_client() {
+    let state = rate_limited(Some(clients_json()));
+    let first = format!("Bearer {SECRET}");
+    for _ in 0..2 {
+        let reply = mint_as(&state, Some(&first), r#"{"sender":"agent://team-a/x"}"#).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let limited = mint_as(&state, Some(&first), r#"{"sender":"agent://team-a/x"}"#).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=100).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        limited.json,
+        json!({ "error": format!("rate limit exceeded: retry after {retry_after} s") })
+    );
+    let other = format!("Bearer {OTHER_SECRET}");
+    let reply = mint_as(&state, Some(&other), r#"{"sender":"agent://demo"}"#).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "another client has its own bucket"
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_minting_is_limited_per_peer_address() {
+    let server = TestServer::start(rate_limited(None)).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .post(server.url("/tokens"))
+            .json(&json!({"sender": "agent://a"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push((
+            response.status().as_u16(),
+            response.headers().get("retry-after").is_some(),
+        ));
+    }
+    assert_eq!(statuses, [(200, false), (200, false), (429, true)]);
+}
+
+/// Captures what the service logs, as JSON lines.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn records(&self) -> Vec<Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn each_mint_decision_leaves_one_audit_record_without_the_token_or_secret() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(captured.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let state = authenticated();
+    let bearer = format!("Bearer {SECRET}");
+    let issued = mint_as(
+        &state,
+        Some(&bearer),
+        r#"{"sender":"agent://team-a/risk","scopes":{"can_start_sessions":true},"ttl_seconds":120}"#,
+    )
+    .await;
+    let token = issued.json["token"].as_str().unwrap().to_owned();
+    let (_, claims, _) = token_parts(&token);
+    mint_as(
+        &state,
+        Some(&bearer),
+        r#"{"sender":"agent://team-b/risk","ttl_seconds":5}"#,
+    )
+    .await;
+    mint_as(
+        &state,
+        Some("Bearer nope"),
+        r#"{"sender":"agent://team-a/risk"}"#,
+    )
+    .await;
+
+    let audit: Vec<Value> = captured
+        .records()
+        .into_iter()
+        .filter(|record| record["target"] == "audit")
+        .collect();
+    assert_eq!(audit.len(), 3, "{audit:#?}");
+
+    let record = &audit[0];
+    assert_eq!(record["outcome"], "issued");
+    assert_eq!(record["client"], "control-plane");
+    assert_eq!(record["sender"], "\"agent://team-a/risk\"");
+    assert_eq!(record["requested_ttl"], "Some(120.0)");
+    assert_eq!(record["ttl"], 120);
+    assert_eq!(record["kid"], "es256-test-key");
+    assert_eq!(record["jti"], claims["jti"]);
+    assert_eq!(record["scopes"], r#"{"can_start_sessions":true}"#);
+    assert!(record["time"].as_str().unwrap().ends_with('Z'));
+    assert!(record.get("peer").is_some());
+
+    assert_eq!(audit[1]["outcome"], "forbidden");
+    assert_eq!(audit[1]["sender"], "\"agent://team-b/risk\"");
+    assert!(
+        audit[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("may not mint for this sender")
+    );
+    assert_eq!(audit[2]["outcome"], "unauthenticated");
+    assert_eq!(audit[2]["client"], "-");
+
+    let everything = captured.text();
+    assert!(!everything.contains(&token), "the token is never logged");
+    assert!(
+        !everything.contains(token.split('.').nth(2).unwrap()),
+        "nor its signature"
+    );
+    assert!(!everything.contains(SECRET), "nor a client secret");
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_mints_requests_and_the_key_ring() {
+    let state = authenticated();
+    let bearer = format!("Bearer {SECRET}");
+    mint_as(&state, Some(&bearer), r#"{"sender":"agent://team-a/risk"}"#).await;
+    mint_as(&state, Some(&bearer), r#"{"sender":"agent://team-a/risk"}"#).await;
+    mint_as(&state, None, r#"{"sender":"agent://team-a/risk"}"#).await;
+    mint_as(&state, Some(&bearer), "{").await;
+    send(&state, Method::GET, "/healthz", None, "").await;
+
+    let reply = send(&state, Method::GET, "/metrics", None, "").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = reply.json.as_str().unwrap().to_owned();
+    assert_eq!(
+        metric(
+            &text,
+            r#"macp_auth_mint_requests_total{outcome="issued",client="control-plane"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"macp_auth_mint_requests_total{outcome="unauthenticated",client="-"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"macp_auth_mint_requests_total{outcome="invalid",client="control-plane"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "macp_auth_signing_duration_seconds_count"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"macp_auth_http_request_duration_seconds_count{route="/healthz",method="GET",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, r#"macp_auth_signing_key_info{kid="es256-test-key"}"#),
+        1.0
+    );
+    assert_eq!(metric(&text, "macp_auth_published_keys"), 1.0);
+    assert!(
+        text.contains(r#"macp_auth_reloads_total{source="keys",result="failed"} 0"#),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "macp_auth_http_requests_in_flight"),
+        1.0,
+        "the scrape itself"
+    );
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn rate_limit_rejections_are_counted() {
+    let state = rate_limited(None);
+    for _ in 0..3 {
+        mint(&state, r#"{"sender":"agent://a"}"#).await;
+    }
+    let text = send(&state, Method::GET, "/metrics", None, "")
+        .await
+        .json
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        metric(&text, r#"macp_auth_rate_limited_total{client="-"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"macp_auth_mint_requests_total{outcome="rate_limited",client="-"}"#
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn readiness_fails_at_once_on_shutdown_while_the_listener_still_serves() {
+    let mut server = TestServer::start(state_with(Config {
+        shutdown_delay: Duration::from_millis(800),
+        ..config(SigningAlg::Es256)
+    }))
+    .await;
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap(), json!({"ready": true}));
+
+    server.signal_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let not_ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(not_ready.status(), 503);
+    assert_eq!(
+        not_ready.json::<Value>().await.unwrap(),
+        json!({"error": "not ready: shutting down"})
+    );
+    let alive = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(
+        alive.status(),
+        200,
+        "liveness holds and the listener still accepts"
+    );
+    let minted = reqwest::Client::new()
+        .post(server.url("/tokens"))
+        .json(&json!({"sender": "agent://late"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        minted.status(),
+        200,
+        "requests are still served during the delay"
+    );
+
+    tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .expect("stops after the delay")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_cut_off() {
+    let server = TestServer::start(state_with(Config {
+        header_read_timeout: Duration::from_millis(500),
+        ..config(SigningAlg::Es256)
+    }))
+    .await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"POST /tokens HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
+    assert!(closed.is_ok(), "the server closed the connection");
+    assert!(
+        buffer.is_empty() || String::from_utf8_lossy(&buffer).starts_with("HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&buffer)
+    );
+    let healthy = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(healthy.status(), 200);
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_finishes_times_out_with_408() {
+    let server = TestServer::start(state_with(Config {
+        request_timeout: Duration::from_millis(400),
+        ..config(SigningAlg::Es256)
+    }))
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"sender\"")
+        .await
+        .unwrap();
+    let mut response = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .expect("answered")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..read]);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains(r#"{"error":"request timed out"}"#),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let server = TestServer::start(state_with(Config {
+        max_connections: 2,
+        ..config(SigningAlg::Es256)
+    }))
+    .await;
+    let request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut buffer = [0u8; 256];
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
+        held.push(stream);
+    }
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let mut buffer = [0u8; 256];
+    let waited = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buffer)).await;
+    assert!(waited.is_err(), "not served while two connections are open");
+    drop(held.pop());
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buffer))
+        .await
+        .expect("served once a slot frees")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn overload_is_shed_with_503_while_healthz_keeps_answering() {
+    // One signing thread, one queue place, slow RS256 keys: most of a burst
+    // of concurrent mints cannot be queued.
+    let config = config(SigningAlg::Rs256);
+    let key = SigningKey::from_jwk_json(
+        SigningAlg::Rs256,
+        private_jwk(SigningAlg::Rs256),
+        KeySource::Env,
+    )
+    .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = Arc::new(KeyStore::single(&config, key, clock.clone()));
+    let state = AppState::new(config, keys, clock, SigningPool::new(1, 1).unwrap()).unwrap();
+    let server = TestServer::start(state.clone()).await;
+    let client = reqwest::Client::new();
+
+    let burst: Vec<_> = (0..40)
+        .map(|_| {
+            let client = client.clone();
+            let url = server.url("/tokens");
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .json(&json!({"sender": "agent://load"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = response.headers().get("retry-after").cloned();
+                (response.status().as_u16(), retry)
+            })
+        })
+        .collect();
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "liveness answers during the burst");
+    let jwks = client
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200, "the JWKS is never shed");
+
+    let mut shed = 0;
+    let mut issued = 0;
+    for task in burst {
+        match task.await.unwrap() {
+            (200, _) => issued += 1,
+            (503, Some(retry)) => {
+                assert_eq!(retry, "1");
+                shed += 1;
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(issued >= 1, "work still gets done");
+    assert!(
+        shed >= 1,
+        "excess is refused at once, not queued without bound"
+    );
+    let text = send(&state, Method::GET, "/metrics", None, "")
+        .await
+        .json
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(metric(&text, "macp_auth_load_shed_total"), shed as f64);
+}
