@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
+use crate::clients::{ClientStore, LoadClientsError};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, SigningAlg};
 use crate::keys::{
@@ -66,6 +67,9 @@ pub enum CommandError {
     /// The configured key source is unusable.
     #[error("invalid configuration: {0}")]
     Load(#[from] LoadKeyError),
+    /// The configured client list is unusable.
+    #[error("invalid configuration: {0}")]
+    Clients(#[from] LoadClientsError),
     /// A file could not be read or written.
     #[error("{path}: {reason}")]
     Io {
@@ -86,7 +90,36 @@ pub enum CommandError {
 pub fn check_config(config: &Config) -> Result<(RingSource, String), CommandError> {
     let now = SystemClock.now();
     let (ring, source) = load_ring(config, now)?;
-    Ok((source.clone(), fingerprint(config, &ring, &source, now)))
+    let clients = ClientStore::from_config(config)?;
+    let mut report = fingerprint(config, &ring, &source, now);
+    let names: Vec<String> = clients
+        .current()
+        .as_ref()
+        .as_ref()
+        .map(|list| {
+            list.clients()
+                .iter()
+                .map(|client| client.name().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        report,
+        "minting clients: {}",
+        if names.is_empty() {
+            "none (minting is unauthenticated)".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
+    if let Some(limit) = config.rate_limit {
+        let _ = writeln!(
+            report,
+            "rate limit: {} per second, burst {}",
+            limit.per_second, limit.burst
+        );
+    }
+    Ok((source, report))
 }
 
 /// The fingerprint of `config` serving `ring` at `now`.
@@ -334,7 +367,7 @@ mod tests {
         assert_eq!(source, RingSource::Env);
         assert_eq!(
             report,
-            "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\n"
+            "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\nminting clients: none (minting is unauthenticated)\n"
         );
         assert!(!report.contains(&d));
     }

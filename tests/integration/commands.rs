@@ -331,3 +331,64 @@ fn keys_add_and_prune_manage_a_ring_file_that_serving_accepts() {
     assert!(pruned.contains("no retired keys"), "{pruned}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn clients_new_prints_a_secret_once_and_an_entry_the_service_accepts() {
+    let output = stdout(
+        &binary(&[
+            "clients",
+            "new",
+            "--name",
+            "control-plane",
+            "--senders",
+            "agent://team-a/*",
+            "agent://ops",
+            "--max-ttl-seconds",
+            "600",
+        ])
+        .output()
+        .unwrap(),
+    );
+    let created: Value = serde_json::from_str(&output).unwrap();
+    let secret = created["secret"].as_str().unwrap();
+    let entry = &created["client"];
+    assert_eq!(entry["name"], "control-plane");
+    assert_eq!(
+        entry["senders"],
+        serde_json::json!(["agent://team-a/*", "agent://ops"])
+    );
+    assert_eq!(entry["max_ttl_seconds"], 600);
+    assert!(
+        !entry.to_string().contains(secret),
+        "the entry holds only the digest"
+    );
+
+    let list = serde_json::json!([entry]).to_string();
+    let parsed = macp_auth_service::clients::ClientList::parse(&list).unwrap();
+    assert_eq!(
+        parsed.authenticate(secret).map(|c| c.name()),
+        Some("control-plane")
+    );
+
+    let report = stdout(
+        &binary(&["check-config"])
+            .env("MACP_AUTH_CLIENTS_JSON", &list)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        report.contains("minting clients: control-plane\n"),
+        "{report}"
+    );
+    assert!(!report.contains(secret));
+
+    let broken = binary(&["check-config"])
+        .env("MACP_AUTH_CLIENTS_JSON", "[{}]")
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+    assert!(
+        String::from_utf8_lossy(&broken.stderr)
+            .contains("MACP_AUTH_CLIENTS_JSON must be a JSON array")
+    );
+}

@@ -380,3 +380,183 @@ async fn a_changed_key_file_is_picked_up_by_polling() {
     assert!(log.contains("key ring reloaded from"), "{log}");
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_audit_records_apart() {
+    let (child, base) = start_service(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_LOG_FORMAT", "json".into()),
+    ])
+    .await;
+    assert_eq!(mint_status(&base).await, 200);
+    let log = stop(child);
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["message"] == "key source: ephemeral"),
+        "{log}"
+    );
+    let audit: Vec<_> = records.iter().filter(|r| r["target"] == "audit").collect();
+    assert_eq!(audit.len(), 1, "{log}");
+    assert_eq!(audit[0]["outcome"], "issued");
+    assert_eq!(audit[0]["message"], "minted token");
+    assert!(audit[0]["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
+
+#[tokio::test]
+async fn unauthenticated_minting_is_warned_about_at_startup() {
+    let (child, _) = start_service(&[("MACP_AUTH_SIGNING_ALG", "ES256".into())]).await;
+    let log = stop(child);
+    assert!(
+        log.contains(
+            "WARN minting is unauthenticated: any local process can mint a token for any sender"
+        ),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_address() {
+    let metrics_port = free_port();
+    let (child, base) = start_service(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        (
+            "MACP_AUTH_METRICS_ADDR",
+            format!("127.0.0.1:{metrics_port}"),
+        ),
+    ])
+    .await;
+    assert_eq!(mint_status(&base).await, 200);
+    let on_main = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(on_main.status(), 404, "not on the public port");
+    let scraped = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scraped.contains(r#"macp_auth_mint_requests_total{outcome="issued",client="-"} 1"#),
+        "{scraped}"
+    );
+    stop(child);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_client_list_too() {
+    use macp_auth_service::clients::secret_digest_hex;
+    let dir = std::env::temp_dir().join(format!("macp-process-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clients.json");
+    let entry = |name: &str, secret: &str| serde_json::json!({"name": name, "secret_sha256": secret_digest_hex(secret), "senders": ["agent://*"]});
+    std::fs::write(
+        &path,
+        serde_json::json!([entry("first", "one")]).to_string(),
+    )
+    .unwrap();
+    let (child, base) = start_service(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_CLIENTS_FILE", path.display().to_string()),
+        ("MACP_AUTH_KEY_POLL_SECONDS", "0".into()),
+    ])
+    .await;
+    let mint_with = |secret: &'static str| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/tokens"))
+                .bearer_auth(secret)
+                .json(&serde_json::json!({"sender": "agent://x"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(mint_with("one").await, 200);
+    assert_eq!(mint_with("two").await, 401);
+    std::fs::write(
+        &path,
+        serde_json::json!([entry("first", "one"), entry("second", "two")]).to_string(),
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let start = Instant::now();
+    while mint_with("two").await != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new client never became valid"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = stop(child);
+    assert!(
+        log.contains("minting requires client credentials (MACP_AUTH_CLIENTS_FILE): first"),
+        "{log}"
+    );
+    assert!(log.contains("client list reloaded from"), "{log}");
+    assert!(
+        !log.contains("\"one\"") && !log.contains("\"two\""),
+        "secrets never logged"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn on_sigterm_readiness_fails_before_the_listener_closes() {
+    let (child, base) = start_service(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_SHUTDOWN_DELAY_SECONDS", "2".into()),
+    ])
+    .await;
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let start = Instant::now();
+    while reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .status()
+        != 503
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "readiness never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        mint_status(&base).await,
+        200,
+        "still serving during the delay"
+    );
+    let mut child = child;
+    let status =
+        wait_with_deadline(&mut child, Duration::from_secs(10)).expect("exits after the delay");
+    assert!(status.success());
+}
