@@ -6,6 +6,11 @@
 //! bounded queue. When the queue is full the request is refused at once
 //! (503 with `Retry-After`) instead of letting latency and memory grow
 //! without bound; a job whose client has gone away is skipped, not signed.
+//!
+//! The signing threads run at a lower scheduling priority than the async
+//! workers: when both want the CPU, the workers win, so `/healthz`, the JWKS
+//! and request parsing stay fast while minting is saturated, and signing
+//! still gets every cycle the workers leave idle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +26,10 @@ use crate::keys::{SignError, SigningKey};
 
 /// Jobs allowed to wait per signing thread before requests are shed.
 pub const QUEUE_PER_THREAD: usize = 128;
+
+/// The nice value of signing threads (Linux: per thread). 10 gives the async
+/// workers about ten times the CPU weight when both are runnable.
+const SIGNER_NICENESS: i32 = 10;
 
 struct Job {
     key: Arc<SigningKey>,
@@ -52,7 +61,10 @@ impl SigningPool {
             let durations = durations.clone();
             thread::Builder::new()
                 .name(format!("macp-signer-{index}"))
-                .spawn(move || work(receiver, &signatures, &durations))?;
+                .spawn(move || {
+                    lower_priority();
+                    work(receiver, &signatures, &durations);
+                })?;
         }
         Ok(SigningPool {
             jobs,
@@ -109,6 +121,33 @@ impl SigningPool {
     }
 }
 
+/// Lowers the calling thread's scheduling priority, best effort: a failure
+/// costs latency under load, never correctness.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no
+        // memory; on Linux PRIO_PROCESS with a thread id affects that thread.
+        let outcome = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, SIGNER_NICENESS)
+        };
+        if outcome != 0 {
+            tracing::debug!("could not lower the signing thread's priority");
+        }
+    }
+}
+
+/// The nice value of the calling thread (Linux), for tests.
+#[cfg(all(test, target_os = "linux"))]
+fn current_niceness() -> i32 {
+    // SAFETY: as in `lower_priority`.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::getpriority(libc::PRIO_PROCESS, tid)
+    }
+}
+
 fn work(jobs: Receiver<Job>, signatures: &AtomicU64, durations: &Histogram) {
     while let Ok(job) = jobs.recv() {
         if job.reply.is_closed() {
@@ -136,6 +175,24 @@ mod tests {
         assert_eq!(message, "hello");
         assert_eq!(signature.len(), 64);
         assert_eq!(pool.signatures(), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn signing_threads_yield_to_the_async_workers() {
+        let before = current_niceness();
+        let observed = std::thread::spawn(|| {
+            lower_priority();
+            current_niceness()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(observed, (before + SIGNER_NICENESS).min(19));
+        assert_eq!(
+            current_niceness(),
+            before,
+            "only the signing thread changes"
+        );
     }
 
     #[tokio::test]
