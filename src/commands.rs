@@ -310,6 +310,20 @@ mod tests {
         dir
     }
 
+    /// A ring file with key "old" (always active) and "new" activating at `at`.
+    fn old_and_new_ring(path: &Path, at: &str) {
+        keys_add(
+            path,
+            &keygen(SigningAlg::Es256, Some("old"), 0, None).unwrap(),
+        )
+        .unwrap();
+        keys_add(
+            path,
+            &keygen(SigningAlg::Es256, Some("new"), 0, Some(at)).unwrap(),
+        )
+        .unwrap();
+    }
+
     #[test]
     fn keygen_output_loads_as_a_pinned_key_for_each_algorithm() {
         for alg in [SigningAlg::Rs256, SigningAlg::Es256] {
@@ -376,16 +390,7 @@ mod tests {
     fn the_fingerprint_lists_each_key_with_its_schedule() {
         let dir = temp_dir("fingerprint");
         let path = dir.join("ring.json");
-        keys_add(
-            &path,
-            &keygen(SigningAlg::Es256, Some("old"), 0, None).unwrap(),
-        )
-        .unwrap();
-        keys_add(
-            &path,
-            &keygen(SigningAlg::Es256, Some("new"), 0, Some("2000")).unwrap(),
-        )
-        .unwrap();
+        old_and_new_ring(&path, "2000");
         let config = Config {
             signing_alg: SigningAlg::Es256,
             signing_key_file: Some(path.clone()),
@@ -441,16 +446,7 @@ mod tests {
     fn keys_prune_drops_only_retired_keys() {
         let dir = temp_dir("prune");
         let path = dir.join("ring.json");
-        keys_add(
-            &path,
-            &keygen(SigningAlg::Es256, Some("old"), 0, None).unwrap(),
-        )
-        .unwrap();
-        keys_add(
-            &path,
-            &keygen(SigningAlg::Es256, Some("new"), 0, Some("1000")).unwrap(),
-        )
-        .unwrap();
+        old_and_new_ring(&path, "1000");
         assert!(
             keys_prune(&path, 1000 + 3600 + 59, 3600)
                 .unwrap()

@@ -307,35 +307,11 @@ impl Config {
             })?,
         };
 
-        // Set-but-empty is refused rather than read as "unset": an empty secret
-        // mount must not silently turn a production deployment ephemeral.
-        let signing_key_json = match get(vars::SIGNING_KEY_JSON)? {
-            None => None,
-            Some(raw) if raw.trim().is_empty() => {
-                return Err(ConfigError::new(
-                    vars::SIGNING_KEY_JSON,
-                    "MACP_AUTH_SIGNING_KEY_JSON is set but empty: set it to a private JWK, or unset it for an ephemeral key",
-                ));
-            }
-            Some(raw) => Some(KeyMaterial::new(raw)),
-        };
-
-        let signing_key_file = match get(vars::SIGNING_KEY_FILE)? {
-            None => None,
-            Some(raw) if raw.trim().is_empty() => {
-                return Err(ConfigError::new(
-                    vars::SIGNING_KEY_FILE,
-                    "MACP_AUTH_SIGNING_KEY_FILE is set but empty: set it to the path of a key file, or unset it",
-                ));
-            }
-            Some(_) if signing_key_json.is_some() => {
-                return Err(ConfigError::new(
-                    vars::SIGNING_KEY_FILE,
-                    "MACP_AUTH_SIGNING_KEY_FILE and MACP_AUTH_SIGNING_KEY_JSON are both set: set only one",
-                ));
-            }
-            Some(raw) => Some(PathBuf::from(raw)),
-        };
+        let (signing_key_json, signing_key_file) = inline_or_file(
+            (vars::SIGNING_KEY_JSON, get(vars::SIGNING_KEY_JSON)?),
+            (vars::SIGNING_KEY_FILE, get(vars::SIGNING_KEY_FILE)?),
+            "a private key (JWK, JWK Set or PEM)",
+        )?;
         let key_prepublish_seconds = seconds(
             vars::KEY_PREPUBLISH,
             get(vars::KEY_PREPUBLISH)?,
@@ -367,32 +343,11 @@ impl Config {
             })?),
         };
 
-        let clients_json = match get(vars::CLIENTS_JSON)? {
-            None => None,
-            Some(raw) if raw.trim().is_empty() => {
-                return Err(ConfigError::new(
-                    vars::CLIENTS_JSON,
-                    "MACP_AUTH_CLIENTS_JSON is set but empty: set it to a JSON client list, or unset it",
-                ));
-            }
-            Some(raw) => Some(KeyMaterial::new(raw)),
-        };
-        let clients_file = match get(vars::CLIENTS_FILE)? {
-            None => None,
-            Some(raw) if raw.trim().is_empty() => {
-                return Err(ConfigError::new(
-                    vars::CLIENTS_FILE,
-                    "MACP_AUTH_CLIENTS_FILE is set but empty: set it to the path of a client list, or unset it",
-                ));
-            }
-            Some(_) if clients_json.is_some() => {
-                return Err(ConfigError::new(
-                    vars::CLIENTS_FILE,
-                    "MACP_AUTH_CLIENTS_FILE and MACP_AUTH_CLIENTS_JSON are both set: set only one",
-                ));
-            }
-            Some(raw) => Some(PathBuf::from(raw)),
-        };
+        let (clients_json, clients_file) = inline_or_file(
+            (vars::CLIENTS_JSON, get(vars::CLIENTS_JSON)?),
+            (vars::CLIENTS_FILE, get(vars::CLIENTS_FILE)?),
+            "a JSON client list",
+        )?;
         let rate_limit = match (
             get(vars::RATE_LIMIT_PER_SECOND)?,
             get(vars::RATE_LIMIT_BURST)?,
@@ -550,6 +505,44 @@ impl Config {
         };
         format!("http://{host}:{}", self.port)
     }
+}
+
+/// A source given inline (`inline`) or as a file path (`file`), never both.
+/// Set-but-empty is refused rather than read as unset: an empty secret mount
+/// must not silently turn a deployment ephemeral or unauthenticated.
+fn inline_or_file(
+    inline: (&'static str, Option<String>),
+    file: (&'static str, Option<String>),
+    what: &str,
+) -> Result<(Option<KeyMaterial>, Option<PathBuf>), ConfigError> {
+    let (inline_var, inline_value) = inline;
+    let (file_var, file_value) = file;
+    let empty = |name: &'static str, form: String| {
+        ConfigError::new(
+            name,
+            format!("{name} is set but empty: set it to {form}, or unset it"),
+        )
+    };
+    let inline = match inline_value {
+        Some(raw) if raw.trim().is_empty() => return Err(empty(inline_var, what.to_owned())),
+        value => value.map(KeyMaterial::new),
+    };
+    let file = match file_value {
+        Some(raw) if raw.trim().is_empty() => {
+            return Err(empty(
+                file_var,
+                format!("the path of a file holding {what}"),
+            ));
+        }
+        Some(_) if inline.is_some() => {
+            return Err(ConfigError::new(
+                file_var,
+                format!("{file_var} and {inline_var} are both set: set only one"),
+            ));
+        }
+        value => value.map(PathBuf::from),
+    };
+    Ok((inline, file))
 }
 
 fn parse_public_url(raw: &str) -> Option<String> {

@@ -195,17 +195,22 @@ mod tests {
         );
     }
 
+    /// A pool whose queue the test drains (or not) itself.
+    fn pool_without_threads(jobs: Sender<Job>) -> SigningPool {
+        SigningPool {
+            jobs,
+            threads: 1,
+            signatures: Arc::default(),
+            durations: Histogram::new(crate::metrics::latency_buckets()),
+        }
+    }
+
     #[tokio::test]
     async fn a_full_queue_sheds_instead_of_waiting() {
         // One thread and one queue place: block the thread with a job whose
         // reply nobody reads yet, fill the place, and the next job is refused.
         let (jobs, receiver) = bounded::<Job>(1);
-        let pool = SigningPool {
-            jobs,
-            threads: 1,
-            signatures: Arc::default(),
-            durations: Histogram::new(crate::metrics::latency_buckets()),
-        };
+        let pool = pool_without_threads(jobs);
         let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
         let (reply, _answer) = oneshot::channel();
         pool.jobs
@@ -224,12 +229,7 @@ mod tests {
     async fn stopped_threads_are_an_internal_error() {
         let (jobs, receiver) = bounded::<Job>(1);
         drop(receiver);
-        let pool = SigningPool {
-            jobs,
-            threads: 1,
-            signatures: Arc::default(),
-            durations: Histogram::new(crate::metrics::latency_buckets()),
-        };
+        let pool = pool_without_threads(jobs);
         let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
         let err = pool.sign(key, "x".to_owned()).await.unwrap_err();
         assert!(matches!(err, ApiError::Internal(_)), "{err:?}");
