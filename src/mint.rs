@@ -54,10 +54,12 @@ pub fn parse_request(body: &[u8]) -> Result<MintRequest, ApiError> {
     })
 }
 
-/// What JavaScript's `String.prototype.trim` removes: Unicode white space,
-/// line terminators and the byte-order mark, which Rust's `trim` keeps.
+/// Whether JavaScript's `String.prototype.trim` would leave nothing: its
+/// white space is Unicode's except NEL (U+0085), plus the byte-order mark;
+/// Rust's `char::is_whitespace` differs on exactly those two.
 fn is_js_blank(text: &str) -> bool {
-    text.chars().all(|c| c.is_whitespace() || c == '\u{feff}')
+    text.chars()
+        .all(|c| (c.is_whitespace() && c != '\u{85}') || c == '\u{feff}')
 }
 
 /// The lifetime a token gets: the request's TTL rounded up to whole seconds
@@ -101,7 +103,7 @@ fn normalize_number(number: Number) -> Number {
     };
     // ±2^63 bound: every integral f64 strictly inside fits i64 exactly.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    if float.fract() == 0.0 && float.abs() < LIMIT {
+    if float.fract() == 0.0 && (-LIMIT..LIMIT).contains(&float) {
         // -0.0 becomes 0, as JavaScript prints it.
         Number::from(float as i64)
     } else if float.fract() == 0.0 && (LIMIT..18_446_744_073_709_551_616.0).contains(&float) {
@@ -255,6 +257,44 @@ mod tests {
         assert_eq!(
             parse(r#"{"sender":"a","scopes":1,"ttl_seconds":0}"#).unwrap_err(),
             "scopes must be an object"
+        );
+    }
+
+    #[test]
+    fn blankness_follows_javascript_trim() {
+        // JavaScript keeps NEL (U+0085) but trims the byte-order mark.
+        assert_eq!(parse(r#"{"sender":"\u0085"}"#).unwrap().sender, "\u{85}");
+        assert_eq!(
+            parse(r#"{"sender":"\ufeff"}"#).unwrap_err(),
+            "sender is required"
+        );
+        assert_eq!(
+            parse(r#"{"sender":"\u2028\u3000"}"#).unwrap_err(),
+            "sender is required"
+        );
+    }
+
+    #[test]
+    fn the_extreme_integral_floats_become_integers_too() {
+        let request = parse(
+            r#"{"sender":"a","scopes":{"min":-9223372036854775808.0,"max":18446744073709549568.0}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&request.scopes).unwrap(),
+            r#"{"min":-9223372036854775808,"max":18446744073709549568}"#
+        );
+    }
+
+    #[test]
+    fn decimal_scope_values_survive_exactly() {
+        let request = parse(
+            r#"{"sender":"a","scopes":{"a":-2.368665254168145e-147,"b":1.6380288722649914e-288,"c":0.1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&request.scopes).unwrap(),
+            r#"{"a":-2.368665254168145e-147,"b":1.6380288722649914e-288,"c":0.1}"#
         );
     }
 

@@ -5,25 +5,32 @@
 //! The accept loop is hyper's own rather than `axum::serve`, because a
 //! production listener needs what that convenience does not expose: a
 //! header-read timeout (a client that trickles headers is cut off), a cap on
-//! concurrent connections, and graceful shutdown that closes idle keep-alive
-//! connections while letting requests in progress finish.
+//! concurrent connections, and a drain that loses no request: connections
+//! already queued in the kernel are still accepted, requests already sent
+//! are answered (with `Connection: close`), and only connections that stay
+//! idle through a short grace period are closed. (Closing an idle-looking
+//! connection at once would drop a request whose bytes had arrived but were
+//! not yet read.)
 //!
 //! `run` takes the listener and the shutdown future from its caller, so the
 //! binary passes a bound port and the OS signals while tests pass
 //! `127.0.0.1:0` and a channel.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
 use crate::routes::router;
@@ -74,8 +81,21 @@ where
         .map_err(|_| ServeError::DrainTimeout(config.drain_timeout))
 }
 
-/// Serves `app` on `listener` (for the separate metrics listener, too)
-/// until `stop_accepting` completes, and returns a handle that drains.
+/// How long, once draining starts, a kept-alive connection that has already
+/// served a request may stay idle. A request arriving within it is served,
+/// with `Connection: close`. A connection that has not sent its first
+/// request yet gets the header-read timeout instead: its client is about to
+/// send, and closing now would reset a request already on its way.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Once accepting stops, the listener closes when its queue has stayed
+/// empty this long (new attempts are refused meanwhile where the platform
+/// allows, so only handshakes already under way can still arrive).
+const BACKLOG_QUIET: Duration = Duration::from_millis(50);
+
+/// Serves `app` on `listener` (the separate metrics listener too) until
+/// `stop_accepting` completes, then takes the connections already queued in
+/// the kernel and closes the listener. Returns a handle that drains.
 pub async fn serve<F>(
     listener: TcpListener,
     app: Router,
@@ -86,12 +106,20 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()>,
 {
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let (draining, _) = watch::channel(false);
+    let (open, open_connections) = mpsc::channel::<()>(1);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
+    let connections = Connections {
+        app,
+        http,
+        draining: draining.clone(),
+        open,
+        header_read_timeout,
+    };
     tokio::pin!(stop_accepting);
     loop {
         // At the connection cap, stop accepting: new connections wait in the
@@ -100,43 +128,180 @@ where
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = &mut stop_accepting => break,
         };
-        let (stream, peer) = tokio::select! {
+        tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok((stream, peer)) => connections.spawn(stream, peer, Some(slot)),
                 Err(err) => {
                     // Running out of descriptors is transient: back off, retry.
                     tracing::warn!("accept failed: {err}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
                 }
             },
             () = &mut stop_accepting => break,
+        }
+    }
+    // From here on every response closes its connection.
+    draining.send_replace(true);
+    // Closing a listener resets every connection still in its accept queue,
+    // though those clients have already sent, or are sending, a request.
+    // So first make the kernel drop new connection attempts (they end up
+    // refused, never half-served), then take everything already queued.
+    if !refuse_new_connections(&listener) {
+        tracing::debug!(
+            "cannot refuse new connections at the socket; closing after a quiet moment"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            accepted = listener.accept() => accepted,
+            // Handshakes already under way may still land in the queue, so
+            // close only once it has stayed empty for a moment.
+            () = tokio::time::sleep(BACKLOG_QUIET) => break,
+            () = tokio::time::sleep_until(deadline) => break,
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = TowerToHyperService::new(tower::service_fn(
-            move |mut request: axum::http::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(request)
-            },
-        ));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(slot);
-        });
+        if let Ok((stream, peer)) = accepted {
+            connections.spawn(stream, peer, None);
+        }
     }
     drop(listener);
-    Ok(Draining(graceful))
+    Ok(Draining {
+        open_connections,
+        open: connections.open,
+    })
+}
+
+/// Makes the kernel drop new connection attempts on `listener` while the
+/// connections already in, or entering, its accept queue keep working: a
+/// socket filter that drops TCP segments with SYN set and lets the rest pass,
+/// so handshakes already under way still complete. Connections already
+/// created do not inherit it. The dropped attempts are refused once the
+/// listener closes. Returns whether the filter is in place.
+#[cfg(target_os = "linux")]
+fn refuse_new_connections(listener: &TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    const TCP_FLAGS_OFFSET: u32 = 13;
+    const SYN: u32 = 0x02;
+    let instruction = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    // A TCP socket's filter sees the segment from its TCP header on.
+    let program = [
+        instruction(
+            libc::BPF_LD | libc::BPF_B | libc::BPF_ABS,
+            0,
+            0,
+            TCP_FLAGS_OFFSET,
+        ),
+        instruction(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, 0, 1, SYN),
+        instruction(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        instruction(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+    ];
+    let program = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: the descriptor is a live socket owned by `listener`, and the
+    // kernel copies the program before setsockopt returns.
+    let outcome = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            std::ptr::from_ref(&program).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    outcome == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn refuse_new_connections(_listener: &TcpListener) -> bool {
+    false
+}
+
+/// What every connection task needs.
+struct Connections {
+    app: Router,
+    http: hyper::server::conn::http1::Builder,
+    draining: watch::Sender<bool>,
+    /// Held by every connection task; the receiver sees the channel close
+    /// once the last one ends.
+    open: mpsc::Sender<()>,
+    header_read_timeout: Duration,
+}
+
+impl Connections {
+    fn spawn(&self, stream: TcpStream, peer: SocketAddr, slot: Option<OwnedSemaphorePermit>) {
+        let _ = stream.set_nodelay(true);
+        let app = self.app.clone();
+        let closing = self.draining.subscribe();
+        let served = Arc::new(AtomicBool::new(false));
+        let serving = served.clone();
+        let service = TowerToHyperService::new(tower::service_fn(
+            move |mut request: axum::http::Request<Incoming>| {
+                serving.store(true, Ordering::Relaxed);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let app = app.clone();
+                let closing = closing.clone();
+                async move {
+                    let mut response = app.oneshot(request).await?;
+                    if *closing.borrow() {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        ));
+        let connection = self.http.serve_connection(TokioIo::new(stream), service);
+        let mut draining = self.draining.subscribe();
+        let open = self.open.clone();
+        let first_request_grace = self.header_read_timeout.max(DRAIN_GRACE);
+        tokio::spawn(async move {
+            let _open = open;
+            let _slot = slot;
+            tokio::pin!(connection);
+            let grace_over = async {
+                let _ = draining.wait_for(|draining| *draining).await;
+                let grace = if served.load(Ordering::Relaxed) {
+                    DRAIN_GRACE
+                } else {
+                    first_request_grace
+                };
+                tokio::time::sleep(grace).await;
+            };
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                () = grace_over => {}
+            }
+            // Finishes a request in progress; closes the connection if idle.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        });
+    }
 }
 
 /// Connections still open after the listener closed.
-pub struct Draining(GracefulShutdown);
+pub struct Draining {
+    open_connections: mpsc::Receiver<()>,
+    open: mpsc::Sender<()>,
+}
 
 impl Draining {
-    /// Closes idle connections and waits for requests in progress.
+    /// Waits until every connection has finished its request and closed.
     pub async fn finish(self) {
-        self.0.shutdown().await;
+        let Draining {
+            mut open_connections,
+            open,
+        } = self;
+        drop(open);
+        while open_connections.recv().await.is_some() {}
     }
 }
 
@@ -181,4 +346,39 @@ fn log_signal(name: &str) {
         signal = name,
         "received {name}: no longer accepting connections, draining in-flight requests"
     );
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_refusing_listener_drops_new_attempts_but_serves_its_queue() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Completed by the kernel, not yet accepted: sits in the queue.
+        let mut queued = TcpStream::connect(addr).await.unwrap();
+        assert!(refuse_new_connections(&listener));
+
+        let attempt =
+            tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await;
+        assert!(
+            attempt.is_err(),
+            "a new attempt gets no answer while refusing"
+        );
+
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        queued.write_all(b"ping").await.unwrap();
+        let mut buffer = [0u8; 4];
+        accepted.read_exact(&mut buffer).await.unwrap();
+        assert_eq!(&buffer, b"ping", "the queued connection still carries data");
+        accepted.write_all(b"pong").await.unwrap();
+        queued.read_exact(&mut buffer).await.unwrap();
+        assert_eq!(&buffer, b"pong");
+
+        drop(listener);
+        let refused = TcpStream::connect(addr).await;
+        assert!(refused.is_err(), "once closed, attempts are refused");
+    }
 }

@@ -11,14 +11,21 @@
 //! - `manifests`: the Dockerfile and Kubernetes manifests match the service.
 //! - `openapi`: docs/openapi.yaml and the served routes agree.
 //! - `hardening`: credentials, rate limits, audit, metrics, readiness, limits.
+//! - `properties`: property tests: the JWKS never leaks private members, any
+//!   accepted request mints a token the runtime verifies, and any body gets a
+//!   200 or a JSON 4xx.
+//! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
+//!   malformed bodies.
 
 mod commands;
 mod contract;
+mod drills;
 mod hardening;
 mod helpers;
 mod manifests;
 mod openapi;
 mod process;
+mod properties;
 mod rotation;
 mod runtime;
 mod shutdown;
