@@ -91,17 +91,28 @@ pub struct Issued<'a> {
     pub iat: u64,
 }
 
-/// Records an issued token.
+/// Emits one audit event; `requested_ttl` becomes a number field when the
+/// request named one and is left out otherwise.
+macro_rules! audit_event {
+    ($requested_ttl:expr, $($field:tt)*) => {
+        match $requested_ttl {
+            Some(requested_ttl) => tracing::info!(target: TARGET, requested_ttl, $($field)*),
+            None => tracing::info!(target: TARGET, $($field)*),
+        }
+    };
+}
+
+/// Records an issued token. Text fields are escaped (`escape_debug`), so a
+/// crafted sender cannot forge log lines, and carry no extra quoting.
 pub fn issued(record: &Issued<'_>) {
     let scopes = Value::Object(record.scopes.clone()).to_string();
-    tracing::info!(
-        target: TARGET,
+    audit_event!(
+        record.requested_ttl,
         outcome = Outcome::Issued.as_str(),
         time = %rfc3339(record.iat),
         client = record.caller.client(),
         peer = %record.caller.peer(),
-        sender = ?record.sender,
-        requested_ttl = ?record.requested_ttl,
+        sender = %record.sender.escape_debug(),
         ttl = record.effective_ttl,
         kid = %record.kid,
         jti = %record.jti,
@@ -119,15 +130,14 @@ pub fn denied(
     reason: &str,
     now: u64,
 ) {
-    tracing::info!(
-        target: TARGET,
+    audit_event!(
+        requested_ttl,
         outcome = outcome.as_str(),
         time = %rfc3339(now),
         client = caller.client(),
         peer = %caller.peer(),
-        sender = ?sender.unwrap_or("-"),
-        requested_ttl = ?requested_ttl,
-        reason,
+        sender = %sender.unwrap_or("-").escape_debug(),
+        reason = %reason.escape_debug(),
         "mint refused"
     );
 }

@@ -202,6 +202,12 @@ pub fn keys_add(path: &Path, new_key: &str) -> Result<Vec<String>, CommandError>
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(err) => return Err(io_error(path, &err)),
     };
+    let same_material = |existing: &Map<String, Value>| {
+        ["n", "e", "x", "y"]
+            .iter()
+            .filter(|member| new_public.contains_key(**member))
+            .all(|member| existing.get(*member) == new_public.get(*member))
+    };
     for existing in &keys {
         if existing.get("kid") == new_public.get("kid") {
             return Err(CommandError::Usage(format!(
@@ -209,6 +215,18 @@ pub fn keys_add(path: &Path, new_key: &str) -> Result<Vec<String>, CommandError>
                 new_public["kid"]
             )));
         }
+        if same_material(existing) {
+            return Err(CommandError::Usage(format!(
+                "the ring already holds this key, under kid {}",
+                existing.get("kid").unwrap_or(&Value::Null)
+            )));
+        }
+    }
+    if !keys.is_empty() && !new_key.contains_key(ACTIVATE_AT) {
+        // Ties go to the first key in the set, so it would never sign.
+        return Err(CommandError::Usage(
+            "the ring already has a key: give the new one an activation time (keygen --activate-at), or it would never sign".into(),
+        ));
     }
     keys.push(new_key);
     let kids = write_ring(path, keys)?;

@@ -235,7 +235,7 @@ impl KeyStore {
         let ring = self.ring.load_full();
         match build_snapshot(&ring, now, self.settings.max_ttl) {
             Some(next) => {
-                log_transitions(&previous, &next, now);
+                log_transitions(&ring, &previous, &next, now);
                 let next = Arc::new(next);
                 self.snapshot.store(next.clone());
                 next
@@ -311,7 +311,7 @@ impl KeyStore {
             .unwrap_or_else(|poison| poison.into_inner());
         let before = self.snapshot.load_full();
         if let Some(next) = build_snapshot(&self.ring.load(), now, self.settings.max_ttl) {
-            log_transitions(&before, &next, now);
+            log_transitions(&self.ring.load(), &before, &next, now);
             self.snapshot.store(Arc::new(next));
         }
         tracing::info!(
@@ -412,8 +412,12 @@ fn build_snapshot(ring: &KeyRing, now: u64, max_ttl: u64) -> Option<Snapshot> {
     })
 }
 
-fn log_transitions(previous: &Snapshot, next: &Snapshot, now: u64) {
+/// Logs what changed between two snapshots of `ring`. A key that left the
+/// ring itself (by reload) is reported by the reload, not here: it was
+/// neither superseded nor retired on schedule.
+fn log_transitions(ring: &KeyRing, previous: &Snapshot, next: &Snapshot, now: u64) {
     let at = rfc3339(now);
+    let in_ring = |kid: &str| ring.keys().iter().any(|entry| entry.key.kid() == kid);
     if previous.signing.kid() != next.signing.kid() {
         tracing::info!(
             kid = next.signing.kid(),
@@ -421,16 +425,18 @@ fn log_transitions(previous: &Snapshot, next: &Snapshot, now: u64) {
             "key {} activated: it signs new tokens from now on",
             next.signing.kid()
         );
-        tracing::info!(
-            kid = previous.signing.kid(),
-            at = %at,
-            "key {} superseded by {}: it stays published until every token it signed has expired",
-            previous.signing.kid(),
-            next.signing.kid()
-        );
+        if in_ring(previous.signing.kid()) {
+            tracing::info!(
+                kid = previous.signing.kid(),
+                at = %at,
+                "key {} superseded by {}: it stays published until every token it signed has expired",
+                previous.signing.kid(),
+                next.signing.kid()
+            );
+        }
     }
     for kid in &previous.published_kids {
-        if !next.published_kids.contains(kid) {
+        if !next.published_kids.contains(kid) && in_ring(kid) {
             tracing::info!(
                 kid = kid.as_str(),
                 at = %at,
@@ -553,6 +559,62 @@ mod tests {
         assert_eq!(store.current().signing.kid(), "first");
         assert_eq!(store.reloads().swapped.load(Ordering::Relaxed), 1);
         assert_eq!(store.reloads().failed.load(Ordering::Relaxed), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Collects formatted log output while it lives.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+        type Writer = Logs;
+        fn make_writer(&'a self) -> Logs {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn a_key_removed_by_reload_is_reported_as_removed_not_as_retired() {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let dir =
+            std::env::temp_dir().join(format!("macp-keystore-removed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ring.json");
+        let (old, new) = (jwk("old", None), jwk("new", Some(100)));
+        std::fs::write(&path, json!({"keys": [old, new.clone()]}).to_string()).unwrap();
+        let clock = ManualClock::at(200);
+        let config = Config {
+            signing_key_file: Some(path.clone()),
+            ..config()
+        };
+        let (ring, source) = load_ring(&config, clock.now()).unwrap();
+        let store = KeyStore::new(&config, ring, source, Arc::new(clock.clone()));
+        std::fs::write(&path, json!({"keys": [new]}).to_string()).unwrap();
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::Swapped);
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("key old was removed from the ring while still published"),
+            "{text}"
+        );
+        assert!(!text.contains("retired"), "{text}");
+        assert!(!text.contains("superseded"), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -16,10 +16,15 @@
 //! generates signing keys and derives their public JWKs; [`ring`] decides
 //! which key of a ring signs and which are published at any instant, and
 //! [`keystore`] keeps the live ring (snapshots, reloads, transition logs)
-//! by the [`clock`]; [`mint`] validates requests and builds claims;
-//! [`signer`] runs private-key operations on a bounded thread pool; [`routes`] is the HTTP surface; [`server`] serves and drains;
-//! [`telemetry`] sets up logging; [`commands`] and [`healthcheck`] implement
-//! the operator subcommands (`keygen`, `check-config`, `healthcheck`).
+//! by the [`clock`]; [`clients`] authenticates minting clients and applies
+//! their sender policy; [`ratelimit`] holds the per-client token buckets;
+//! [`mint`] validates requests and builds claims; [`signer`] runs
+//! private-key operations on a bounded, low-priority thread pool; [`audit`]
+//! records every mint decision; [`metrics`] exposes Prometheus metrics;
+//! [`routes`] is the HTTP surface; [`server`] accepts, limits and drains
+//! connections; [`maintenance`] reloads and logs in the background;
+//! [`telemetry`] sets up logging; [`commands`] and [`healthcheck`]
+//! implement the operator subcommands.
 
 pub mod audit;
 pub mod clients;

@@ -111,7 +111,7 @@ enum KeysCommand {
         #[arg(long)]
         ring: PathBuf,
         /// The service's maximum TTL [default: MACP_AUTH_MAX_TTL_SECONDS, or 3600]
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_ttl_seconds: Option<u64>,
     },
 }
@@ -131,7 +131,7 @@ enum ClientsCommand {
         #[arg(long, num_args = 1.., required = true)]
         senders: Vec<String>,
         /// Its own ceiling on token lifetime.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_ttl_seconds: Option<u64>,
     },
 }
@@ -171,7 +171,7 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(err) => fail(format_args!("clients new: the client {err}")),
+            Err(err) => fail(format_args!("clients new: {err}")),
         },
         Command::Healthcheck { url } => healthcheck(url),
         Command::CheckConfig { require_pinned_key } => check_config(require_pinned_key),
@@ -390,8 +390,9 @@ fn keys(command: KeysCommand) -> ExitCode {
             }
             match commands::keys_add(&ring, &new_key) {
                 Ok(kids) => {
+                    let noun = if kids.len() == 1 { "key" } else { "keys" };
                     println!(
-                        "{}: {} keys: {}",
+                        "{}: {} {noun}: {}",
                         ring.display(),
                         kids.len(),
                         kids.join(", ")

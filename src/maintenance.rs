@@ -27,7 +27,12 @@ where
     #[cfg(unix)]
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     async move {
+        // Intervals keep their own schedule across loop turns; a fresh sleep
+        // per turn would restart whenever another branch fired first.
         let poll = state.config().key_poll_interval;
+        let mut file_check = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
+        file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        file_check.tick().await;
         let mut sweep = tokio::time::interval(LIMITER_SWEEP);
         sweep.tick().await;
         tokio::pin!(shutdown);
@@ -54,7 +59,7 @@ where
                 () = tokio::time::sleep(Duration::from_secs(until_change)) => {
                     keys.current();
                 }
-                () = tokio::time::sleep(poll.unwrap_or(Duration::MAX)), if poll.is_some() => {
+                _ = file_check.tick(), if poll.is_some() => {
                     reload(&state, "file check");
                 }
                 () = hangup => {

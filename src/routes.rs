@@ -20,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::audit::{self, Caller, Issued, Outcome};
 use crate::clients::Client;
@@ -76,18 +77,23 @@ pub fn router(state: AppState) -> Router {
     if state.config().metrics_addr.is_none() {
         app = app.route(METRICS_PATH, get(metrics));
     }
+    // Innermost first: the timeout inside the tracking, so a 408 is counted.
     app.method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_duration,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             track_requests,
         ))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_duration,
-        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            // Request traces at debug level only: deliberate 503s (readiness
+            // while draining, load shedding) are not errors to log.
+            TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
         .with_state(state)
 }
 
@@ -391,6 +397,18 @@ async fn openid_configuration(State(state): State<AppState>, headers: HeaderMap)
 fn request_base_url(headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let authority: axum::http::uri::Authority = host.parse().ok()?;
+    // A Host is a host and an optional port: no user info, a real port.
+    let text = authority.as_str();
+    if text.contains('@') || authority.host().is_empty() {
+        return None;
+    }
+    let port_ok = match text[authority.host().len()..].strip_prefix(':') {
+        None => text.len() == authority.host().len(),
+        Some(port) => port.parse::<u16>().is_ok_and(|port| port != 0),
+    };
+    if !port_ok {
+        return None;
+    }
     let scheme = match headers
         .get("x-forwarded-proto")
         .and_then(|value| value.to_str().ok())
@@ -454,7 +472,7 @@ async fn track_requests(
     next: Next,
 ) -> Response {
     let route = matched.map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_owned();
     let metrics = state.metrics();
     metrics.in_flight.inc();
     // Decrements even if the client goes away and the future is dropped.
@@ -470,6 +488,24 @@ async fn track_requests(
         })
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The standard methods by name; anything else (clients may send any
+/// token as a method) as `other`, so label values stay bounded.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
@@ -533,8 +569,34 @@ mod tests {
             request_base_url(&headers).as_deref(),
             Some("https://auth.internal:3200")
         );
-        headers.insert(header::HOST, HeaderValue::from_static("evil.com/path?x"));
-        assert_eq!(request_base_url(&headers), None);
+        for invalid in [
+            "evil.com/path?x",
+            "x@evil.example",
+            "evil.example:99999",
+            "evil.example:0",
+        ] {
+            headers.insert(header::HOST, HeaderValue::from_static(invalid));
+            assert_eq!(request_base_url(&headers), None, "{invalid}");
+        }
+        headers.insert(header::HOST, HeaderValue::from_static("[::1]:8080"));
+        assert_eq!(
+            request_base_url(&headers).as_deref(),
+            Some("https://[::1]:8080")
+        );
+    }
+
+    #[test]
+    fn unusual_methods_share_one_metric_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"FOOBAR123").unwrap()),
+            "other"
+        );
+        assert_eq!(
+            method_label(&Method::from_bytes(b"QUERY").unwrap()),
+            "other"
+        );
     }
 
     #[test]

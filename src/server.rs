@@ -344,7 +344,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
 fn log_signal(name: &str) {
     tracing::info!(
         signal = name,
-        "received {name}: no longer accepting connections, draining in-flight requests"
+        "received {name}: shutting down (readiness fails now; after the shutdown delay the listener closes and in-flight requests drain)"
     );
 }
 

@@ -287,7 +287,7 @@ fn keys_add_and_prune_manage_a_ring_file_that_serving_accepts() {
         binary(&["keys", "add", "--ring", &ring_arg]),
         &current,
     ));
-    assert!(added.contains("1 keys: current"), "{added}");
+    assert!(added.contains("1 key: current"), "{added}");
     let next = stdout(
         &binary(&[
             "keygen",

@@ -307,8 +307,8 @@ async fn each_mint_decision_leaves_one_audit_record_without_the_token_or_secret(
     let record = &audit[0];
     assert_eq!(record["outcome"], "issued");
     assert_eq!(record["client"], "control-plane");
-    assert_eq!(record["sender"], "\"agent://team-a/risk\"");
-    assert_eq!(record["requested_ttl"], "Some(120.0)");
+    assert_eq!(record["sender"], "agent://team-a/risk");
+    assert_eq!(record["requested_ttl"], 120.0);
     assert_eq!(record["ttl"], 120);
     assert_eq!(record["kid"], "es256-test-key");
     assert_eq!(record["jti"], claims["jti"]);
@@ -317,7 +317,8 @@ async fn each_mint_decision_leaves_one_audit_record_without_the_token_or_secret(
     assert!(record.get("peer").is_some());
 
     assert_eq!(audit[1]["outcome"], "forbidden");
-    assert_eq!(audit[1]["sender"], "\"agent://team-b/risk\"");
+    assert_eq!(audit[1]["sender"], "agent://team-b/risk");
+    assert_eq!(audit[1]["requested_ttl"], 5.0);
     assert!(
         audit[1]["reason"]
             .as_str()
@@ -326,6 +327,10 @@ async fn each_mint_decision_leaves_one_audit_record_without_the_token_or_secret(
     );
     assert_eq!(audit[2]["outcome"], "unauthenticated");
     assert_eq!(audit[2]["client"], "-");
+    assert!(
+        audit[2].get("requested_ttl").is_none(),
+        "not known before the body is read"
+    );
 
     let everything = captured.text();
     assert!(!everything.contains(&token), "the token is never logged");
@@ -343,6 +348,29 @@ fn metric(text: &str, series: &str) -> f64 {
                 .and_then(|rest| rest.trim().parse().ok())
         })
         .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_crafted_sender_cannot_forge_an_audit_line() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let reply = mint(
+        &state(),
+        r#"{"sender":"agent://x\n2026-01-01T00:00:00Z  INFO minted token sender=admin"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = captured.text();
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "one line, the newline escaped: {text}"
+    );
+    assert!(text.contains(r"sender=agent://x\n2026"), "{text}");
 }
 
 #[tokio::test]

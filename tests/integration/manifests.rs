@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use macp_auth_service::Config;
 use macp_auth_service::config::DEFAULT_DRAIN_TIMEOUT;
-use macp_auth_service::routes::HEALTHZ_PATH;
+use macp_auth_service::routes::{HEALTHZ_PATH, READYZ_PATH};
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
@@ -222,12 +222,13 @@ fn the_kustomization_lists_every_manifest_in_the_base() {
 }
 
 #[test]
-fn probes_point_at_the_healthz_route_on_the_service_port() {
+fn probes_point_at_the_health_routes_on_the_service_port() {
     let deployment = deployment();
     let container = container(&deployment);
     let port = service_port();
     assert_eq!(port, 3200);
     assert_eq!(HEALTHZ_PATH, "/healthz");
+    assert_eq!(READYZ_PATH, "/readyz");
 
     let http = container["ports"]
         .as_sequence()
@@ -247,7 +248,13 @@ fn probes_point_at_the_healthz_route_on_the_service_port() {
         }
         let get = &spec["httpGet"];
         assert!(get.is_mapping(), "{probe} must be an httpGet probe");
-        assert_eq!(get["path"].as_str(), Some(HEALTHZ_PATH), "{probe} path");
+        // Readiness fails as soon as shutdown begins; liveness must not.
+        let expected = if probe == "readinessProbe" {
+            READYZ_PATH
+        } else {
+            HEALTHZ_PATH
+        };
+        assert_eq!(get["path"].as_str(), Some(expected), "{probe} path");
         assert_eq!(resolve_port(&get["port"], container), port, "{probe} port");
         let scheme = get["scheme"].as_str().unwrap_or("HTTP");
         assert_eq!(scheme, "HTTP", "{probe}: the service speaks plain HTTP");
