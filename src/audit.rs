@@ -137,7 +137,7 @@ pub fn denied(
         client = caller.client(),
         peer = %caller.peer(),
         sender = %sender.unwrap_or("-").escape_debug(),
-        reason = %reason.escape_debug(),
+        reason,
         "mint refused"
     );
 }
