@@ -17,6 +17,7 @@ WORKDIR /src
 # Only what `cargo build` reads. If the crate grows a build.rs, or declares
 # targets outside src/ in Cargo.toml, copy those here too.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY src ./src
 
 # The cache mounts keep downloaded crates and compiled dependencies between

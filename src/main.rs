@@ -183,7 +183,8 @@ fn serve() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(format_args!("invalid configuration: {err}")),
     };
-    telemetry::init(&config.log_filter, config.log_format);
+    // Held to the end of `serve`: dropping it flushes every pending line.
+    let _log_writer = telemetry::init(&config.log_filter, config.log_format);
     let state = match AppState::from_config(config) {
         Ok(state) => state,
         Err(err) => return fail(format_args!("{err}")),

@@ -54,10 +54,10 @@ pub struct ClientLabels {
 /// Labels of a served request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    /// The route's path template.
-    pub route: String,
-    /// The HTTP method.
-    pub method: String,
+    /// The route's path.
+    pub route: &'static str,
+    /// The HTTP method, or `other`.
+    pub method: &'static str,
     /// The response status code.
     pub status: u16,
 }

@@ -59,7 +59,12 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// `MACP_AUTH_METRICS_ADDR` moves it to [`metrics_router`].
 pub fn router(state: AppState) -> Router {
     // Tokens are bearer credentials: no cache, proxy or browser may keep one.
+    // Only this route reads a body, so only it needs the request timeout.
     let tokens = post(mint)
+        .layer::<_, Infallible>(middleware::from_fn_with_state(
+            state.clone(),
+            limit_duration,
+        ))
         .layer::<_, Infallible>(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -77,12 +82,8 @@ pub fn router(state: AppState) -> Router {
     if state.config().metrics_addr.is_none() {
         app = app.route(METRICS_PATH, get(metrics));
     }
-    // Innermost first: the timeout inside the tracking, so a 408 is counted.
+    // The tracking wraps every route, the timeout included, so a 408 is counted.
     app.method_not_allowed_fallback(method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_duration,
-        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             track_requests,
@@ -471,8 +472,16 @@ async fn track_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = matched.map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = method_label(request.method()).to_owned();
+    // Labels are static strings: no allocation per request.
+    let route = matched
+        .and_then(|path| {
+            ROUTES
+                .iter()
+                .map(|(_, route)| *route)
+                .find(|route| *route == path.as_str())
+        })
+        .unwrap_or("other");
+    let method = method_label(request.method());
     let metrics = state.metrics();
     metrics.in_flight.inc();
     // Decrements even if the client goes away and the future is dropped.
