@@ -699,18 +699,47 @@ fn bit_length(big_endian: &[u8]) -> usize {
     }
 }
 
-/// Quotes a short, name-like JSON string for an error message. Anything else
-/// is described only by its JSON type, so a value pasted into the wrong
-/// member can never leak into a log.
+/// Names registered for JOSE (RFC 7518, RFC 8037) that a `kty`, `crv`, `alg`
+/// or `use` member can hold: the only strings an error message may quote.
+const JOSE_NAMES: &[&str] = &[
+    "RSA",
+    "EC",
+    "oct",
+    "OKP",
+    "P-256",
+    "P-384",
+    "P-521",
+    "Ed25519",
+    "Ed448",
+    "X25519",
+    "X448",
+    "secp256k1",
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "ES256K",
+    "PS256",
+    "PS384",
+    "PS512",
+    "EdDSA",
+    "none",
+    "sig",
+    "enc",
+];
+
+/// Describes a JSON value for an error message. Only registered JOSE names
+/// are quoted; anything else is described by its JSON type, so text pasted
+/// into the wrong member (even a fragment of a private key) never reaches a
+/// log.
 fn describe(value: &Value) -> String {
     match value {
-        Value::String(s)
-            if s.len() <= 16
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) =>
-        {
-            format!("\"{s}\"")
-        }
+        Value::String(s) if JOSE_NAMES.contains(&s.as_str()) => format!("\"{s}\""),
         Value::String(_) => "(an unrecognised string)".to_owned(),
         Value::Null => "null".to_owned(),
         Value::Bool(_) => "(a boolean)".to_owned(),
@@ -1008,6 +1037,24 @@ mod tests {
             err.to_string(),
             "is a 1024-bit RSA key; at least 2048 bits are required"
         );
+    }
+
+    #[test]
+    fn errors_quote_registered_names_only() {
+        // Found by fuzzing: a 16-character fragment of `d` pasted into kty was
+        // quoted back. Nothing but registered JOSE names is quoted now.
+        let fragment = &rsa_jwk()["d"].as_str().unwrap()[..16];
+        for member in ["kty", "alg", "use"] {
+            let err = load(SigningAlg::Rs256, &with(rsa_jwk(), member, fragment.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains(fragment), "{member}: {err}");
+            assert!(err.contains("(an unrecognised string)"), "{member}: {err}");
+        }
+        let err = load(SigningAlg::Es256, &with(&ec_jwk(), "crv", fragment.into()))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(fragment), "crv: {err}");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - `manifests`: the Dockerfile and Kubernetes manifests match the service.
 //! - `openapi`: docs/openapi.yaml and the served routes agree.
 //! - `hardening`: credentials, rate limits, audit, metrics, readiness, limits.
+//! - `fuzz_regressions`: every fuzz corpus and crash input, replayed with the
+//!   fuzz targets' invariants.
 //! - `properties`: property tests: the JWKS never leaks private members, any
 //!   accepted request mints a token the runtime verifies, and any body gets a
 //!   200 or a JSON 4xx.
@@ -20,6 +22,7 @@
 mod commands;
 mod contract;
 mod drills;
+mod fuzz_regressions;
 mod hardening;
 mod helpers;
 mod manifests;
