@@ -138,16 +138,8 @@ async fn wait_until_healthy(base: &str, child: &mut Child) {
 #[tokio::test]
 async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal() {
     for signal in ["TERM", "INT"] {
-        let port = free_port();
-        let mut child = binary()
-            .env("PORT", port.to_string())
-            .env("HOST", "127.0.0.1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        wait_until_healthy(&base, &mut child).await;
+        let (child, base) = start_service(&[]).await;
+        let port = base.rsplit(':').next().unwrap().to_owned();
 
         let minted: serde_json::Value = reqwest::Client::new()
             .post(format!("{base}/tokens"))
@@ -168,28 +160,7 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
         verify_like_runtime(&token, &jwks, "macp-auth-service", "macp-runtime").unwrap();
         let jti = token_parts(&token).1["jti"].as_str().unwrap().to_owned();
 
-        let kill = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let status = wait_with_deadline(&mut child, Duration::from_secs(10))
-            .expect("the service exits within the drain deadline");
-        assert!(status.success(), "SIG{signal}: exit status {status:?}");
-
-        let mut log = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
+        let log = stop_with(child, signal);
         for expected in [
             format!("listening on 127.0.0.1:{port} (port {port})"),
             "issuer=macp-auth-service audience=macp-runtime".to_owned(),
@@ -293,9 +264,16 @@ async fn wait_for_kids(base: &str, expected: &[&str]) {
     }
 }
 
-fn stop(mut child: Child) -> String {
+/// Sends SIGTERM, requires a clean exit, and returns everything logged.
+fn stop(child: Child) -> String {
+    stop_with(child, "TERM")
+}
+
+/// Sends `SIG<signal>`, requires exit 0 within the drain deadline, and
+/// returns everything the process logged.
+fn stop_with(mut child: Child, signal: &str) -> String {
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([format!("-{signal}"), child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
