@@ -618,6 +618,98 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        (logs.clone(), tracing::subscriber::set_default(subscriber))
+    }
+
+    impl Logs {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn each_activation_supersession_and_retirement_is_logged_with_kid_and_time() {
+        let (logs, _guard) = capture();
+        let clock = ManualClock::at(1_000);
+        let store = store(vec![jwk("old", None), jwk("new", Some(2_000))], &clock);
+        clock.set(2_000);
+        store.current();
+        clock.set(2_000 + 3_600 + 60);
+        store.current();
+        let text = logs.text();
+        assert!(
+            text.contains("key new activated: it signs new tokens from now on"),
+            "{text}"
+        );
+        assert!(text.contains("key old superseded by new"), "{text}");
+        assert!(
+            text.contains("key old retired: no token it signed can still be valid"),
+            "{text}"
+        );
+        assert!(text.contains("at=1970-01-01T00:33:20Z"), "{text}");
+    }
+
+    #[test]
+    fn a_key_published_too_shortly_before_it_signs_is_warned_about() {
+        let (logs, _guard) = capture();
+        let clock = ManualClock::at(10_000);
+        // 300 s of notice, under the 600 s pre-publication window.
+        let _store = store(
+            vec![jwk("current", None), jwk("soon", Some(10_300))],
+            &clock,
+        );
+        let text = logs.text();
+        assert!(
+            text.contains("key soon activates 300 s after it was first published here, less than the pre-publication window of 600 s"),
+            "{text}"
+        );
+        let (quiet, _guard) = capture();
+        let _store = store(
+            vec![jwk("current", None), jwk("later", Some(10_900))],
+            &clock,
+        );
+        assert!(
+            !quiet.text().contains("pre-publication window"),
+            "900 s is enough notice"
+        );
+    }
+
+    #[test]
+    fn a_reload_that_signs_with_an_unpublished_key_at_once_warns_of_the_emergency() {
+        let (logs, _guard) = capture();
+        let dir =
+            std::env::temp_dir().join(format!("macp-keystore-emergency-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ring.json");
+        std::fs::write(&path, json!({"keys": [jwk("old", None)]}).to_string()).unwrap();
+        let clock = ManualClock::at(5_000);
+        let config = Config {
+            signing_key_file: Some(path.clone()),
+            ..config()
+        };
+        let (ring, source) = load_ring(&config, clock.now()).unwrap();
+        let store = KeyStore::new(&config, ring, source, Arc::new(clock.clone()));
+        std::fs::write(
+            &path,
+            json!({"keys": [jwk("old", None), jwk("replacement", Some(4_000))]}).to_string(),
+        )
+        .unwrap();
+        store.reload().unwrap();
+        assert_eq!(store.current().signing.kid(), "replacement");
+        let text = logs.text();
+        assert!(
+            text.contains("emergency rotation: key replacement signs from now on without having been published in advance; verifiers with a cached JWKS will reject new tokens until they refresh"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn environment_and_ephemeral_rings_are_not_reloadable() {
         let clock = ManualClock::at(1);
