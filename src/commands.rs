@@ -16,7 +16,8 @@ use crate::clients::{ClientStore, LoadClientsError};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, SigningAlg};
 use crate::keys::{
-    KeyError, KeySource, default_kid, generate_private_jwk, public_jwk_from_private,
+    KeyError, KeySource, default_kid, generate_private_jwk, parse_jwk_object,
+    public_jwk_from_private,
 };
 use crate::keystore::{LoadKeyError, RingSource, load_ring};
 use crate::ring::{ACTIVATE_AT, KeyRing, KeyStatus, RingError, ring_document};
@@ -185,17 +186,7 @@ pub fn default_healthcheck_url(config: &Config) -> String {
 /// absent) and returns the ring's kids. Refuses a key whose kid or key
 /// material is already in the ring, and a result that would not load.
 pub fn keys_add(path: &Path, new_key: &str) -> Result<Vec<String>, CommandError> {
-    let new_key: Map<String, Value> = match serde_json::from_str(new_key.trim()) {
-        Ok(Value::Object(jwk)) => jwk,
-        Ok(_) => return Err(KeyError::NotAnObject.into()),
-        Err(err) => {
-            return Err(KeyError::InvalidJson {
-                line: err.line(),
-                column: err.column(),
-            }
-            .into());
-        }
-    };
+    let new_key = parse_jwk_object(new_key.trim())?;
     let new_public = public_jwk_from_private(&Value::Object(new_key.clone()).to_string())?;
     let mut keys = match std::fs::read_to_string(path) {
         Ok(text) => ring_document(&text)?,

@@ -554,12 +554,14 @@ fn parse_public_url(raw: &str) -> Option<String> {
     (scheme_ok && has_host && no_query).then(|| trimmed.to_owned())
 }
 
-/// A whole number of seconds from 0 to `max`.
-fn seconds(
+/// A whole number within `range`, `default` when unset; `expected` phrases
+/// the rule for the error message.
+fn integer_in(
     name: &'static str,
     value: Option<String>,
     default: u64,
-    max: u64,
+    range: std::ops::RangeInclusive<u64>,
+    expected: &str,
 ) -> Result<u64, ConfigError> {
     let Some(raw) = value else {
         return Ok(default);
@@ -567,13 +569,19 @@ fn seconds(
     raw.trim()
         .parse::<u64>()
         .ok()
-        .filter(|seconds| *seconds <= max)
-        .ok_or_else(|| {
-            ConfigError::new(
-                name,
-                format!("{name} must be a whole number of seconds from 0 to {max} (got {raw:?})"),
-            )
-        })
+        .filter(|value| range.contains(value))
+        .ok_or_else(|| ConfigError::new(name, format!("{name} must be {expected} (got {raw:?})")))
+}
+
+/// A whole number of seconds from 0 to `max`.
+fn seconds(
+    name: &'static str,
+    value: Option<String>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let expected = format!("a whole number of seconds from 0 to {max}");
+    integer_in(name, value, default, 0..=max, &expected)
 }
 
 /// A whole number from 1 to `max`.
@@ -583,19 +591,13 @@ fn positive(
     default: u64,
     max: u64,
 ) -> Result<u64, ConfigError> {
-    let Some(raw) = value else {
-        return Ok(default);
-    };
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|value| (1..=max).contains(value))
-        .ok_or_else(|| {
-            ConfigError::new(
-                name,
-                format!("{name} must be a whole number from 1 to {max} (got {raw:?})"),
-            )
-        })
+    integer_in(
+        name,
+        value,
+        default,
+        1..=max,
+        &format!("a whole number from 1 to {max}"),
+    )
 }
 
 fn parse_host(raw: &str) -> Option<IpAddr> {
@@ -623,21 +625,8 @@ fn non_empty(
 }
 
 fn ttl(name: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
-    let Some(raw) = value else {
-        return Ok(default);
-    };
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|seconds| (1..=TTL_LIMIT_SECONDS).contains(seconds))
-        .ok_or_else(|| {
-            ConfigError::new(
-                name,
-                format!(
-                    "{name} must be a positive integer number of seconds, at most {TTL_LIMIT_SECONDS} (got {raw:?})"
-                ),
-            )
-        })
+    let expected = format!("a positive integer number of seconds, at most {TTL_LIMIT_SECONDS}");
+    integer_in(name, value, default, 1..=TTL_LIMIT_SECONDS, &expected)
 }
 
 #[cfg(test)]

@@ -233,14 +233,7 @@ impl SigningKey {
     /// Loads a private JWK for `alg`. The kid is the JWK's own, or its RFC 7638
     /// thumbprint when it has none.
     pub fn from_jwk_json(alg: SigningAlg, text: &str, source: KeySource) -> Result<Self, KeyError> {
-        let value: Value = serde_json::from_str(text).map_err(|err| KeyError::InvalidJson {
-            line: err.line(),
-            column: err.column(),
-        })?;
-        let Value::Object(jwk) = value else {
-            return Err(KeyError::NotAnObject);
-        };
-        Self::from_jwk(alg, &jwk, source)
+        Self::from_jwk(alg, &parse_jwk_object(text)?, source)
     }
 
     /// Loads a private JWK already parsed into a JSON object.
@@ -481,6 +474,19 @@ impl SigningKey {
     }
 }
 
+/// Parses text as one JSON object. A syntax error reports only where it is:
+/// serde_json's own message can quote the input, which may be key material.
+pub fn parse_jwk_object(text: &str) -> Result<Map<String, Value>, KeyError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(jwk)) => Ok(jwk),
+        Ok(_) => Err(KeyError::NotAnObject),
+        Err(err) => Err(KeyError::InvalidJson {
+            line: err.line(),
+            column: err.column(),
+        }),
+    }
+}
+
 /// Serialises a JWKS document, `{"keys": [...]}`, from public JWKs only.
 pub fn jwks_json<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> Vec<u8> {
     let keys: Vec<&Map<String, Value>> = keys.into_iter().map(SigningKey::public_jwk).collect();
@@ -568,13 +574,7 @@ pub fn default_kid(alg: SigningAlg, now: std::time::SystemTime) -> Result<String
 /// returns its public JWK. The algorithm is the JWK's `alg`, or follows from
 /// its `kty` when it has none.
 pub fn public_jwk_from_private(text: &str) -> Result<Map<String, Value>, KeyError> {
-    let value: Value = serde_json::from_str(text).map_err(|err| KeyError::InvalidJson {
-        line: err.line(),
-        column: err.column(),
-    })?;
-    let Value::Object(jwk) = value else {
-        return Err(KeyError::NotAnObject);
-    };
+    let jwk = parse_jwk_object(text)?;
     let alg = match (jwk.get("alg"), jwk.get("kty")) {
         (Some(alg), _) => alg.as_str().and_then(SigningAlg::parse).ok_or_else(|| {
             KeyError::UnsupportedKeyType {
