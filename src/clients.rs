@@ -12,7 +12,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 use base64::Engine;
@@ -369,12 +368,7 @@ impl ClientStore {
             return Ok(false);
         };
         let result = self.reload_file(path);
-        let counter = match &result {
-            Ok(true) => &self.reloads.swapped,
-            Ok(false) => &self.reloads.unchanged,
-            Err(_) => &self.reloads.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.reloads.record(&result, |swapped| *swapped);
         result
     }
 

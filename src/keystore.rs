@@ -139,6 +139,18 @@ pub struct ReloadCounts {
     pub failed: AtomicU64,
 }
 
+impl ReloadCounts {
+    /// Counts one reload: failed, swapped (as `swapped` judges it) or unchanged.
+    pub(crate) fn record<T, E>(&self, result: &Result<T, E>, swapped: impl FnOnce(&T) -> bool) {
+        let counter = match result {
+            Ok(outcome) if swapped(outcome) => &self.swapped,
+            Ok(_) => &self.unchanged,
+            Err(_) => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Settings the store needs from the configuration.
 #[derive(Debug, Clone)]
 struct Settings {
@@ -274,12 +286,8 @@ impl KeyStore {
             return Ok(ReloadOutcome::NotReloadable);
         };
         let result = self.reload_file(path);
-        let counter = match &result {
-            Ok(ReloadOutcome::Swapped) => &self.reloads.swapped,
-            Ok(_) => &self.reloads.unchanged,
-            Err(_) => &self.reloads.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.reloads
+            .record(&result, |outcome| *outcome == ReloadOutcome::Swapped);
         result
     }
 
