@@ -18,6 +18,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+pub(crate) mod otel;
+
 /// Installs the global subscriber with `filter`, writing text or JSON lines.
 /// Keep the guard until the process ends: dropping it flushes the log.
 pub fn init(filter: &str, format: LogFormat) -> WorkerGuard {
