@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::config::{Config, KeyMaterial, vars};
-use crate::keystore::ReloadCounts;
+use crate::keys::store::ReloadCounts;
 
 /// One entry of the client list, as operators write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! variable and the form it expects. The signing key's contents are never part
 //! of such a line.
 
+use crate::keys::SigningAlg;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -46,40 +47,6 @@ pub const TTL_LIMIT_SECONDS: u64 = u32::MAX as u64;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The JWS algorithms the service can sign with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SigningAlg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256 over an RSA key of at least 2048 bits.
-    Rs256,
-    /// ECDSA with SHA-256 over P-256.
-    Es256,
-}
-
-impl SigningAlg {
-    /// The name used in JOSE headers and JWKs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SigningAlg::Rs256 => "RS256",
-            SigningAlg::Es256 => "ES256",
-        }
-    }
-
-    /// Parses the exact JOSE name (`RS256` or `ES256`).
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "RS256" => Some(SigningAlg::Rs256),
-            "ES256" => Some(SigningAlg::Es256),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for SigningAlg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

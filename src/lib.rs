@@ -26,27 +26,21 @@
 //! [`telemetry`] sets up logging; [`commands`] and [`healthcheck`]
 //! implement the operator subcommands.
 
+pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod clients;
 pub mod clock;
-pub mod commands;
 pub mod config;
-pub mod error;
-pub mod healthcheck;
+pub mod http;
 pub mod keys;
-pub mod keystore;
-pub mod maintenance;
 pub mod metrics;
 pub mod mint;
 pub mod ratelimit;
-pub mod ring;
-pub mod routes;
-pub mod server;
 pub mod signer;
-pub mod state;
 pub mod telemetry;
 
 pub use config::Config;
-pub use routes::router;
-pub use server::{ServeError, run, shutdown_signal};
-pub use state::{AppState, StartupError};
+pub use http::routes::router;
+pub use http::server::{ServeError, run, shutdown_signal};
+pub use http::state::{AppState, StartupError};

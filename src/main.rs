@@ -3,7 +3,7 @@
 //!
 //! Every startup failure ends here as one line on standard error and a
 //! non-zero exit status. The operator subcommands are thin wrappers over
-//! `macp_auth_service::commands`.
+//! `macp_auth_service::cli::commands`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -12,13 +12,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use macp_auth_service::clients::{ClientsSource, new_client};
 use macp_auth_service::clock::{Clock, SystemClock, rfc3339};
-use macp_auth_service::commands::{self, DEFAULT_RSA_BITS};
-use macp_auth_service::config::SigningAlg;
-use macp_auth_service::healthcheck::{PROBE_TIMEOUT, probe};
-use macp_auth_service::keystore::RingSource;
-use macp_auth_service::maintenance::maintain;
-use macp_auth_service::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH, metrics_router};
-use macp_auth_service::server::serve as serve_app;
+use macp_auth_service::cli::commands::{self, DEFAULT_RSA_BITS};
+use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::cli::healthcheck::{PROBE_TIMEOUT, probe};
+use macp_auth_service::keys::store::RingSource;
+use macp_auth_service::app::maintenance::maintain;
+use macp_auth_service::http::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH, metrics_router};
+use macp_auth_service::http::server::serve as serve_app;
 use macp_auth_service::{AppState, Config, run, shutdown_signal, telemetry};
 use tokio::net::TcpListener;
 

@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 use crate::clients::ClientStore;
 use crate::clock::Clock;
-use crate::keystore::{KeyStore, ReloadCounts};
+use crate::keys::store::{KeyStore, ReloadCounts};
 
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

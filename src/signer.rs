@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::keys::{SignError, SigningKey};
 
 /// Jobs allowed to wait per signing thread before requests are shed.
@@ -165,7 +165,7 @@ fn work(jobs: Receiver<Job>, signatures: &AtomicU64, durations: &Histogram) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SigningAlg;
+    use crate::keys::SigningAlg;
 
     #[tokio::test]
     async fn signatures_come_back_with_their_message() {

@@ -1,7 +1,7 @@
 //! The v1 wire contract, row by row, through the router in process.
 
 use axum::http::{Method, StatusCode};
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::{AppState, Config};
 use serde_json::json;
 

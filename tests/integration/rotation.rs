@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use macp_auth_service::clock::{Clock, ManualClock};
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::keys::generate_private_jwk;
 use macp_auth_service::{AppState, Config};
 use serde_json::{Value, json};
@@ -230,9 +230,9 @@ fn state_from_file(dir: &str, text: &str, clock: &ManualClock) -> (AppState, std
         signing_key_file: Some(path.clone()),
         ..es256()
     };
-    let (ring, source) = macp_auth_service::keystore::load_ring(&config, clock.now()).unwrap();
+    let (ring, source) = macp_auth_service::keys::store::load_ring(&config, clock.now()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let keys = Arc::new(macp_auth_service::keystore::KeyStore::new(
+    let keys = Arc::new(macp_auth_service::keys::store::KeyStore::new(
         &config,
         ring,
         source,

@@ -1,6 +1,7 @@
 //! Tokens minted over a real socket and verified as the MACP runtime does.
 
-use macp_auth_service::config::{KeyMaterial, SigningAlg};
+use macp_auth_service::config::KeyMaterial;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::{AppState, Config};
 use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::{Config, ServeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -13,7 +13,7 @@ use crate::clients::{ClientStore, LoadClientsError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::SigningKey;
-use crate::keystore::{KeyStore, LoadKeyError, load_ring};
+use crate::keys::store::{KeyStore, LoadKeyError, load_ring};
 use crate::metrics::Metrics;
 use crate::ratelimit::MintRateLimiter;
 use crate::signer::SigningPool;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::clock::{parse_instant, rfc3339};
-use crate::config::SigningAlg;
+use crate::keys::SigningAlg;
 use crate::keys::{KeyError, KeySource, SigningKey};
 
 /// Most keys a ring may publish at once.

@@ -8,8 +8,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::keystore::{ReloadOutcome, RingSource};
-use crate::state::AppState;
+use crate::keys::store::{ReloadOutcome, RingSource};
+use crate::http::state::AppState;
 
 /// How often idle rate-limit buckets are forgotten.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);

@@ -23,7 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::clock::{Clock, rfc3339};
 use crate::config::{Config, vars};
 use crate::keys::{KeySource, SigningKey, jwks_json};
-use crate::ring::{KeyRing, RingError};
+use crate::keys::ring::{KeyRing, RingError};
 
 /// Everything a request needs from the ring at one instant.
 #[derive(Debug)]
@@ -154,7 +154,7 @@ impl ReloadCounts {
 /// Settings the store needs from the configuration.
 #[derive(Debug, Clone)]
 struct Settings {
-    alg: crate::config::SigningAlg,
+    alg: crate::keys::SigningAlg,
     max_ttl: u64,
     prepublish: u64,
 }
@@ -458,7 +458,7 @@ fn log_transitions(ring: &KeyRing, previous: &Snapshot, next: &Snapshot, now: u6
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::config::SigningAlg;
+    use crate::keys::SigningAlg;
     use crate::keys::generate_private_jwk;
     use serde_json::{Value, json};
 

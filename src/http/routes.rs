@@ -25,11 +25,11 @@ use tracing::Level;
 
 use crate::audit::{self, Caller, Issued, Outcome};
 use crate::clients::Client;
-use crate::error::{ApiError, MAX_BODY_BYTES};
+use crate::http::error::{ApiError, MAX_BODY_BYTES};
 use crate::metrics::{ClientLabels, RouteLabels};
 use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
 use crate::ratelimit::retry_after_seconds;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// Path of the mint endpoint.
 pub const TOKENS_PATH: &str = "/tokens";

@@ -14,14 +14,15 @@ use serde_json::{Map, Value};
 
 use crate::clients::{ClientStore, LoadClientsError};
 use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::config::{Config, SigningAlg};
+use crate::config::Config;
+use crate::keys::SigningAlg;
 use crate::keys::{
     KeyError, KeySource, default_kid, generate_private_jwk, parse_jwk_object,
     public_jwk_from_private,
 };
-use crate::keystore::{LoadKeyError, RingSource, load_ring};
-use crate::ring::{ACTIVATE_AT, KeyRing, KeyStatus, RingError, ring_document};
-use crate::routes::{HEALTHZ_PATH, JWKS_PATH, TOKENS_PATH};
+use crate::keys::store::{LoadKeyError, RingSource, load_ring};
+use crate::keys::ring::{ACTIVATE_AT, KeyRing, KeyStatus, RingError, ring_document};
+use crate::http::routes::{HEALTHZ_PATH, JWKS_PATH, TOKENS_PATH};
 
 /// RSA modulus size `keygen` uses when `--bits` is not given.
 pub const DEFAULT_RSA_BITS: usize = 2048;

@@ -33,8 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
-use crate::routes::router;
-use crate::state::AppState;
+use crate::http::routes::router;
+use crate::http::state::AppState;
 
 /// Why serving ended badly.
 #[derive(Debug, thiserror::Error)]

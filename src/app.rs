@@ -1,0 +1,3 @@
+//! The one place that builds and runs the service.
+
+pub mod maintenance;

@@ -1,0 +1,11 @@
+//! The HTTP layer: routes, middleware, the mapping of domain errors to the
+//! one `{"error": …}` contract, and the accept loop.
+//!
+//! Everything that knows about status codes and headers lives here; the
+//! domain modules below (`keys`, `clients`, `mint`, `signer`) return their
+//! own errors and never build a response.
+
+pub mod error;
+pub mod routes;
+pub mod server;
+pub mod state;
