@@ -309,7 +309,7 @@ impl fmt::Debug for ClientStore {
 impl ClientStore {
     /// Loads the list the configuration names (or none).
     pub fn from_config(config: &Config) -> Result<Self, LoadClientsError> {
-        let (list, source, text) = match (&config.clients_json, &config.clients_file) {
+        let (list, source, text) = match (&config.clients.inline, &config.clients.file) {
             (Some(json), _) => (
                 Some(parse_named(json, vars::CLIENTS_JSON)?),
                 ClientsSource::Env,
@@ -523,9 +523,10 @@ mod tests {
         let path = dir.join("clients.json");
         let entry = |name: &str, secret: &str| json!({"name": name, "secret_sha256": secret_digest_hex(secret), "senders": ["*"]});
         std::fs::write(&path, json!([entry("a", "one")]).to_string()).unwrap();
-        let config = Config {
-            clients_file: Some(path.clone()),
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.clients.file = Some(path.clone());
+            config
         };
         let store = ClientStore::from_config(&config).unwrap();
         assert!(!store.reload().unwrap(), "unchanged");

@@ -10,15 +10,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use macp_auth_service::app::maintenance::maintain;
+use macp_auth_service::cli::commands::{self, DEFAULT_RSA_BITS};
+use macp_auth_service::cli::healthcheck::{PROBE_TIMEOUT, probe};
 use macp_auth_service::clients::{ClientsSource, new_client};
 use macp_auth_service::clock::{Clock, SystemClock, rfc3339};
-use macp_auth_service::cli::commands::{self, DEFAULT_RSA_BITS};
-use macp_auth_service::keys::SigningAlg;
-use macp_auth_service::cli::healthcheck::{PROBE_TIMEOUT, probe};
-use macp_auth_service::keys::store::RingSource;
-use macp_auth_service::app::maintenance::maintain;
 use macp_auth_service::http::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH, metrics_router};
 use macp_auth_service::http::server::serve as serve_app;
+use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::keys::store::RingSource;
 use macp_auth_service::{AppState, Config, run, shutdown_signal, telemetry};
 use tokio::net::TcpListener;
 
@@ -184,7 +184,7 @@ fn serve() -> ExitCode {
         Err(err) => return fail(format_args!("invalid configuration: {err}")),
     };
     // Held to the end of `serve`: dropping it flushes every pending line.
-    let _log_writer = telemetry::init(&config.log_filter, config.log_format);
+    let _log_writer = telemetry::init(&config.logging.filter, config.logging.format);
     let state = match AppState::from_config(config) {
         Ok(state) => state,
         Err(err) => return fail(format_args!("{err}")),
@@ -204,13 +204,13 @@ fn serve() -> ExitCode {
         let maintenance = maintain(state.clone(), async move {
             let _ = maintenance_stopped.await;
         });
-        let addr = config.listen_addr();
+        let addr = config.listen.addr();
         let listener = match TcpListener::bind(addr).await {
             Ok(listener) => listener,
             Err(err) => return fail(format_args!("cannot listen on {addr}: {err}")),
         };
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-        if let Some(metrics_addr) = config.metrics_addr {
+        if let Some(metrics_addr) = config.listen.metrics_addr {
             let metrics_listener = match TcpListener::bind(metrics_addr).await {
                 Ok(listener) => listener,
                 Err(err) => {
@@ -229,7 +229,7 @@ fn serve() -> ExitCode {
                     metrics_listener,
                     app,
                     64,
-                    config.header_read_timeout,
+                    config.limits.header_read_timeout,
                     stopped,
                 )
                 .await
@@ -262,7 +262,7 @@ fn serve() -> ExitCode {
 /// service's, plus alg, kid and the ring's schedule).
 fn log_fingerprint(state: &AppState) {
     let config = state.config();
-    let base = config.display_base_url();
+    let base = config.listen.display_base_url();
     let snapshot = state.keys().current();
     let source = match state.keys().source() {
         RingSource::Ephemeral => "ephemeral",
@@ -271,10 +271,14 @@ fn log_fingerprint(state: &AppState) {
     };
     tracing::info!(
         "listening on {} (port {})",
-        config.listen_addr(),
-        config.port
+        config.listen.addr(),
+        config.listen.port
     );
-    tracing::info!("issuer={} audience={}", config.issuer, config.audience);
+    tracing::info!(
+        "issuer={} audience={}",
+        config.tokens.issuer,
+        config.tokens.audience
+    );
     tracing::info!("key source: {source}");
     tracing::info!(
         "signing alg={} kid={}",
@@ -285,7 +289,7 @@ fn log_fingerprint(state: &AppState) {
     let ring = state.keys().ring();
     if ring.keys().len() > 1 {
         for (index, entry) in ring.keys().iter().enumerate() {
-            let status = ring.status(index, now, config.max_ttl_seconds);
+            let status = ring.status(index, now, config.tokens.max_ttl_seconds);
             match entry.activate_at {
                 Some(at) => tracing::info!(
                     "key {}: {status} (activate_at {})",
@@ -304,12 +308,12 @@ fn log_fingerprint(state: &AppState) {
         );
     }
     match state.clients().source() {
-        ClientsSource::Off if config.host.is_loopback() => tracing::warn!(
+        ClientsSource::Off if config.listen.host.is_loopback() => tracing::warn!(
             "minting is unauthenticated: any local process can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON to require client credentials"
         ),
         ClientsSource::Off => tracing::error!(
             "minting is unauthenticated and {} is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path",
-            config.host
+            config.listen.host
         ),
         source => {
             let clients = state.clients().current();
@@ -329,7 +333,7 @@ fn log_fingerprint(state: &AppState) {
             );
         }
     }
-    if let Some(limit) = config.rate_limit {
+    if let Some(limit) = config.clients.rate_limit {
         tracing::info!(
             "mint rate limit: {} per second, burst {}, per {}",
             limit.per_second,
@@ -341,12 +345,12 @@ fn log_fingerprint(state: &AppState) {
             }
         );
     }
-    if config.default_ttl_seconds > config.max_ttl_seconds {
+    if config.tokens.default_ttl_seconds > config.tokens.max_ttl_seconds {
         tracing::warn!(
             "MACP_AUTH_DEFAULT_TTL_SECONDS ({}) exceeds MACP_AUTH_MAX_TTL_SECONDS ({}): requests without ttl_seconds get {}",
-            config.default_ttl_seconds,
-            config.max_ttl_seconds,
-            config.max_ttl_seconds
+            config.tokens.default_ttl_seconds,
+            config.tokens.max_ttl_seconds,
+            config.tokens.max_ttl_seconds
         );
     }
 }
@@ -410,7 +414,7 @@ fn keys(command: KeysCommand) -> ExitCode {
             let max_ttl = match max_ttl_seconds {
                 Some(max_ttl) => max_ttl,
                 None => match Config::from_env() {
-                    Ok(config) => config.max_ttl_seconds,
+                    Ok(config) => config.tokens.max_ttl_seconds,
                     Err(err) => return fail(format_args!("invalid configuration: {err}")),
                 },
             };

@@ -8,8 +8,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::keys::store::{ReloadOutcome, RingSource};
 use crate::http::state::AppState;
+use crate::keys::store::{ReloadOutcome, RingSource};
 
 /// How often idle rate-limit buckets are forgotten.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ where
     async move {
         // Intervals keep their own schedule across loop turns; a fresh sleep
         // per turn would restart whenever another branch fired first.
-        let poll = state.config().key_poll_interval;
+        let poll = state.config().keys.poll_interval;
         let mut file_check = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
         file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         file_check.tick().await;

@@ -15,14 +15,14 @@ use serde_json::{Map, Value};
 use crate::clients::{ClientStore, LoadClientsError};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
+use crate::http::routes::{HEALTHZ_PATH, JWKS_PATH, TOKENS_PATH};
 use crate::keys::SigningAlg;
+use crate::keys::ring::{ACTIVATE_AT, KeyRing, KeyStatus, RingError, ring_document};
+use crate::keys::store::{LoadKeyError, RingSource, load_ring};
 use crate::keys::{
     KeyError, KeySource, default_kid, generate_private_jwk, parse_jwk_object,
     public_jwk_from_private,
 };
-use crate::keys::store::{LoadKeyError, RingSource, load_ring};
-use crate::keys::ring::{ACTIVATE_AT, KeyRing, KeyStatus, RingError, ring_document};
-use crate::http::routes::{HEALTHZ_PATH, JWKS_PATH, TOKENS_PATH};
 
 /// RSA modulus size `keygen` uses when `--bits` is not given.
 pub const DEFAULT_RSA_BITS: usize = 2048;
@@ -114,7 +114,7 @@ pub fn check_config(config: &Config) -> Result<(RingSource, String), CommandErro
             names.join(", ")
         }
     );
-    if let Some(limit) = config.rate_limit {
+    if let Some(limit) = config.clients.rate_limit {
         let _ = writeln!(
             report,
             "rate limit: {} per second, burst {}",
@@ -126,15 +126,15 @@ pub fn check_config(config: &Config) -> Result<(RingSource, String), CommandErro
 
 /// The fingerprint of `config` serving `ring` at `now`.
 pub fn fingerprint(config: &Config, ring: &KeyRing, source: &RingSource, now: u64) -> String {
-    let schedule = ring.schedule(now, config.max_ttl_seconds);
-    let base = config.display_base_url();
+    let schedule = ring.schedule(now, config.tokens.max_ttl_seconds);
+    let base = config.listen.display_base_url();
     let mut report = String::new();
     let mut line = |name: &str, value: &dyn std::fmt::Display| {
         let _ = writeln!(report, "{name}: {value}");
     };
-    line("listen", &config.listen_addr());
-    line("issuer", &config.issuer);
-    line("audience", &config.audience);
+    line("listen", &config.listen.addr());
+    line("issuer", &config.tokens.issuer);
+    line("audience", &config.tokens.audience);
     line(
         "key source",
         &match source {
@@ -143,18 +143,18 @@ pub fn fingerprint(config: &Config, ring: &KeyRing, source: &RingSource, now: u6
             RingSource::File(_) => KeySource::File,
         },
     );
-    line("alg", &config.signing_alg);
+    line("alg", &config.keys.alg);
     if let Some(signing) = schedule.signing {
         line("kid", &ring.keys()[signing].key.kid());
     }
     for (index, entry) in ring.keys().iter().enumerate() {
-        let status = ring.status(index, now, config.max_ttl_seconds);
+        let status = ring.status(index, now, config.tokens.max_ttl_seconds);
         let mut detail = status.to_string();
         if let Some(at) = entry.activate_at {
             let verb = if at > now { "activates" } else { "activated" };
             let _ = write!(detail, ", {verb} {}", rfc3339(at));
         }
-        if let Some(retire_at) = ring.retirement(index, config.max_ttl_seconds) {
+        if let Some(retire_at) = ring.retirement(index, config.tokens.max_ttl_seconds) {
             let verb = if status == KeyStatus::Retired {
                 "retired"
             } else {
@@ -164,8 +164,11 @@ pub fn fingerprint(config: &Config, ring: &KeyRing, source: &RingSource, now: u6
         }
         line(&format!("key {}", entry.key.kid()), &detail);
     }
-    line("max ttl seconds", &config.max_ttl_seconds);
-    line("default ttl seconds", &config.effective_default_ttl());
+    line("max ttl seconds", &config.tokens.max_ttl_seconds);
+    line(
+        "default ttl seconds",
+        &config.tokens.effective_default_ttl(),
+    );
     line("jwks url", &format_args!("{base}{JWKS_PATH}"));
     line("mint url", &format_args!("POST {base}{TOKENS_PATH}"));
     report
@@ -174,13 +177,13 @@ pub fn fingerprint(config: &Config, ring: &KeyRing, source: &RingSource, now: u6
 /// The URL `healthcheck` probes when none is given: `/healthz` on the
 /// configured port, over loopback unless the service binds one address only.
 pub fn default_healthcheck_url(config: &Config) -> String {
-    let host = match config.host {
+    let host = match config.listen.host {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
     };
-    format!("http://{host}:{}{HEALTHZ_PATH}", config.port)
+    format!("http://{host}:{}{HEALTHZ_PATH}", config.listen.port)
 }
 
 /// Adds the private JWK `new_key` to the ring file at `path` (created if
@@ -382,10 +385,11 @@ mod tests {
             .as_str()
             .unwrap()
             .to_owned();
-        let config = Config {
-            signing_alg: SigningAlg::Es256,
-            signing_key_json: Some(KeyMaterial::new(private)),
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.keys.alg = SigningAlg::Es256;
+            config.keys.inline = Some(KeyMaterial::new(private));
+            config
         };
         let (source, report) = check_config(&config).unwrap();
         assert_eq!(source, RingSource::Env);
@@ -401,10 +405,11 @@ mod tests {
         let dir = temp_dir("fingerprint");
         let path = dir.join("ring.json");
         old_and_new_ring(&path, "2000");
-        let config = Config {
-            signing_alg: SigningAlg::Es256,
-            signing_key_file: Some(path.clone()),
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.keys.alg = SigningAlg::Es256;
+            config.keys.file = Some(path.clone());
+            config
         };
         let (ring, source) = load_ring(&config, 1000).unwrap();
         let report = fingerprint(&config, &ring, &source, 1000);
@@ -477,13 +482,13 @@ mod tests {
             default_healthcheck_url(&config),
             "http://127.0.0.1:3200/healthz"
         );
-        config.port = 8080;
-        config.host = "::".parse().unwrap();
+        config.listen.port = 8080;
+        config.listen.host = "::".parse().unwrap();
         assert_eq!(
             default_healthcheck_url(&config),
             "http://[::1]:8080/healthz"
         );
-        config.host = "10.0.0.5".parse().unwrap();
+        config.listen.host = "10.0.0.5".parse().unwrap();
         assert_eq!(
             default_healthcheck_url(&config),
             "http://10.0.0.5:8080/healthz"

@@ -26,10 +26,10 @@ use tracing::Level;
 use crate::audit::{self, Caller, Issued, Outcome};
 use crate::clients::Client;
 use crate::http::error::{ApiError, MAX_BODY_BYTES};
+use crate::http::state::AppState;
 use crate::metrics::{ClientLabels, RouteLabels};
 use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
 use crate::ratelimit::retry_after_seconds;
-use crate::http::state::AppState;
 
 /// Path of the mint endpoint.
 pub const TOKENS_PATH: &str = "/tokens";
@@ -79,7 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route(DISCOVERY_PATH, get(openid_configuration))
         .route(HEALTHZ_PATH, get(healthz))
         .route(READYZ_PATH, get(readyz));
-    if state.config().metrics_addr.is_none() {
+    if state.config().listen.metrics_addr.is_none() {
         app = app.route(METRICS_PATH, get(metrics));
     }
     // The tracking wraps every route, the timeout included, so a 408 is counted.
@@ -236,19 +236,23 @@ async fn issue(
     }
     let max_ttl = client
         .and_then(|client| client.max_ttl_seconds())
-        .map_or(config.max_ttl_seconds, |ceiling| {
-            ceiling.min(config.max_ttl_seconds)
+        .map_or(config.tokens.max_ttl_seconds, |ceiling| {
+            ceiling.min(config.tokens.max_ttl_seconds)
         });
     let key = state.keys().current().signing.clone();
-    let ttl = effective_ttl(request.ttl_seconds, config.default_ttl_seconds, max_ttl);
+    let ttl = effective_ttl(
+        request.ttl_seconds,
+        config.tokens.default_ttl_seconds,
+        max_ttl,
+    );
     let iat = state.clock().now();
     let jti = new_jti()?;
     let claims = Claims {
         macp_scopes: &request.scopes,
         iat,
         exp: iat + ttl,
-        iss: &config.issuer,
-        aud: &config.audience,
+        iss: &config.tokens.issuer,
+        aud: &config.tokens.audience,
         sub: &request.sender,
         jti: &jti,
     };
@@ -314,7 +318,10 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 /// ETag so verifiers can revalidate for the price of a 304.
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snapshot = state.keys().current();
-    let max_age = snapshot.max_age(state.clock().now(), state.config().jwks_max_age_seconds);
+    let max_age = snapshot.max_age(
+        state.clock().now(),
+        state.config().keys.jwks_max_age_seconds,
+    );
     let cache_control = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .expect("digits are a valid header value");
     if if_none_match(&headers, &snapshot.etag) {
@@ -361,16 +368,16 @@ fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
 /// otherwise the Host the client used.
 async fn openid_configuration(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let config = state.config();
-    let (base, varies) = match &config.public_url {
+    let (base, varies) = match &config.listen.public_url {
         Some(base) => (base.clone(), false),
         None => (
-            request_base_url(&headers).unwrap_or_else(|| config.display_base_url()),
+            request_base_url(&headers).unwrap_or_else(|| config.listen.display_base_url()),
             true,
         ),
     };
     let snapshot = state.keys().current();
     let document = serde_json::json!({
-        "issuer": config.issuer,
+        "issuer": config.tokens.issuer,
         "jwks_uri": format!("{base}{JWKS_PATH}"),
         "id_token_signing_alg_values_supported": [snapshot.signing.alg().as_str()],
         "subject_types_supported": ["public"],
@@ -381,8 +388,11 @@ async fn openid_configuration(State(state): State<AppState>, headers: HeaderMap)
     let headers = response.headers_mut();
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_str(&format!("public, max-age={}", config.jwks_max_age_seconds))
-            .expect("digits are a valid header value"),
+        HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.keys.jwks_max_age_seconds
+        ))
+        .expect("digits are a valid header value"),
     );
     if varies {
         headers.insert(
@@ -527,7 +537,7 @@ impl Drop for InFlight<'_> {
 
 /// Ends any request, body included, that runs past the request timeout.
 async fn limit_duration(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.config().request_timeout, next.run(request)).await {
+    match tokio::time::timeout(state.config().limits.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::RequestTimeout.into_response(),
     }

@@ -57,7 +57,7 @@ where
 {
     let config = state.config().clone();
     let draining_state = state.clone();
-    let delay = config.shutdown_delay;
+    let delay = config.limits.shutdown_delay;
     let stop_accepting = async move {
         shutdown.await;
         draining_state.start_draining();
@@ -71,14 +71,14 @@ where
     let draining = serve(
         listener,
         router(state),
-        config.max_connections,
-        config.header_read_timeout,
+        config.limits.max_connections,
+        config.limits.header_read_timeout,
         stop_accepting,
     )
     .await?;
-    tokio::time::timeout(config.drain_timeout, draining.finish())
+    tokio::time::timeout(config.limits.drain_timeout, draining.finish())
         .await
-        .map_err(|_| ServeError::DrainTimeout(config.drain_timeout))
+        .map_err(|_| ServeError::DrainTimeout(config.limits.drain_timeout))
 }
 
 /// How long, once draining starts, a kept-alive connection that has already

@@ -75,7 +75,7 @@ impl AppState {
         signer: SigningPool,
     ) -> Result<Self, StartupError> {
         let clients = Arc::new(ClientStore::from_config(&config)?);
-        let limiter = config.rate_limit.map(MintRateLimiter::new);
+        let limiter = config.clients.rate_limit.map(MintRateLimiter::new);
         let metrics = Metrics::new(
             signer.durations(),
             keys.clone(),

@@ -26,7 +26,6 @@ const B64_LENIENT: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-
 impl SigningKey {
     /// Loads a private JWK for `alg`. The kid is the JWK's own, or its RFC 7638
     /// thumbprint when it has none.

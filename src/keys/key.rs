@@ -101,7 +101,6 @@ impl SigningKey {
         )
     }
 
-
     pub(super) fn assemble(
         alg: SigningAlg,
         kid: Option<String>,

@@ -22,8 +22,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clock::{Clock, rfc3339};
 use crate::config::{Config, vars};
-use crate::keys::{KeySource, SigningKey, jwks_json};
 use crate::keys::ring::{KeyRing, RingError};
+use crate::keys::{KeySource, SigningKey, jwks_json};
 
 /// Everything a request needs from the ring at one instant.
 #[derive(Debug)]
@@ -87,25 +87,28 @@ pub enum LoadKeyError {
 
 /// Reads and validates the ring the configuration names, as of `now`.
 pub fn load_ring(config: &Config, now: u64) -> Result<(KeyRing, RingSource), LoadKeyError> {
-    let (ring, source, variable) = if let Some(material) = &config.signing_key_json {
+    let (ring, source, variable) = if let Some(material) = &config.keys.inline {
         (
-            KeyRing::parse(config.signing_alg, material.expose(), KeySource::Env),
+            KeyRing::parse(config.keys.alg, material.expose(), KeySource::Env),
             RingSource::Env,
             vars::SIGNING_KEY_JSON,
         )
-    } else if let Some(path) = &config.signing_key_file {
+    } else if let Some(path) = &config.keys.file {
         let text = read_key_file(path)?;
         (
-            KeyRing::parse(config.signing_alg, &text, KeySource::File),
+            KeyRing::parse(config.keys.alg, &text, KeySource::File),
             RingSource::File(path.clone()),
             vars::SIGNING_KEY_FILE,
         )
     } else {
-        let key = SigningKey::generate(config.signing_alg).map_err(LoadKeyError::Ephemeral)?;
+        let key = SigningKey::generate(config.keys.alg).map_err(LoadKeyError::Ephemeral)?;
         return Ok((KeyRing::single(key), RingSource::Ephemeral));
     };
     let ring = ring
-        .and_then(|ring| ring.validate(now, config.max_ttl_seconds).map(|()| ring))
+        .and_then(|ring| {
+            ring.validate(now, config.tokens.max_ttl_seconds)
+                .map(|()| ring)
+        })
         .map_err(|source| LoadKeyError::Ring { variable, source })?;
     Ok((ring, source))
 }
@@ -188,9 +191,9 @@ impl KeyStore {
     /// A store over `ring`, read from `source`, judged by `clock`.
     pub fn new(config: &Config, ring: KeyRing, source: RingSource, clock: Arc<dyn Clock>) -> Self {
         let settings = Settings {
-            alg: config.signing_alg,
-            max_ttl: config.max_ttl_seconds,
-            prepublish: config.key_prepublish_seconds,
+            alg: config.keys.alg,
+            max_ttl: config.tokens.max_ttl_seconds,
+            prepublish: config.keys.prepublish_seconds,
         };
         let now = clock.now();
         let snapshot = build_snapshot(&ring, now, settings.max_ttl)
@@ -471,9 +474,10 @@ mod tests {
     }
 
     fn config() -> Config {
-        Config {
-            signing_alg: SigningAlg::Es256,
-            ..Config::default()
+        {
+            let mut config = Config::default();
+            config.keys.alg = SigningAlg::Es256;
+            config
         }
     }
 
@@ -537,9 +541,10 @@ mod tests {
         let path = dir.join("ring.json");
         std::fs::write(&path, json!({"keys": [jwk("first", None)]}).to_string()).unwrap();
         let clock = ManualClock::at(10_000);
-        let config = Config {
-            signing_key_file: Some(path.clone()),
-            ..config()
+        let config = {
+            let mut config = config();
+            config.keys.file = Some(path.clone());
+            config
         };
         let (ring, source) = load_ring(&config, clock.now()).unwrap();
         let store = KeyStore::new(&config, ring, source, Arc::new(clock.clone()));
@@ -607,9 +612,10 @@ mod tests {
         let (old, new) = (jwk("old", None), jwk("new", Some(100)));
         std::fs::write(&path, json!({"keys": [old, new.clone()]}).to_string()).unwrap();
         let clock = ManualClock::at(200);
-        let config = Config {
-            signing_key_file: Some(path.clone()),
-            ..config()
+        let config = {
+            let mut config = config();
+            config.keys.file = Some(path.clone());
+            config
         };
         let (ring, source) = load_ring(&config, clock.now()).unwrap();
         let store = KeyStore::new(&config, ring, source, Arc::new(clock.clone()));
@@ -697,9 +703,10 @@ mod tests {
         let path = dir.join("ring.json");
         std::fs::write(&path, json!({"keys": [jwk("old", None)]}).to_string()).unwrap();
         let clock = ManualClock::at(5_000);
-        let config = Config {
-            signing_key_file: Some(path.clone()),
-            ..config()
+        let config = {
+            let mut config = config();
+            config.keys.file = Some(path.clone());
+            config
         };
         let (ring, source) = load_ring(&config, clock.now()).unwrap();
         let store = KeyStore::new(&config, ring, source, Arc::new(clock.clone()));
@@ -727,9 +734,10 @@ mod tests {
 
     #[test]
     fn load_ring_names_the_variable_at_fault() {
-        let both_missing = Config {
-            signing_key_file: Some(PathBuf::from("/nonexistent/ring.json")),
-            ..config()
+        let both_missing = {
+            let mut config = config();
+            config.keys.file = Some(PathBuf::from("/nonexistent/ring.json"));
+            config
         };
         let err = load_ring(&both_missing, 0).unwrap_err().to_string();
         assert!(
@@ -738,11 +746,12 @@ mod tests {
             ),
             "{err}"
         );
-        let future_only = Config {
-            signing_key_json: Some(crate::config::KeyMaterial::new(
+        let future_only = {
+            let mut config = config();
+            config.keys.inline = Some(crate::config::KeyMaterial::new(
                 json!({"keys": [jwk("later", Some(50))]}).to_string(),
-            )),
-            ..config()
+            ));
+            config
         };
         let err = load_ring(&future_only, 10).unwrap_err().to_string();
         assert!(

@@ -39,7 +39,7 @@ fn kubernetes_dir() -> PathBuf {
 
 /// The port the service listens on when `PORT` is unset.
 fn service_port() -> u64 {
-    u64::from(Config::default().port)
+    u64::from(Config::default().listen.port)
 }
 
 /// Every `.yaml`/`.yml` file under `deploy/kubernetes`, sorted.

@@ -226,9 +226,10 @@ fn state_from_file(dir: &str, text: &str, clock: &ManualClock) -> (AppState, std
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ring.json");
     std::fs::write(&path, text).unwrap();
-    let config = Config {
-        signing_key_file: Some(path.clone()),
-        ..es256()
+    let config = {
+        let mut config = es256();
+        config.keys.file = Some(path.clone());
+        config
     };
     let (ring, source) = macp_auth_service::keys::store::load_ring(&config, clock.now()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -336,9 +337,10 @@ async fn the_jwks_carries_a_strong_etag_and_a_bounded_cache_lifetime() {
 async fn the_jwks_max_age_is_configurable() {
     let t0 = now();
     let state = state_with_ring(
-        Config {
-            jwks_max_age_seconds: 30,
-            ..es256()
+        {
+            let mut config = es256();
+            config.keys.jwks_max_age_seconds = 30;
+            config
         },
         &ring_text(&[&key("only", None)]),
         Arc::new(ManualClock::at(t0)),
@@ -352,10 +354,11 @@ async fn discovery_points_at_the_jwks_by_public_url_or_host() {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(now()));
     let ring = ring_text(&[&key("only", None)]);
     let pinned = state_with_ring(
-        Config {
-            public_url: Some("https://auth.example.com".into()),
-            issuer: "https://auth.example.com".into(),
-            ..es256()
+        {
+            let mut config = es256();
+            config.listen.public_url = Some("https://auth.example.com".into());
+            config.tokens.issuer = "https://auth.example.com".into();
+            config
         },
         &ring,
         clock.clone(),
