@@ -356,6 +356,20 @@ impl ClientStore {
         &self.source
     }
 
+    /// The names of the clients in force, in list order (none when off).
+    pub fn names(&self) -> Vec<String> {
+        self.current()
+            .as_ref()
+            .as_ref()
+            .map(|list| {
+                list.clients()
+                    .iter()
+                    .map(|client| client.name().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Reload attempts so far, by result.
     pub fn reloads(&self) -> &ReloadCounts {
         &self.reloads

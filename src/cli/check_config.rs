@@ -1,0 +1,49 @@
+//! `check-config`: load the configuration, keys and client list exactly as
+//! serving would, and report the startup fingerprint and every finding.
+
+use std::process::ExitCode;
+
+use super::{CommandError, fail};
+use crate::app::fingerprint::Fingerprint;
+use crate::clients::ClientStore;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::keys::store::{RingSource, load_ring};
+
+/// The fingerprint of what serving with `config` would use right now. Loads
+/// the keys and clients exactly as serving does, so a source that would stop
+/// startup fails here too.
+pub fn check_config(config: &Config) -> Result<(RingSource, Fingerprint), CommandError> {
+    let now = SystemClock.now();
+    let (ring, source) = load_ring(config, now)?;
+    let clients = ClientStore::from_config(config)?;
+    let line = Fingerprint::clients_line(clients.source(), clients.names());
+    let fingerprint = Fingerprint::new(config, &ring, &source, line, now);
+    Ok((source, fingerprint))
+}
+
+/// Runs `check-config` on the process environment: prints the report and
+/// exits 0, or prints the error and exits 1.
+pub fn run(require_pinned_key: bool) -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return fail(format_args!("invalid configuration: {err}")),
+    };
+    match check_config(&config) {
+        Ok((source, fingerprint)) => {
+            print!("{}", fingerprint.report());
+            if source == RingSource::Ephemeral {
+                if require_pinned_key {
+                    return fail(format_args!(
+                        "no pinned key: neither MACP_AUTH_SIGNING_KEY_JSON nor MACP_AUTH_SIGNING_KEY_FILE is set, so serving would use an ephemeral key"
+                    ));
+                }
+                eprintln!(
+                    "macp-auth-service: warning: no pinned key is configured; serving would use an ephemeral key"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(format_args!("{err}")),
+    }
+}
