@@ -6,6 +6,11 @@
 //! own errors and never build a response.
 
 pub mod error;
+mod jwks;
+mod metrics;
+mod middleware;
+mod probes;
 pub mod routes;
 pub mod server;
 pub mod state;
+mod tokens;
