@@ -158,6 +158,18 @@ impl Fingerprint {
         self
     }
 
+    /// The same fingerprint with one more warning, when there is one.
+    pub fn with_warning(mut self, warning: Option<String>) -> Self {
+        if let Some(message) = warning {
+            self.findings.push(Finding {
+                kind: FindingKind::Other,
+                severity: Severity::Warning,
+                message,
+            });
+        }
+        self
+    }
+
     /// The clients line of a client store's source and current list.
     pub fn clients_line(source: &ClientsSource, names: Vec<String>) -> ClientsLine {
         match source {

@@ -8,7 +8,9 @@ use crate::app::fingerprint::Fingerprint;
 use crate::clients::ClientStore;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::http::server::fit_to_descriptors;
 use crate::keys::store::{RingSource, load_ring};
+use crate::ratelimit::MintRateLimiter;
 
 /// The fingerprint of what serving with `config` would use right now. Loads
 /// the keys and clients exactly as serving does, so a source that would stop
@@ -17,8 +19,17 @@ pub fn check_config(config: &Config) -> Result<(RingSource, Fingerprint), Comman
     let now = SystemClock.now();
     let (ring, source) = load_ring(config, now)?;
     let clients = ClientStore::from_config(config)?;
+    if let Some(limit) = config.clients.rate_limit {
+        // Built as serving builds it, so a limit serving would refuse fails here.
+        MintRateLimiter::new(limit).ok_or_else(|| {
+            CommandError::Usage(
+                "invalid configuration: MACP_AUTH_RATE_LIMIT_PER_SECOND and MACP_AUTH_RATE_LIMIT_BURST cannot be represented by the rate limiter".into(),
+            )
+        })?;
+    }
     let line = Fingerprint::clients_line(clients.source(), clients.names());
-    let fingerprint = Fingerprint::new(config, &ring, &source, line, now);
+    let (_, descriptors) = fit_to_descriptors(config.limits.max_connections);
+    let fingerprint = Fingerprint::new(config, &ring, &source, line, now).with_warning(descriptors);
     Ok((source, fingerprint))
 }
 

@@ -34,6 +34,12 @@ pub enum ApiError {
     /// The body exceeds [`MAX_BODY_BYTES`].
     #[error("request body exceeds the 64 KiB (65536-byte) limit")]
     PayloadTooLarge,
+    /// The body uses a transfer-coding other than `chunked` (such as gzip).
+    #[error("transfer-encoding not supported: send the body with Content-Length or chunked only")]
+    UnsupportedTransferEncoding,
+    /// More than one `Host` header, so the request's authority is ambiguous.
+    #[error("invalid request: send exactly one Host header")]
+    AmbiguousHost,
     /// No route has this path.
     #[error("not found")]
     NotFound,
@@ -81,6 +87,8 @@ impl ApiError {
             | ApiError::TtlNotPositive => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
+            ApiError::AmbiguousHost => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::MissingCredentials | ApiError::UnknownCredentials => StatusCode::UNAUTHORIZED,

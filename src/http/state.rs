@@ -45,6 +45,11 @@ pub enum StartupError {
     /// The client list is unusable.
     #[error("invalid configuration: {0}")]
     Clients(#[from] LoadClientsError),
+    /// The rate limit cannot be represented by the limiter.
+    #[error(
+        "invalid configuration: MACP_AUTH_RATE_LIMIT_PER_SECOND and MACP_AUTH_RATE_LIMIT_BURST would take more than 100 years to refill a bucket"
+    )]
+    RateLimit,
     /// The signing threads could not be started.
     #[error("cannot start the signing threads: {0}")]
     Threads(#[from] std::io::Error),
@@ -75,7 +80,10 @@ impl AppState {
         signer: SigningPool,
     ) -> Result<Self, StartupError> {
         let clients = Arc::new(ClientStore::from_config(&config)?);
-        let limiter = config.clients.rate_limit.map(MintRateLimiter::new);
+        let limiter = match config.clients.rate_limit {
+            None => None,
+            Some(limit) => Some(MintRateLimiter::new(limit).ok_or(StartupError::RateLimit)?),
+        };
         let metrics = Metrics::new(
             signer.durations(),
             keys.clone(),
