@@ -17,7 +17,8 @@
 //! which key of a ring signs and which are published at any instant, and
 //! [`keystore`] keeps the live ring (snapshots, reloads, transition logs)
 //! by the [`clock`]; [`clients`] authenticates minting clients and applies
-//! their sender policy; [`ratelimit`] holds the per-client token buckets;
+//! their sender policy; [`reload`] is the one reload mechanism both the key
+//! ring and the client list use; [`ratelimit`] holds the per-client token buckets;
 //! [`mint`] validates requests and builds claims; [`signer`] runs
 //! private-key operations on a bounded, low-priority thread pool; [`audit`]
 //! records every mint decision; [`metrics`] exposes Prometheus metrics;
@@ -37,6 +38,7 @@ pub mod keys;
 pub mod metrics;
 pub mod mint;
 pub mod ratelimit;
+pub mod reload;
 pub mod signer;
 pub mod telemetry;
 

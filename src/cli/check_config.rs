@@ -9,13 +9,14 @@ use crate::clients::ClientStore;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::server::fit_to_descriptors;
-use crate::keys::store::{RingSource, load_ring};
+use crate::keys::store::load_ring;
 use crate::ratelimit::MintRateLimiter;
+use crate::reload::Source;
 
 /// The fingerprint of what serving with `config` would use right now. Loads
 /// the keys and clients exactly as serving does, so a source that would stop
 /// startup fails here too.
-pub fn check_config(config: &Config) -> Result<(RingSource, Fingerprint), CommandError> {
+pub fn check_config(config: &Config) -> Result<(Source, Fingerprint), CommandError> {
     let now = SystemClock.now();
     let (ring, source) = load_ring(config, now)?;
     let clients = ClientStore::from_config(config)?;
@@ -43,7 +44,7 @@ pub fn run(require_pinned_key: bool) -> ExitCode {
     match check_config(&config) {
         Ok((source, fingerprint)) => {
             print!("{}", fingerprint.report());
-            if source == RingSource::Ephemeral {
+            if source == Source::Unset {
                 if require_pinned_key {
                     return fail(format_args!(
                         "no pinned key: neither MACP_AUTH_SIGNING_KEY_JSON nor MACP_AUTH_SIGNING_KEY_FILE is set, so serving would use an ephemeral key"

@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::signer::SignerError;
+
 /// The request body limit on `POST /tokens`, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -101,6 +103,19 @@ impl ApiError {
     }
 }
 
+impl From<SignerError> for ApiError {
+    /// A full queue asks the client to retry; anything else is a server
+    /// failure whose cause is logged, never sent.
+    fn from(error: SignerError) -> Self {
+        match error {
+            SignerError::Overloaded => ApiError::Overloaded,
+            SignerError::Stopped => ApiError::Internal("signing threads have stopped"),
+            SignerError::Failed => ApiError::Internal("AWS-LC failed to sign"),
+            SignerError::Dropped => ApiError::Internal("a signing thread dropped its job"),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
@@ -171,6 +186,40 @@ mod tests {
             body,
             json!({"error": "rate limit exceeded: retry after 3 s"})
         );
+    }
+
+    #[test]
+    fn signer_errors_map_to_overload_or_an_internal_error_with_their_cause() {
+        let cases = [
+            (
+                SignerError::Overloaded,
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+            ),
+            (
+                SignerError::Stopped,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("signing threads have stopped"),
+            ),
+            (
+                SignerError::Failed,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("AWS-LC failed to sign"),
+            ),
+            (
+                SignerError::Dropped,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("a signing thread dropped its job"),
+            ),
+        ];
+        for (error, status, cause) in cases {
+            let api = ApiError::from(error);
+            assert_eq!(api.status(), status, "{error:?}");
+            match api {
+                ApiError::Internal(logged) => assert_eq!(Some(logged), cause),
+                other => assert!(cause.is_none(), "{other:?}"),
+            }
+        }
     }
 
     #[tokio::test]
