@@ -9,6 +9,9 @@
 //! future completes, readiness fails, the server drains, and only then are
 //! maintenance and the metrics listener stopped, so `/metrics` stays
 //! scrapeable and keys keep rotating until the last request is answered.
+//! Last, the trace pipeline (when tracing is on) exports the spans of those
+//! final requests, within a deadline, so a collector that is down cannot
+//! hold up the exit.
 //!
 //! The binary and the in-process tests start the same `Service`, so the
 //! wiring the binary relies on is the wiring the tests exercise.
@@ -26,6 +29,7 @@ use crate::config::Config;
 use crate::http::routes::metrics_router;
 use crate::http::server::{ConnectionLimits, ServeError, fit_to_descriptors, run, serve};
 use crate::http::state::{AppState, StartupError};
+use crate::telemetry::{SHUTDOWN_FLUSH_TIMEOUT, Tracing};
 use fingerprint::Fingerprint;
 
 /// Connections the separate metrics listener serves at once.
@@ -63,6 +67,8 @@ pub struct Service {
     metrics_listener: Option<TcpListener>,
     /// Set when the open-file limit lowered the connection cap.
     descriptor_warning: Option<String>,
+    /// The trace pipeline to flush last, when tracing is on.
+    traces: Option<Tracing>,
 }
 
 impl Service {
@@ -97,7 +103,14 @@ impl Service {
             listener,
             metrics_listener,
             descriptor_warning: None,
+            traces: None,
         })
+    }
+
+    /// The same service, flushing `traces` when it stops.
+    pub(crate) fn with_traces(mut self, traces: Option<Tracing>) -> Self {
+        self.traces = traces;
+        self
     }
 
     /// The address the API listens on.
@@ -138,7 +151,7 @@ impl Service {
 
     /// Serves until `shutdown` completes, then drains: readiness fails, the
     /// shutdown delay passes, in-flight requests finish. Maintenance and the
-    /// metrics listener stop after the drain.
+    /// metrics listener stop after the drain, then queued spans are flushed.
     pub async fn run_until<F>(self, shutdown: F) -> Result<(), ServeError>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -147,6 +160,7 @@ impl Service {
             state,
             listener,
             metrics_listener,
+            traces,
             ..
         } = self;
         let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
@@ -174,6 +188,9 @@ impl Service {
         let _ = stop_maintenance.send(());
         let _ = stop_metrics.send(());
         let _ = maintenance.await;
+        if let Some(traces) = traces {
+            traces.shutdown(SHUTDOWN_FLUSH_TIMEOUT).await;
+        }
         served
     }
 }

@@ -8,13 +8,15 @@
 //!
 //! Settings are nested by subsystem ([`ListenSettings`], [`TokenSettings`],
 //! [`KeySettings`], [`ClientSettings`], [`LimitSettings`],
-//! [`LoggingSettings`]) and each subsystem takes only its own section. Each
+//! [`LoggingSettings`], [`TelemetrySettings`]) and each subsystem takes only
+//! its own section. Each
 //! section reads itself through one small typed [`reader::Reader`] (integers
 //! in a range, URLs, socket addresses, inline-or-file sources), so every
 //! variable's rule is one line and every message has the same shape.
 
 mod reader;
 mod sections;
+mod telemetry;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -23,6 +25,10 @@ use std::time::Duration;
 pub use sections::{
     ClientSettings, KeySettings, LimitSettings, ListenSettings, LogFormat, LoggingSettings,
     RateLimit, TokenSettings,
+};
+pub use telemetry::{
+    DEFAULT_SERVICE_NAME, ExportHeaders, RootSampler, SamplerSetting, TelemetrySettings,
+    TraceSettings,
 };
 
 /// Variable names, kept together so error messages and docs cannot drift.
@@ -51,6 +57,26 @@ pub(crate) mod vars {
     pub const HEADER_READ_TIMEOUT: &str = "MACP_AUTH_HEADER_READ_TIMEOUT_SECONDS";
     pub const MAX_CONNECTIONS: &str = "MACP_AUTH_MAX_CONNECTIONS";
     pub const RUST_LOG: &str = "RUST_LOG";
+    // The standard OpenTelemetry variables this service honours (traces).
+    pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+    pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+    pub const OTEL_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    pub const OTEL_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+    pub const OTEL_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+    pub const OTEL_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+    pub const OTEL_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+    pub const OTEL_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+    pub const OTEL_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+    pub const OTEL_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+    pub const OTEL_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+    pub const OTEL_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
+    pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+    pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    pub const OTEL_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+    pub const OTEL_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+    pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+    pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+    pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 }
 
 /// Largest TTL any setting may name: about 136 years. Anything above it is a
@@ -97,6 +123,8 @@ pub struct Config {
     pub limits: LimitSettings,
     /// Log format and filter.
     pub logging: LoggingSettings,
+    /// Trace export (OpenTelemetry), off by default.
+    pub telemetry: TelemetrySettings,
 }
 
 /// A configuration value that cannot be used. Its message names the variable
@@ -138,6 +166,7 @@ impl Config {
             clients: ClientSettings::read(&reader)?,
             limits: LimitSettings::read(&reader)?,
             logging: LoggingSettings::read(&reader)?,
+            telemetry: TelemetrySettings::read(&reader)?,
         })
     }
 }

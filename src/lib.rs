@@ -24,8 +24,9 @@
 //!   [`mint`] (request validation and claims), [`signer`] (the signing
 //!   pool), [`reload`] (file-backed sources), [`ratelimit`], [`audit`].
 //! - At the bottom: [`config`] (the environment, read once) and [`clock`]
-//!   (the injected time source). [`metrics`] is a leaf the others feed, and
-//!   [`telemetry`] sets up logging.
+//!   (the injected time source). [`metrics`] is a leaf the others feed;
+//!   [`telemetry`] sets up logging and OpenTelemetry traces, and is a leaf
+//!   too: the http layer and the signer only name its trace target.
 //!
 //! `docs/architecture.md` has a row per folder and says where each new kind
 //! of thing goes.

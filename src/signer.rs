@@ -11,17 +11,24 @@
 //! workers: when both want the CPU, the workers win, so `/healthz`, the JWKS
 //! and request parsing stay fast while minting is saturated, and signing
 //! still gets every cycle the workers leave idle.
+//!
+//! In a trace (when tracing is on), each signature is a `sign` span, child
+//! of the mint, from enqueueing to the answer, with the time spent waiting
+//! in the queue and the time spent signing as attributes; the signing thread
+//! adds a `signature` child span around the private-key operation itself.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::oneshot;
+use tracing::field::Empty;
 
 use crate::keys::{SignError, SigningKey};
+use crate::telemetry::TRACE_TARGET;
 
 /// Jobs allowed to wait per signing thread before requests are shed.
 const QUEUE_PER_THREAD: usize = 128;
@@ -58,6 +65,10 @@ struct Job {
     key: Arc<SigningKey>,
     message: String,
     reply: oneshot::Sender<(String, Result<Vec<u8>, SignError>)>,
+    /// The job's `sign` span (disabled unless tracing is on).
+    span: tracing::Span,
+    /// When the job was queued, read only when the span is recorded.
+    queued: Option<Instant>,
 }
 
 /// Handle to the signing threads. Dropping the last handle stops them once
@@ -118,12 +129,21 @@ impl SigningPool {
         key: Arc<SigningKey>,
         message: String,
     ) -> Result<(String, Vec<u8>), SignerError> {
+        let span = tracing::info_span!(
+            target: TRACE_TARGET,
+            "sign",
+            macp.signer.queue_wait_us = Empty,
+            macp.signer.signature_us = Empty,
+        );
+        let queued = (!span.is_disabled()).then(Instant::now);
         let (reply, answer) = oneshot::channel();
         self.jobs
             .try_send(Job {
                 key,
                 message,
                 reply,
+                span,
+                queued,
             })
             .map_err(|err| match err {
                 TrySendError::Full(_) => SignerError::Overloaded,
@@ -169,19 +189,62 @@ fn work(jobs: Receiver<Job>, signatures: &AtomicU64, durations: &Histogram) {
         if job.reply.is_closed() {
             continue;
         }
-        let started = Instant::now();
-        let result = job.key.sign(job.message.as_bytes());
-        durations.observe(started.elapsed().as_secs_f64());
+        let Job {
+            key,
+            message,
+            reply,
+            span,
+            queued,
+        } = job;
+        let (result, took) = match queued {
+            Some(queued) => sign_traced(&key, &message, span, queued),
+            None => {
+                let started = Instant::now();
+                (key.sign(message.as_bytes()), started.elapsed())
+            }
+        };
+        durations.observe(took.as_secs_f64());
         signatures.fetch_add(1, Ordering::Relaxed);
         // The receiver may have gone since the check; nothing to do then.
-        let _ = job.reply.send((job.message, result));
+        let _ = reply.send((message, result));
     }
+}
+
+/// Signs inside a `signature` child of `span`, records the queue wait and
+/// the signing time on `span`, and lets go of it before the caller hears
+/// back, so `span` ends with the caller's await. All of it runs with
+/// `span`'s own dispatcher as this thread's default: a subscriber may be
+/// scoped to the thread that opened the span, and the registry releases a
+/// closed span's parent through the current default.
+fn sign_traced(
+    key: &SigningKey,
+    message: &str,
+    span: tracing::Span,
+    queued: Instant,
+) -> (Result<Vec<u8>, SignError>, Duration) {
+    let Some(dispatch) = span.with_subscriber(|(_, dispatch)| dispatch.clone()) else {
+        let started = Instant::now();
+        return (key.sign(message.as_bytes()), started.elapsed());
+    };
+    tracing::dispatcher::with_default(&dispatch, move || {
+        let started = Instant::now();
+        let result = tracing::info_span!(target: TRACE_TARGET, parent: &span, "signature")
+            .in_scope(|| key.sign(message.as_bytes()));
+        let took = started.elapsed();
+        let waited = started.saturating_duration_since(queued);
+        // As i64: the trace layer records u64 values as strings.
+        span.record("macp.signer.queue_wait_us", waited.as_micros() as i64);
+        span.record("macp.signer.signature_us", took.as_micros() as i64);
+        drop(span);
+        (result, took)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::SigningAlg;
+    use tracing::Instrument;
 
     #[tokio::test]
     async fn signatures_come_back_with_their_message() {
@@ -191,6 +254,51 @@ mod tests {
         assert_eq!(message, "hello");
         assert_eq!(signature.len(), 64);
         assert_eq!(pool.signatures(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_traced_signature_records_its_queue_wait_and_a_signature_child_span() {
+        let recorder = crate::telemetry::otel::testing::Recorder::new();
+        let _default = tracing::subscriber::set_default(recorder.subscriber());
+        let pool = SigningPool::new(1, 4).unwrap();
+        let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
+        let mint = tracing::info_span!(target: TRACE_TARGET, "mint");
+        pool.sign(key, "hello".to_owned())
+            .instrument(mint.clone())
+            .await
+            .unwrap();
+        drop(mint);
+        let spans = recorder.spans();
+        let by_name = |name: &str| {
+            spans
+                .iter()
+                .find(|span| span.name == name)
+                .unwrap_or_else(|| panic!("no {name} span in {spans:?}"))
+        };
+        let (mint, sign, signature) = (by_name("mint"), by_name("sign"), by_name("signature"));
+        assert_eq!(sign.parent_span_id, mint.span_context.span_id());
+        assert_eq!(signature.parent_span_id, sign.span_context.span_id());
+        let attribute = |key: &str| {
+            sign.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.clone())
+        };
+        assert!(
+            matches!(
+                attribute("macp.signer.queue_wait_us"),
+                Some(opentelemetry::Value::I64(_))
+            ),
+            "{sign:?}"
+        );
+        assert!(
+            matches!(
+                attribute("macp.signer.signature_us"),
+                Some(opentelemetry::Value::I64(_))
+            ),
+            "{sign:?}"
+        );
+        assert!(signature.end_time <= sign.end_time && signature.start_time >= sign.start_time);
     }
 
     #[cfg(target_os = "linux")]
@@ -233,6 +341,8 @@ mod tests {
                 key: key.clone(),
                 message: String::new(),
                 reply,
+                span: tracing::Span::none(),
+                queued: None,
             })
             .unwrap();
         let err = pool.sign(key, "x".to_owned()).await.unwrap_err();

@@ -1,58 +1,224 @@
-//! Log output: `tracing` events on standard output, as text for people or
-//! JSON lines for pipelines (`MACP_AUTH_LOG_FORMAT`).
+//! Log output and traces.
 //!
-//! The filter comes from `RUST_LOG` (validated by the config module, default
-//! `info`). Audit records go to the `audit` target. Nothing logged anywhere
-//! in the service carries a token or key material; the mint record names
-//! the sender, TTL, kid and jti only.
+//! Logs: `tracing` events on standard output, as text for people or JSON
+//! lines for pipelines (`MACP_AUTH_LOG_FORMAT`). The filter comes from
+//! `RUST_LOG` (validated by the config module, default `info`). Audit
+//! records go to the `audit` target. Nothing logged anywhere in the service
+//! carries a token or key material; the mint record names the sender, TTL,
+//! kid and jti only.
 //!
 //! Lines are written by a dedicated thread, so a slow or blocked stdout
 //! never holds up an async worker mid-request. The hand-off is not lossy:
 //! when the thread falls behind, callers wait rather than drop an audit
-//! record, and the returned guard flushes everything on exit.
-
-use std::io::IsTerminal;
-
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
-
-use crate::config::LogFormat;
+//! record, and [`Telemetry`] flushes everything when dropped.
+//!
+//! Traces ([`otel`], off unless an OTLP endpoint is configured): spans
+//! opened under [`TRACE_TARGET`] go to the exporter and nowhere else, and
+//! nothing else goes to the exporter. The log layer never sees those spans,
+//! so log lines read the same with tracing on or off; with tracing off no
+//! layer wants them and opening one costs a cached interest check.
+//!
+//! This module is a leaf, like `metrics`: the http layer and the signer name
+//! [`TRACE_TARGET`] and call [`continue_trace`], nothing here calls them.
 
 pub(crate) mod otel;
 
-/// Installs the global subscriber with `filter`, writing text or JSON lines.
-/// Keep the guard until the process ends: dropping it flushes the log.
-pub fn init(filter: &str, format: LogFormat) -> WorkerGuard {
+use std::io::IsTerminal;
+
+use tokio::runtime::Handle;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::config::{LogFormat, LoggingSettings, TelemetrySettings};
+pub use otel::StartError;
+pub(crate) use otel::{SHUTDOWN_FLUSH_TIMEOUT, Tracing, continue_trace};
+
+/// The `tracing` target of spans meant for traces (the request, the mint,
+/// the signing). Only spans with this target are exported; the log output
+/// never shows them.
+pub const TRACE_TARGET: &str = "macp_trace";
+
+/// Logging and tracing, installed. Keep it until the process ends: dropping
+/// it flushes the log. Take the trace pipeline out with
+/// [`Telemetry::take_traces`] so the service can flush it at shutdown.
+pub struct Telemetry {
+    _log_writer: WorkerGuard,
+    traces: Option<Tracing>,
+}
+
+impl Telemetry {
+    /// The trace pipeline, when tracing is on.
+    pub(crate) fn take_traces(&mut self) -> Option<Tracing> {
+        self.traces.take()
+    }
+}
+
+/// Installs the global subscriber: log lines as `logging` says, and, when
+/// `telemetry` configures traces, the OpenTelemetry layer whose exports run
+/// on `runtime`.
+pub fn init(
+    logging: &LoggingSettings,
+    telemetry: &TelemetrySettings,
+    runtime: &Handle,
+) -> Result<Telemetry, StartError> {
+    let traces = match &telemetry.traces {
+        Some(settings) => Some(Tracing::start(settings, runtime.clone())?),
+        None => None,
+    };
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("macp-log-writer")
         .finish(std::io::stdout());
+    let ansi = std::io::stdout().is_terminal();
+    let _ = subscriber(logging, writer, ansi, traces.as_ref()).try_init();
+    Ok(Telemetry {
+        _log_writer: guard,
+        traces,
+    })
+}
+
+/// The subscriber [`init`] installs, writing log lines to `writer`.
+fn subscriber<W>(
+    logging: &LoggingSettings,
+    writer: W,
+    ansi: bool,
+    traces: Option<&Tracing>,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     // The config module has already refused filters that do not parse, so
     // the fallback is unreachable from the binary.
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    match format {
-        LogFormat::Text => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(writer)
-                .with_target(false)
-                // Colour codes only help a person at a terminal; in a log
-                // pipeline they are noise that breaks grep and parsers.
-                .with_ansi(std::io::stdout().is_terminal())
-                .try_init();
+    let filter = EnvFilter::try_new(&logging.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter.and(filter_fn(|meta| meta.target() != TRACE_TARGET));
+    let log: Box<dyn Layer<Registry> + Send + Sync> = match logging.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_target(false)
+            // Colour codes only help a person at a terminal; in a log
+            // pipeline they are noise that breaks grep and parsers.
+            .with_ansi(ansi)
+            .with_filter(filter)
+            .boxed(),
+        // One object per line; event fields flattened beside `target`, so
+        // audit records (`"target":"audit"`) are easy to route.
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let mut layers = vec![log];
+    if let Some(traces) = traces {
+        layers.push(traces.layer().boxed());
+    }
+    tracing_subscriber::registry().with(layers)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
         }
-        LogFormat::Json => {
-            // One object per line; event fields flattened beside `target`,
-            // so audit records (`"target":"audit"`) are easy to route.
-            let _ = tracing_subscriber::fmt()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
-                .with_env_filter(filter)
-                .with_writer(writer)
-                .try_init();
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
-    guard
+
+    impl<'w> MakeWriter<'w> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'w self) -> Lines {
+            self.clone()
+        }
+    }
+
+    fn logging(format: LogFormat) -> LoggingSettings {
+        LoggingSettings {
+            format,
+            ..LoggingSettings::default()
+        }
+    }
+
+    /// Logs one event inside a trace span and an ordinary span, with or
+    /// without the trace layer; returns the log output.
+    fn log_inside_spans(format: LogFormat, traces: Option<&Tracing>) -> String {
+        let lines = Lines::default();
+        let subscriber = subscriber(&logging(format), lines.clone(), false, traces);
+        tracing::subscriber::with_default(subscriber, || {
+            let trace_span = tracing::info_span!(target: TRACE_TARGET, "mint", macp.kid = "k1");
+            let _entered = trace_span.enter();
+            tracing::info_span!("work", step = 2).in_scope(|| {
+                tracing::info!(target: "audit", sender = "agent://a", "minted token");
+            });
+        });
+        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn log_lines_never_show_trace_spans_whether_tracing_is_on_or_off() {
+        let tracing = Tracing::from_provider(SdkTracerProvider::builder().build());
+        for format in [LogFormat::Text, LogFormat::Json] {
+            for traces in [None, Some(&tracing)] {
+                let output = log_inside_spans(format, traces);
+                let case = format!("{format:?}, tracing {}", traces.is_some());
+                assert_eq!(output.lines().count(), 1, "{case}: {output}");
+                assert!(output.contains("minted token"), "{case}: {output}");
+                assert!(!output.contains("mint{"), "{case}: {output}");
+                assert!(!output.contains("k1"), "{case}: {output}");
+                if format == LogFormat::Text {
+                    assert!(output.contains("work{step=2}"), "{case}: {output}");
+                }
+            }
+        }
+    }
+
+    /// The service's subscriber is the one global dispatcher, so a
+    /// callsite's cached interest is this subscriber's answer: `never` makes
+    /// opening a trace span a no-op.
+    #[test]
+    fn trace_spans_are_never_wanted_when_tracing_is_off() {
+        use tracing::Subscriber as _;
+        let tracing = Tracing::from_provider(SdkTracerProvider::builder().build());
+        let on = subscriber(
+            &logging(LogFormat::Text),
+            Lines::default(),
+            false,
+            Some(&tracing),
+        );
+        let span = tracing::subscriber::with_default(
+            on,
+            || tracing::info_span!(target: TRACE_TARGET, "request"),
+        );
+        let meta = span.metadata().expect("enabled with tracing on");
+        let off = subscriber(&logging(LogFormat::Json), Lines::default(), false, None);
+        assert!(off.register_callsite(meta).is_never());
+        let on = subscriber(
+            &logging(LogFormat::Text),
+            Lines::default(),
+            false,
+            Some(&tracing),
+        );
+        assert!(!on.register_callsite(meta).is_never());
+        assert!(on.enabled(meta));
+    }
 }

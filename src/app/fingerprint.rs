@@ -1,6 +1,7 @@
 //! The startup fingerprint: the facts an operator identifies a deployment by
 //! (listen address, issuer, audience, key source, alg, kid, the ring's
-//! schedule, TTLs, URLs, clients, rate limit) and every warning serving
+//! schedule, TTLs, URLs, clients, rate limit, trace export) and every
+//! warning serving
 //! would give about the configuration.
 //!
 //! It is computed once, as a value, and rendered two ways: as the startup log
@@ -11,7 +12,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use crate::clock::rfc3339;
-use crate::config::{Config, RateLimit};
+use crate::config::{Config, RateLimit, TraceSettings};
 use crate::http::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH};
 use crate::keys::KeySource;
 use crate::keys::SigningAlg;
@@ -93,6 +94,8 @@ pub struct Fingerprint {
     clients: ClientsLine,
     rate_limit: Option<RateLimit>,
     metrics: Option<SocketAddr>,
+    /// Where traces go, when tracing is on.
+    traces: Option<String>,
     /// What serving warns about, in the order it logs them.
     pub findings: Vec<Finding>,
 }
@@ -142,6 +145,7 @@ impl Fingerprint {
             clients,
             rate_limit: config.clients.rate_limit,
             metrics: config.listen.metrics_addr,
+            traces: config.telemetry.traces.as_ref().map(trace_line),
             findings: Vec::new(),
         };
         fingerprint.findings = fingerprint.judge(config);
@@ -260,6 +264,9 @@ impl Fingerprint {
         }
         tracing::info!("JWKS: {}{JWKS_PATH}", self.base_url);
         tracing::info!("Mint: POST {}{TOKENS_PATH}", self.base_url);
+        if let Some(traces) = &self.traces {
+            tracing::info!("traces: {traces}");
+        }
         self.log_findings(FindingKind::EphemeralKey);
         match &self.clients {
             ClientsLine::Off => self.log_findings(FindingKind::Unauthenticated),
@@ -331,6 +338,7 @@ impl Fingerprint {
             ClientsLine::Off => line("minting clients", &"none (minting is unauthenticated)"),
             ClientsLine::List { names, .. } => line("minting clients", &names.join(", ")),
         }
+        line("traces", &self.traces.as_deref().unwrap_or("off"));
         if let Some(limit) = self.rate_limit {
             line(
                 "rate limit",
@@ -346,6 +354,21 @@ impl Fingerprint {
         }
         report
     }
+}
+
+/// Where and how traces are exported: no query string, no header values.
+fn trace_line(traces: &TraceSettings) -> String {
+    let mut line = format!(
+        "OTLP http/protobuf to {}, service.name={}, sampler {}",
+        traces.endpoint_for_display(),
+        traces.service_name,
+        traces.sampler_name()
+    );
+    let names = traces.headers.names();
+    if !names.is_empty() {
+        let _ = write!(line, ", headers {}", names.join(", "));
+    }
+    line
 }
 
 fn key_detail(key: &KeyLine) -> String {

@@ -15,8 +15,6 @@ pub fn run() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(format_args!("invalid configuration: {err}")),
     };
-    // Held to the end of `run`: dropping it flushes every pending line.
-    let _log_writer = telemetry::init(&config.logging.filter, config.logging.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -24,11 +22,19 @@ pub fn run() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(format_args!("cannot start the async runtime: {err}")),
     };
+    // Held to the end of `run`: dropping it flushes every pending line. Trace
+    // exports run on the runtime, so it exists first.
+    let mut telemetry = match telemetry::init(&config.logging, &config.telemetry, runtime.handle())
+    {
+        Ok(telemetry) => telemetry,
+        Err(err) => return fail(format_args!("{err}")),
+    };
+    let traces = telemetry.take_traces();
     runtime.block_on(async move {
         // Installs the signal handlers now, before the port opens.
         let shutdown = shutdown_signal();
         let service = match Service::build(config).await {
-            Ok(service) => service,
+            Ok(service) => service.with_traces(traces),
             Err(err) => return fail(format_args!("{err}")),
         };
         service.fingerprint().log();

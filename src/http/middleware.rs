@@ -1,18 +1,25 @@
-//! Middleware shared by the routes: request metrics, the request timeout,
-//! and the JSON 404 and 405 answers.
+//! Middleware shared by the routes: request metrics and the server span of
+//! a trace, the request timeout, and the JSON 404 and 405 answers.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::http::error::ApiError;
 use crate::http::routes::ROUTES;
 use crate::http::state::AppState;
 use crate::metrics::RouteLabels;
+use crate::telemetry::{TRACE_TARGET, continue_trace};
 
-/// Counts requests in flight and records latency per route.
+/// Counts requests in flight and records latency per route; opens the
+/// request's server span (a no-op unless tracing is on), continuing the
+/// caller's trace when the request carries a W3C `traceparent`. The span's
+/// attributes are the matched route, the method and the status only: never
+/// a header, a credential or anything from the body.
 pub(crate) async fn track_requests(
     State(state): State<AppState>,
     matched: Option<MatchedPath>,
@@ -33,16 +40,36 @@ pub(crate) async fn track_requests(
     metrics.in_flight.inc();
     // Decrements even if the client goes away and the future is dropped.
     let _in_flight = InFlight(&metrics.in_flight);
+    let span = tracing::info_span!(
+        target: TRACE_TARGET,
+        "request",
+        otel.name = Empty,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = Empty,
+    );
+    if !span.is_disabled() {
+        span.record("otel.name", format!("{method} {route}"));
+        continue_trace(&span, request.headers());
+    }
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
     metrics
         .request_duration
         .get_or_create(&RouteLabels {
             route,
             method,
-            status: response.status().as_u16(),
+            status: status.as_u16(),
         })
         .observe(started.elapsed().as_secs_f64());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    // Server spans are errors for 5xx only: a 4xx is the caller's mistake.
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     response
 }
 

@@ -4,6 +4,10 @@
 //! sender policy (403), then signing. Validation and claim building live in
 //! `mint`, the private-key work in the signing pool, so the async worker only
 //! does microseconds of work per request.
+//!
+//! In a trace, the decision is the `mint` span (child of the request's server
+//! span) with the client, alg, kid and outcome as attributes; the signing
+//! pool adds its own child spans for the queue wait and the signature.
 
 use std::net::SocketAddr;
 
@@ -14,6 +18,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::audit::{self, Caller, Issued, Outcome};
 use crate::clients::{Client, ClientList};
@@ -22,6 +28,7 @@ use crate::http::state::AppState;
 use crate::metrics::ClientLabels;
 use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
 use crate::ratelimit::{peer_bucket, retry_after_seconds};
+use crate::telemetry::TRACE_TARGET;
 
 #[derive(Serialize)]
 struct MintResponse<'a> {
@@ -47,10 +54,29 @@ pub(crate) async fn mint(
 ) -> Response {
     let peer = connect.map(|Extension(ConnectInfo(peer))| peer);
     let mut attempt = Attempt::default();
-    match issue(&state, peer, &headers, body, &mut attempt).await {
-        Ok(response) => response,
+    let span = tracing::info_span!(
+        target: TRACE_TARGET,
+        "mint",
+        otel.status_code = Empty,
+        macp.client = Empty,
+        macp.signing.alg = Empty,
+        macp.key.kid = Empty,
+        macp.mint.outcome = Empty,
+    );
+    let issued = issue(&state, peer, &headers, body, &mut attempt, &span)
+        .instrument(span.clone())
+        .await;
+    match issued {
+        Ok(response) => {
+            span.record("macp.mint.outcome", Outcome::Issued.as_str());
+            response
+        }
         Err(error) => {
             let outcome = outcome_of(&error);
+            span.record("macp.mint.outcome", outcome.as_str());
+            if matches!(outcome, Outcome::Failed | Outcome::Overloaded) {
+                span.record("otel.status_code", "error");
+            }
             let client = attempt.client.as_deref();
             audit::denied(
                 outcome,
@@ -94,16 +120,21 @@ fn outcome_of(error: &ApiError) -> Outcome {
 
 /// The mint decision, in order: credentials (401), rate limit (429),
 /// content type (415), body (413, 400), sender policy (403), then signing.
+/// `span` (the mint's trace span) gets the client's name and the key.
 async fn issue(
     state: &AppState,
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
     body: Body,
     attempt: &mut Attempt,
+    span: &tracing::Span,
 ) -> Result<Response, ApiError> {
     let clients = state.clients().current();
     let client = authenticate(clients.as_ref().as_ref(), headers)?;
     attempt.client = client.map(|client| client.name().to_owned());
+    if let Some(client) = client {
+        span.record("macp.client", client.name());
+    }
     check_rate_limit(state, client, peer)?;
     let body = read_body(headers, body).await?;
     let request = parse_request(&body)?;
@@ -141,6 +172,8 @@ async fn issue(
         sub: &request.sender,
         jti: &jti,
     };
+    span.record("macp.signing.alg", key.alg().as_str());
+    span.record("macp.key.kid", key.kid());
     let input = signing_input(key.header_b64(), &claims)?;
     let (input, signature) = state.signer().sign(key.clone(), input).await?;
     let token = compact_jws(input, &signature);

@@ -2,8 +2,8 @@
 //! for, and how long the signature took.
 //!
 //! Tracing is off unless an OTLP endpoint is configured through the standard
-//! variables ([`settings`]). When on, the `tracing` spans this service opens
-//! under [`TARGET`] (the request, the mint, the signing) become OpenTelemetry
+//! variables (`config::TelemetrySettings`). When on, the `tracing` spans this service opens
+//! under [`TRACE_TARGET`] (the request, the mint, the signing) become OpenTelemetry
 //! spans through `tracing-opentelemetry`; no other span or event reaches
 //! the exporter, so log and audit records never end up in a trace, and the
 //! log lines keep their shape whether tracing is on or off. When tracing is
@@ -23,7 +23,6 @@
 
 mod client;
 mod pipeline;
-pub(crate) mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,13 +48,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 use self::client::ExportClient;
 use self::pipeline::{BoundedProcessor, ExportStats, ReportingExporter};
-#[allow(unused_imports)] // wired in by the config (phase B)
-pub use self::settings::OtelConfigError;
-pub(crate) use self::settings::{OtelSettings, RootSampler, SamplerSetting, parse};
-
-/// The `tracing` target of spans meant for traces. Only spans with this
-/// target are exported, and the log output never shows them.
-pub(crate) const TARGET: &str = "macp_trace";
+use super::TRACE_TARGET;
+use crate::config::{RootSampler, SamplerSetting, TraceSettings};
 
 /// The instrumentation scope named in every exported span.
 const SCOPE: &str = "macp-auth-service";
@@ -79,7 +73,7 @@ pub struct StartError(&'static str);
 impl Tracing {
     /// Builds the exporter, the batch thread and the tracer provider. Export
     /// requests run on `runtime`, the service's Tokio runtime.
-    pub(crate) fn start(settings: &OtelSettings, runtime: Handle) -> Result<Self, StartError> {
+    pub(crate) fn start(settings: &TraceSettings, runtime: Handle) -> Result<Self, StartError> {
         let stats = Arc::new(ExportStats::default());
         let headers: HashMap<String, String> = settings
             .headers
@@ -126,7 +120,7 @@ impl Tracing {
         Ok(Tracing { provider, stats })
     }
 
-    /// The `tracing` layer that turns [`TARGET`] spans into OpenTelemetry
+    /// The `tracing` layer that turns [`TRACE_TARGET`] spans into OpenTelemetry
     /// spans; everything else passes it by.
     pub(crate) fn layer<S>(&self) -> impl Layer<S> + 'static
     where
@@ -135,9 +129,13 @@ impl Tracing {
         layer_for(&self.provider)
     }
 
-    /// Spans dropped because the export queue was full.
-    pub(crate) fn dropped_spans(&self) -> u64 {
-        self.stats.dropped()
+    /// A pipeline over `provider`, for tests that export in memory.
+    #[cfg(test)]
+    pub(crate) fn from_provider(provider: SdkTracerProvider) -> Self {
+        Tracing {
+            provider,
+            stats: Arc::default(),
+        }
     }
 
     /// Exports what is queued, waiting at most `timeout`, and stops the
@@ -175,7 +173,7 @@ where
         .with_threads(false)
         .with_level(false)
         .with_target(false)
-        .with_filter(filter_fn(|meta| meta.target() == TARGET))
+        .with_filter(filter_fn(|meta| meta.target() == TRACE_TARGET))
 }
 
 /// Makes `span` a child of the caller's span when the request carries a
@@ -202,7 +200,7 @@ fn sampler(setting: SamplerSetting) -> Sampler {
     }
 }
 
-fn resource(settings: &OtelSettings) -> Resource {
+fn resource(settings: &TraceSettings) -> Resource {
     Resource::builder_empty()
         .with_detector(Box::new(TelemetryResourceDetector))
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
@@ -216,17 +214,16 @@ fn resource(settings: &OtelSettings) -> Resource {
         .build()
 }
 
+/// In-memory trace export, for tests across the crate.
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
+pub(crate) mod testing {
+    use std::sync::{Arc, Mutex};
 
-    use http::HeaderValue;
-    use opentelemetry::trace::{SpanId, SpanKind, TraceId};
     use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::trace::{SimpleSpanProcessor, SpanData, SpanExporter};
+    use opentelemetry_sdk::trace::{
+        Sampler, SdkTracerProvider, SimpleSpanProcessor, SpanData, SpanExporter,
+    };
     use tracing_subscriber::layer::SubscriberExt;
-
-    use super::*;
 
     /// Keeps exported spans in memory.
     #[derive(Clone, Debug, Default)]
@@ -239,18 +236,53 @@ mod tests {
         }
     }
 
-    /// Runs `body` under a subscriber with only the trace layer, over a
-    /// provider that exports synchronously; returns what was exported.
-    fn traced(sampler: Sampler, body: impl FnOnce()) -> Vec<SpanData> {
-        let collect = Collect::default();
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(SimpleSpanProcessor::new(collect.clone()))
-            .with_sampler(sampler)
-            .build();
-        let subscriber = tracing_subscriber::registry().with(layer_for(&provider));
-        tracing::subscriber::with_default(subscriber, body);
-        provider.force_flush().unwrap();
-        collect.0.lock().unwrap().clone()
+    /// A tracer provider that exports each span as it ends, into memory.
+    pub(crate) struct Recorder {
+        provider: SdkTracerProvider,
+        collect: Collect,
+    }
+
+    impl Recorder {
+        /// Samples every trace.
+        pub(crate) fn new() -> Self {
+            Self::with_sampler(Sampler::AlwaysOn)
+        }
+
+        pub(crate) fn with_sampler(sampler: Sampler) -> Self {
+            let collect = Collect::default();
+            let provider = SdkTracerProvider::builder()
+                .with_span_processor(SimpleSpanProcessor::new(collect.clone()))
+                .with_sampler(sampler)
+                .build();
+            Recorder { provider, collect }
+        }
+
+        /// A subscriber with only the trace layer over this provider.
+        pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+            tracing_subscriber::registry().with(super::layer_for(&self.provider))
+        }
+
+        /// Every span exported so far, in the order they ended.
+        pub(crate) fn spans(&self) -> Vec<SpanData> {
+            self.provider.force_flush().unwrap();
+            self.collect.0.lock().unwrap().clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+    use opentelemetry::trace::{SpanId, SpanKind, TraceId};
+
+    use super::*;
+
+    /// Runs `body` under a subscriber with only the trace layer; returns
+    /// what was exported.
+    fn traced(sampler: Sampler, body: impl FnOnce()) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        let recorder = testing::Recorder::with_sampler(sampler);
+        tracing::subscriber::with_default(recorder.subscriber(), body);
+        recorder.spans()
     }
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -265,10 +297,10 @@ mod tests {
     #[test]
     fn a_callers_traceparent_becomes_the_parent_of_the_server_span() {
         let spans = traced(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)), || {
-            let span = tracing::info_span!(target: TARGET, "request", otel.kind = "server");
+            let span = tracing::info_span!(target: TRACE_TARGET, "request", otel.kind = "server");
             continue_trace(&span, &headers(&format!("00-{TRACE}-{PARENT}-01")));
             let _entered = span.enter();
-            tracing::info_span!(target: TARGET, "mint").in_scope(|| {});
+            tracing::info_span!(target: TRACE_TARGET, "mint").in_scope(|| {});
         });
         assert_eq!(spans.len(), 2, "{spans:?}");
         let mint = &spans[0];
@@ -288,7 +320,7 @@ mod tests {
     #[test]
     fn a_caller_that_did_not_sample_is_followed_by_the_parent_based_sampler() {
         let spans = traced(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)), || {
-            let span = tracing::info_span!(target: TARGET, "request");
+            let span = tracing::info_span!(target: TRACE_TARGET, "request");
             continue_trace(&span, &headers(&format!("00-{TRACE}-{PARENT}-00")));
             span.in_scope(|| {});
         });
@@ -299,7 +331,7 @@ mod tests {
     fn a_missing_or_malformed_traceparent_starts_a_new_trace() {
         for traceparent in [None, Some("00-zz-00f067aa0ba902b7-01"), Some("garbage")] {
             let spans = traced(Sampler::AlwaysOn, || {
-                let span = tracing::info_span!(target: TARGET, "request");
+                let span = tracing::info_span!(target: TRACE_TARGET, "request");
                 if let Some(value) = traceparent {
                     continue_trace(&span, &headers(value));
                 }
@@ -317,7 +349,7 @@ mod tests {
     #[test]
     fn only_trace_target_spans_are_exported_and_events_never_are() {
         let spans = traced(Sampler::AlwaysOn, || {
-            let span = tracing::info_span!(target: TARGET, "request");
+            let span = tracing::info_span!(target: TRACE_TARGET, "request");
             span.in_scope(|| {
                 tracing::info!(target: "audit", client = "c1", "mint record");
                 tracing::info_span!("internal work").in_scope(|| {});
@@ -347,14 +379,14 @@ mod tests {
 
     #[test]
     fn the_resource_names_the_service_and_keeps_operator_attributes() {
-        let settings = settings::parse(|name| match name {
+        let config = crate::config::Config::from_lookup(|name| match name {
             "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:4318".into()),
             "OTEL_RESOURCE_ATTRIBUTES" => Some("k8s.pod.name=idp-0,service.name=x".into()),
             "OTEL_SERVICE_NAME" => Some("auth".into()),
             _ => None,
         })
-        .unwrap()
         .unwrap();
+        let settings = config.telemetry.traces.unwrap();
         let resource = resource(&settings);
         let get = |key: &'static str| resource.get(&opentelemetry::Key::new(key));
         assert_eq!(get("service.name"), Some("auth".into()));

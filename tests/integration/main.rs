@@ -18,6 +18,11 @@
 //!   200 or a JSON 4xx.
 //! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
 //!   malformed bodies.
+//! - `traces`: OpenTelemetry traces from the binary to an OTLP receiver
+//!   served by the test: the caller's trace continued, the mint and its
+//!   signing inside, flushed at shutdown, and minting unaffected when the
+//!   collector is down.
+//! - `support`: stand-ins started by the tests (the OTLP receiver).
 
 mod commands;
 mod contract;
@@ -32,3 +37,5 @@ mod properties;
 mod rotation;
 mod runtime;
 mod shutdown;
+mod support;
+mod traces;

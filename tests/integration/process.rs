@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::helpers::{private_jwk, token_parts, verify_like_runtime};
 use macp_auth_service::keys::SigningAlg;
 
-fn binary() -> Command {
+pub(crate) fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"));
     command.env_clear();
     command
@@ -188,7 +188,7 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
 }
 
 /// Starts the binary with `env` on a free loopback port and waits for it.
-async fn start_service(env: &[(&str, String)]) -> (Child, String) {
+pub(crate) async fn start_service(env: &[(&str, String)]) -> (Child, String) {
     let port = free_port();
     let mut command = binary();
     command
@@ -265,7 +265,7 @@ async fn wait_for_kids(base: &str, expected: &[&str]) {
 }
 
 /// Sends SIGTERM, requires a clean exit, and returns everything logged.
-fn stop(child: Child) -> String {
+pub(crate) fn stop(child: Child) -> String {
     stop_with(child, "TERM")
 }
 

@@ -111,7 +111,12 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Serves on an ephemeral port of 127.0.0.1.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Serves on `addr`, such as the address of a receiver that stopped.
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
         let app = Router::new()
@@ -138,6 +143,11 @@ impl OtlpReceiver {
     /// `/v1/traces`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Every span received so far.
@@ -198,7 +208,11 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         spans: spans.as_ref().map(Vec::len),
     });
     let Some(spans) = spans else {
-        return (StatusCode::BAD_REQUEST, "body is not an ExportTraceServiceRequest").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "body is not an ExportTraceServiceRequest",
+        )
+            .into_response();
     };
     shared.spans.lock().unwrap().extend(spans);
     shared.arrived.notify_waiters();

@@ -1,76 +1,100 @@
-//! Trace export settings, read from the standard OpenTelemetry variables.
+//! Trace export settings (`TelemetrySettings`), read from the standard
+//! OpenTelemetry variables.
 //!
 //! The OpenTelemetry SDK and exporter can read these variables themselves,
 //! but they quietly ignore what they cannot use: an unknown sampler becomes
 //! `parentbased_always_on`, `gzip` without the feature is dropped, a bad
 //! number is skipped with a warning. For an identity provider a trace setting
 //! that silently does something else is a surprise in production, so every
-//! variable is parsed here, strictly, as a pure function of a lookup closure,
-//! and the SDK is then configured explicitly from the result.
+//! variable is parsed here, strictly, and the SDK is then configured
+//! explicitly from the result (`telemetry::otel`). As the specification
+//! says, an empty variable counts as unset, and a signal-specific variable
+//! (`OTEL_EXPORTER_OTLP_TRACES_*`) wins over the general one.
 //!
 //! Header values (`OTEL_EXPORTER_OTLP_HEADERS`) often carry collector
 //! credentials. They are held as sensitive `HeaderValue`s, never printed by
 //! `Debug`, and no error message quotes them, nor the endpoint (whose query or
 //! user part could hold a key).
 
-use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
-/// Variable names, kept together so errors and docs cannot drift.
-pub(crate) mod vars {
-    pub const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
-    pub const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
-    pub const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-    pub const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-    pub const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-    pub const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
-    pub const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
-    pub const TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
-    pub const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
-    pub const TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
-    pub const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
-    pub const TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
-    pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
-    pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
-    pub const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
-    pub const SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
-    pub const BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
-    pub const BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
-    pub const BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
-}
+use super::reader::Reader;
+use super::{ConfigError, vars};
 
 /// `service.name` when neither `OTEL_SERVICE_NAME` nor the resource names one.
-pub(crate) const DEFAULT_SERVICE_NAME: &str = "macp-auth-service";
+pub const DEFAULT_SERVICE_NAME: &str = "macp-auth-service";
+
+/// Telemetry beyond logs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TelemetrySettings {
+    /// OTLP trace export; `None` (the default) when tracing is off.
+    pub traces: Option<TraceSettings>,
+}
 
 /// Where and how finished spans are exported.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct OtelSettings {
+pub struct TraceSettings {
     /// The full OTLP/HTTP traces URL (`…/v1/traces`).
-    pub(crate) endpoint: Uri,
+    pub endpoint: Uri,
     /// Extra request headers for the collector (credentials, tenant).
-    pub(crate) headers: ExportHeaders,
+    pub headers: ExportHeaders,
     /// Deadline of one export request, connection included.
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
     /// The `service.name` resource attribute.
-    pub(crate) service_name: String,
+    pub service_name: String,
     /// Further resource attributes, in the order given.
-    pub(crate) resource: Vec<(String, String)>,
+    pub resource: Vec<(String, String)>,
     /// Which traces are recorded and exported.
-    pub(crate) sampler: SamplerSetting,
+    pub sampler: SamplerSetting,
     /// Spans waiting for export, at most (further spans are dropped).
-    pub(crate) max_queue_size: usize,
+    pub max_queue_size: usize,
     /// Spans per export request, at most.
-    pub(crate) max_export_batch_size: usize,
+    pub max_export_batch_size: usize,
     /// Longest wait before a partial batch is exported.
-    pub(crate) schedule_delay: Duration,
+    pub schedule_delay: Duration,
+}
+
+impl TraceSettings {
+    /// The endpoint as it may be shown: scheme, host and path, without a
+    /// query (which could hold a key).
+    pub fn endpoint_for_display(&self) -> String {
+        let uri = &self.endpoint;
+        format!(
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.authority().map_or("", |a| a.as_str()),
+            uri.path()
+        )
+    }
+
+    /// The sampler as `OTEL_TRACES_SAMPLER` names it, with its ratio.
+    pub fn sampler_name(&self) -> String {
+        let prefix = if self.sampler.parent_based {
+            "parentbased_"
+        } else {
+            ""
+        };
+        match self.sampler.root {
+            RootSampler::AlwaysOn => format!("{prefix}always_on"),
+            RootSampler::AlwaysOff => format!("{prefix}always_off"),
+            RootSampler::TraceIdRatio(ratio) => format!("{prefix}traceidratio {ratio}"),
+        }
+    }
 }
 
 /// Collector request headers. `Debug` names the headers, never their values.
 #[derive(Clone, Default, PartialEq)]
-pub(crate) struct ExportHeaders(pub(crate) Vec<(HeaderName, HeaderValue)>);
+pub struct ExportHeaders(pub(crate) Vec<(HeaderName, HeaderValue)>);
+
+impl ExportHeaders {
+    /// The header names, for display.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_str()).collect()
+    }
+}
 
 impl fmt::Debug for ExportHeaders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -82,157 +106,178 @@ impl fmt::Debug for ExportHeaders {
 
 /// The sampler of `OTEL_TRACES_SAMPLER`, with its ratio.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct SamplerSetting {
+pub struct SamplerSetting {
     /// Follow the caller's sampling decision when a `traceparent` carries one.
-    pub(crate) parent_based: bool,
+    pub parent_based: bool,
     /// The decision for traces this service starts (or every trace, when not
     /// parent based).
-    pub(crate) root: RootSampler,
+    pub root: RootSampler,
 }
 
 /// The decision for a trace without a sampled-or-not parent.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum RootSampler {
+pub enum RootSampler {
+    /// Record and export every trace.
     AlwaysOn,
+    /// Record none.
     AlwaysOff,
     /// Keeps this fraction of trace ids, 0.0 to 1.0.
     TraceIdRatio(f64),
 }
 
-/// A trace setting that cannot be used. The message names the variable and
-/// never quotes a header value or the endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OtelConfigError {
-    /// The variable at fault.
-    pub variable: &'static str,
-    message: String,
+/// A variable's value, `None` when unset or blank (the OpenTelemetry rule).
+fn set(r: &Reader<'_>, name: &'static str) -> Result<Option<String>, ConfigError> {
+    Ok(r.raw(name)?.filter(|value| !value.trim().is_empty()))
 }
 
-impl OtelConfigError {
-    fn new(variable: &'static str, message: impl Into<String>) -> Self {
-        OtelConfigError {
-            variable,
-            message: message.into(),
+/// The signal-specific variable's value, else the general one's, with the
+/// name of the one used (errors name that one).
+fn either(
+    r: &Reader<'_>,
+    specific: &'static str,
+    general: &'static str,
+) -> Result<Option<(&'static str, String)>, ConfigError> {
+    Ok(match set(r, specific)? {
+        Some(value) => Some((specific, value)),
+        None => set(r, general)?.map(|value| (general, value)),
+    })
+}
+
+impl TelemetrySettings {
+    pub(crate) fn read(r: &Reader<'_>) -> Result<Self, ConfigError> {
+        if disabled(set(r, vars::OTEL_SDK_DISABLED)?)?
+            || !otlp_exporter(set(r, vars::OTEL_TRACES_EXPORTER)?)?
+        {
+            return Ok(TelemetrySettings { traces: None });
         }
-    }
-}
-
-impl fmt::Display for OtelConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for OtelConfigError {}
-
-/// Reads the trace settings from `lookup` (the environment in production, a
-/// map in tests). `Ok(None)` means tracing is off: no endpoint is set,
-/// `OTEL_TRACES_EXPORTER=none`, or `OTEL_SDK_DISABLED=true`.
-pub(crate) fn parse<F>(lookup: F) -> Result<Option<OtelSettings>, OtelConfigError>
-where
-    F: Fn(&str) -> Option<OsString>,
-{
-    let get = |name: &'static str| -> Result<Option<String>, OtelConfigError> {
-        match lookup(name) {
-            None => Ok(None),
-            Some(raw) => match raw.into_string() {
-                Ok(value) if value.trim().is_empty() => Ok(None),
-                Ok(value) => Ok(Some(value)),
-                Err(_) => Err(OtelConfigError::new(
-                    name,
-                    format!("{name} is not valid UTF-8"),
-                )),
-            },
-        }
-    };
-    // The signal-specific variable wins over the general one, as the
-    // OpenTelemetry specification says; errors name the one that was used.
-    let either = |specific: &'static str, general: &'static str| {
-        Ok::<_, OtelConfigError>(match get(specific)? {
-            Some(value) => Some((specific, value)),
-            None => get(general)?.map(|value| (general, value)),
+        let Some(endpoint) = trace_endpoint(r)? else {
+            return Ok(TelemetrySettings { traces: None });
+        };
+        Ok(TelemetrySettings {
+            traces: Some(TraceSettings::read(r, endpoint)?),
         })
-    };
-
-    if disabled(get(vars::SDK_DISABLED)?)? || !otlp_exporter(get(vars::TRACES_EXPORTER)?)? {
-        return Ok(None);
     }
-    let endpoint = match get(vars::TRACES_ENDPOINT)? {
-        Some(value) => endpoint(vars::TRACES_ENDPOINT, &value, false)?,
-        None => match get(vars::ENDPOINT)? {
-            Some(value) => endpoint(vars::ENDPOINT, &value, true)?,
-            None if get(vars::TRACES_EXPORTER)?.is_some() => {
-                return Err(OtelConfigError::new(
-                    vars::TRACES_EXPORTER,
-                    format!(
-                        "{} is otlp but neither {} nor {} is set",
-                        vars::TRACES_EXPORTER,
-                        vars::ENDPOINT,
-                        vars::TRACES_ENDPOINT
-                    ),
-                ));
-            }
-            None => return Ok(None),
-        },
-    };
-    if let Some((name, value)) = either(vars::TRACES_PROTOCOL, vars::PROTOCOL)? {
-        protocol(name, &value)?;
-    }
-    if let Some((name, value)) = either(vars::TRACES_COMPRESSION, vars::COMPRESSION)? {
-        compression(name, &value)?;
-    }
-    let headers = match either(vars::TRACES_HEADERS, vars::HEADERS)? {
-        Some((name, value)) => headers(name, &value)?,
-        None => ExportHeaders::default(),
-    };
-    let timeout = match either(vars::TRACES_TIMEOUT, vars::TIMEOUT)? {
-        Some((name, value)) => Duration::from_millis(number(name, &value, 1, 120_000)?),
-        None => Duration::from_secs(10),
-    };
-    let resource = match get(vars::RESOURCE_ATTRIBUTES)? {
-        Some(value) => resource(&value)?,
-        None => Vec::new(),
-    };
-    let service_name = get(vars::SERVICE_NAME)?
-        .map(|name| name.trim().to_owned())
-        .or_else(|| resource_value(&resource, "service.name"))
-        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
-    let sampler = sampler(get(vars::SAMPLER)?, get(vars::SAMPLER_ARG)?)?;
-    let (max_queue_size, max_export_batch_size, schedule_delay) = batching(&get)?;
-    Ok(Some(OtelSettings {
-        endpoint,
-        headers,
-        timeout,
-        service_name,
-        resource,
-        sampler,
-        max_queue_size,
-        max_export_batch_size,
-        schedule_delay,
-    }))
 }
 
-fn disabled(value: Option<String>) -> Result<bool, OtelConfigError> {
+/// The traces URL, `None` when no endpoint is set (tracing off).
+fn trace_endpoint(r: &Reader<'_>) -> Result<Option<Uri>, ConfigError> {
+    if let Some(value) = set(r, vars::OTEL_TRACES_ENDPOINT)? {
+        return endpoint(vars::OTEL_TRACES_ENDPOINT, &value, false).map(Some);
+    }
+    if let Some(value) = set(r, vars::OTEL_ENDPOINT)? {
+        return endpoint(vars::OTEL_ENDPOINT, &value, true).map(Some);
+    }
+    if set(r, vars::OTEL_TRACES_EXPORTER)?.is_some() {
+        return Err(ConfigError::new(
+            vars::OTEL_TRACES_EXPORTER,
+            format!(
+                "{} is otlp but neither {} nor {} is set",
+                vars::OTEL_TRACES_EXPORTER,
+                vars::OTEL_ENDPOINT,
+                vars::OTEL_TRACES_ENDPOINT
+            ),
+        ));
+    }
+    Ok(None)
+}
+
+impl TraceSettings {
+    fn read(r: &Reader<'_>, endpoint: Uri) -> Result<Self, ConfigError> {
+        if let Some((name, value)) = either(r, vars::OTEL_TRACES_PROTOCOL, vars::OTEL_PROTOCOL)? {
+            protocol(name, &value)?;
+        }
+        let compression_var = either(r, vars::OTEL_TRACES_COMPRESSION, vars::OTEL_COMPRESSION)?;
+        if let Some((name, value)) = compression_var {
+            compression(name, &value)?;
+        }
+        let headers = match either(r, vars::OTEL_TRACES_HEADERS, vars::OTEL_HEADERS)? {
+            Some((name, value)) => headers(name, &value)?,
+            None => ExportHeaders::default(),
+        };
+        let timeout = match either(r, vars::OTEL_TRACES_TIMEOUT, vars::OTEL_TIMEOUT)? {
+            Some((name, _)) => Duration::from_millis(milliseconds(r, name, 0, 120_000)?),
+            None => Duration::from_secs(10),
+        };
+        let resource = match set(r, vars::OTEL_RESOURCE_ATTRIBUTES)? {
+            Some(value) => resource(&value)?,
+            None => Vec::new(),
+        };
+        let service_name = set(r, vars::OTEL_SERVICE_NAME)?
+            .map(|name| name.trim().to_owned())
+            .or_else(|| resource_value(&resource, "service.name"))
+            .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
+        let sampler = sampler(set(r, vars::OTEL_SAMPLER)?, set(r, vars::OTEL_SAMPLER_ARG)?)?;
+        let max_queue_size = count(r, vars::OTEL_BSP_MAX_QUEUE_SIZE, 2048, 1_000_000)?;
+        let max_export_batch_size = count(
+            r,
+            vars::OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+            512.min(max_queue_size),
+            max_queue_size,
+        )?;
+        let schedule_delay = match set(r, vars::OTEL_BSP_SCHEDULE_DELAY)? {
+            Some(_) => milliseconds(r, vars::OTEL_BSP_SCHEDULE_DELAY, 0, 600_000)?,
+            None => 5000,
+        };
+        Ok(TraceSettings {
+            endpoint,
+            headers,
+            timeout,
+            service_name,
+            resource,
+            sampler,
+            max_queue_size: max_queue_size as usize,
+            max_export_batch_size: max_export_batch_size as usize,
+            schedule_delay: Duration::from_millis(schedule_delay),
+        })
+    }
+}
+
+/// Milliseconds from 1 to `max` (`default` when unset or blank).
+fn milliseconds(
+    r: &Reader<'_>,
+    name: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    if set(r, name)?.is_none() {
+        return Ok(default);
+    }
+    let expected = format!("a whole number of milliseconds from 1 to {max}");
+    r.integer_in(name, default, 1..=max, &expected)
+}
+
+/// A count of spans from 1 to `max` (`default` when unset or blank).
+fn count(r: &Reader<'_>, name: &'static str, default: u64, max: u64) -> Result<u64, ConfigError> {
+    if set(r, name)?.is_none() {
+        return Ok(default);
+    }
+    r.positive(name, default, max)
+}
+
+fn disabled(value: Option<String>) -> Result<bool, ConfigError> {
     match value.as_deref().map(str::trim) {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
         Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-        Some(v) => Err(OtelConfigError::new(
-            vars::SDK_DISABLED,
-            format!("{} must be true or false (got {v:?})", vars::SDK_DISABLED),
+        Some(v) => Err(ConfigError::new(
+            vars::OTEL_SDK_DISABLED,
+            format!(
+                "{} must be true or false (got {v:?})",
+                vars::OTEL_SDK_DISABLED
+            ),
         )),
     }
 }
 
-fn otlp_exporter(value: Option<String>) -> Result<bool, OtelConfigError> {
+fn otlp_exporter(value: Option<String>) -> Result<bool, ConfigError> {
     match value.as_deref().map(str::trim) {
         None | Some("otlp") => Ok(true),
         Some("none") => Ok(false),
-        Some(v) => Err(OtelConfigError::new(
-            vars::TRACES_EXPORTER,
+        Some(v) => Err(ConfigError::new(
+            vars::OTEL_TRACES_EXPORTER,
             format!(
                 "{} must be otlp or none (got {v:?}); this build exports OTLP only",
-                vars::TRACES_EXPORTER
+                vars::OTEL_TRACES_EXPORTER
             ),
         )),
     }
@@ -240,8 +285,8 @@ fn otlp_exporter(value: Option<String>) -> Result<bool, OtelConfigError> {
 
 /// Checks an endpoint; `general` endpoints get the `/v1/traces` path
 /// appended, signal-specific ones are used as they are.
-fn endpoint(name: &'static str, value: &str, general: bool) -> Result<Uri, OtelConfigError> {
-    let fail = |why: &str| OtelConfigError::new(name, format!("{name} {why}"));
+fn endpoint(name: &'static str, value: &str, general: bool) -> Result<Uri, ConfigError> {
+    let fail = |why: &str| ConfigError::new(name, format!("{name} {why}"));
     let uri: Uri = value
         .trim()
         .parse()
@@ -264,7 +309,7 @@ fn endpoint(name: &'static str, value: &str, general: bool) -> Result<Uri, OtelC
     if authority.as_str().contains('@') {
         return Err(fail(&format!(
             "must not hold credentials; put them in {}",
-            vars::HEADERS
+            vars::OTEL_HEADERS
         )));
     }
     if !general {
@@ -273,7 +318,7 @@ fn endpoint(name: &'static str, value: &str, general: bool) -> Result<Uri, OtelC
     if uri.query().is_some() {
         return Err(fail(&format!(
             "must not have a query; use {} for a full URL",
-            vars::TRACES_ENDPOINT
+            vars::OTEL_TRACES_ENDPOINT
         )));
     }
     let base = uri.path().trim_end_matches('/');
@@ -285,31 +330,31 @@ fn endpoint(name: &'static str, value: &str, general: bool) -> Result<Uri, OtelC
         .map_err(|_| fail("is not a URL such as http://otel-collector:4318"))
 }
 
-fn protocol(name: &'static str, value: &str) -> Result<(), OtelConfigError> {
+fn protocol(name: &'static str, value: &str) -> Result<(), ConfigError> {
     match value.trim() {
         "http/protobuf" => Ok(()),
-        other @ ("grpc" | "http/json") => Err(OtelConfigError::new(
+        other @ ("grpc" | "http/json") => Err(ConfigError::new(
             name,
             format!(
                 "{name}={other} is not supported by this build: it exports \
                  http/protobuf only (collector port 4318)"
             ),
         )),
-        other => Err(OtelConfigError::new(
+        other => Err(ConfigError::new(
             name,
             format!("{name} must be http/protobuf (got {other:?})"),
         )),
     }
 }
 
-fn compression(name: &'static str, value: &str) -> Result<(), OtelConfigError> {
+fn compression(name: &'static str, value: &str) -> Result<(), ConfigError> {
     match value.trim() {
         "none" => Ok(()),
-        "gzip" => Err(OtelConfigError::new(
+        "gzip" => Err(ConfigError::new(
             name,
             format!("{name}=gzip is not supported by this build; use none"),
         )),
-        other => Err(OtelConfigError::new(
+        other => Err(ConfigError::new(
             name,
             format!("{name} must be none (got {other:?})"),
         )),
@@ -332,25 +377,25 @@ fn pairs(value: &str) -> impl Iterator<Item = Option<(&str, String)>> {
         })
 }
 
-fn headers(name: &'static str, value: &str) -> Result<ExportHeaders, OtelConfigError> {
+fn headers(name: &'static str, value: &str) -> Result<ExportHeaders, ConfigError> {
     let mut headers = Vec::new();
     for (index, pair) in pairs(value).enumerate() {
         let entry = index + 1;
         // Neither the entry nor its value is quoted: either may be a secret.
         let (key, value) = pair.ok_or_else(|| {
-            OtelConfigError::new(
+            ConfigError::new(
                 name,
                 format!("{name}: entry {entry} is not key=value (percent-encoded value)"),
             )
         })?;
         let key = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
-            OtelConfigError::new(
+            ConfigError::new(
                 name,
                 format!("{name}: entry {entry} has no valid header name"),
             )
         })?;
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
-            OtelConfigError::new(
+            ConfigError::new(
                 name,
                 format!("{name}: the value of header {key} is not a valid header value"),
             )
@@ -361,14 +406,14 @@ fn headers(name: &'static str, value: &str) -> Result<ExportHeaders, OtelConfigE
     Ok(ExportHeaders(headers))
 }
 
-fn resource(value: &str) -> Result<Vec<(String, String)>, OtelConfigError> {
-    let name = vars::RESOURCE_ATTRIBUTES;
+fn resource(value: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let name = vars::OTEL_RESOURCE_ATTRIBUTES;
     pairs(value)
         .enumerate()
         .map(|(index, pair)| {
             pair.map(|(key, value)| (key.to_owned(), value))
                 .ok_or_else(|| {
-                    OtelConfigError::new(
+                    ConfigError::new(
                         name,
                         format!(
                             "{name}: entry {} is not key=value (percent-encoded value)",
@@ -388,7 +433,7 @@ fn resource_value(resource: &[(String, String)], key: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
-fn sampler(name: Option<String>, arg: Option<String>) -> Result<SamplerSetting, OtelConfigError> {
+fn sampler(name: Option<String>, arg: Option<String>) -> Result<SamplerSetting, ConfigError> {
     let name = name
         .as_deref()
         .map(str::trim)
@@ -401,13 +446,13 @@ fn sampler(name: Option<String>, arg: Option<String>) -> Result<SamplerSetting, 
         "parentbased_always_off" => (true, RootSampler::AlwaysOff),
         "parentbased_traceidratio" => (true, RootSampler::TraceIdRatio(ratio(arg.as_deref())?)),
         other => {
-            return Err(OtelConfigError::new(
-                vars::SAMPLER,
+            return Err(ConfigError::new(
+                vars::OTEL_SAMPLER,
                 format!(
                     "{} must be one of always_on, always_off, traceidratio, \
                      parentbased_always_on, parentbased_always_off, \
                      parentbased_traceidratio (got {other:?})",
-                    vars::SAMPLER
+                    vars::OTEL_SAMPLER
                 ),
             ));
         }
@@ -415,63 +460,32 @@ fn sampler(name: Option<String>, arg: Option<String>) -> Result<SamplerSetting, 
     // An argument the sampler ignores is a setting that does nothing: most
     // likely a ratio meant for a ratio sampler that was never selected.
     if arg.is_some() && !matches!(root, RootSampler::TraceIdRatio(_)) {
-        return Err(OtelConfigError::new(
-            vars::SAMPLER_ARG,
+        return Err(ConfigError::new(
+            vars::OTEL_SAMPLER_ARG,
             format!(
                 "{} is set but {}={name} takes no argument; \
                  use traceidratio or parentbased_traceidratio for a ratio",
-                vars::SAMPLER_ARG,
-                vars::SAMPLER
+                vars::OTEL_SAMPLER_ARG,
+                vars::OTEL_SAMPLER
             ),
         ));
     }
     Ok(SamplerSetting { parent_based, root })
 }
 
-fn ratio(arg: Option<&str>) -> Result<f64, OtelConfigError> {
+fn ratio(arg: Option<&str>) -> Result<f64, ConfigError> {
     let Some(raw) = arg else { return Ok(1.0) };
     raw.trim()
         .parse::<f64>()
         .ok()
         .filter(|r| (0.0..=1.0).contains(r))
         .ok_or_else(|| {
-            OtelConfigError::new(
-                vars::SAMPLER_ARG,
+            ConfigError::new(
+                vars::OTEL_SAMPLER_ARG,
                 format!(
                     "{} must be a ratio from 0 to 1 (got {raw:?})",
-                    vars::SAMPLER_ARG
+                    vars::OTEL_SAMPLER_ARG
                 ),
-            )
-        })
-}
-
-type Lookup<'a> = dyn Fn(&'static str) -> Result<Option<String>, OtelConfigError> + 'a;
-
-fn batching(get: &Lookup<'_>) -> Result<(usize, usize, Duration), OtelConfigError> {
-    let queue = match get(vars::BSP_MAX_QUEUE_SIZE)? {
-        Some(v) => number(vars::BSP_MAX_QUEUE_SIZE, &v, 1, 1_000_000)?,
-        None => 2048,
-    };
-    let batch = match get(vars::BSP_MAX_EXPORT_BATCH_SIZE)? {
-        Some(v) => number(vars::BSP_MAX_EXPORT_BATCH_SIZE, &v, 1, queue)?,
-        None => 512.min(queue),
-    };
-    let delay = match get(vars::BSP_SCHEDULE_DELAY)? {
-        Some(v) => number(vars::BSP_SCHEDULE_DELAY, &v, 1, 600_000)?,
-        None => 5000,
-    };
-    Ok((queue as usize, batch as usize, Duration::from_millis(delay)))
-}
-
-fn number(name: &'static str, raw: &str, min: u64, max: u64) -> Result<u64, OtelConfigError> {
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| {
-            OtelConfigError::new(
-                name,
-                format!("{name} must be a whole number from {min} to {max} (got {raw:?})"),
             )
         })
 }
@@ -500,38 +514,44 @@ fn percent_decode(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
 
-    fn load(pairs: &[(&str, &str)]) -> Result<Option<OtelSettings>, OtelConfigError> {
-        parse(|name| {
+    fn load(pairs: &[(&str, &str)]) -> Result<Option<TraceSettings>, ConfigError> {
+        let lookup = |name: &str| {
             pairs
                 .iter()
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| OsString::from(value))
-        })
+        };
+        TelemetrySettings::read(&Reader::new(&lookup)).map(|settings| settings.traces)
     }
 
-    fn on(pairs: &[(&str, &str)]) -> OtelSettings {
+    fn on(pairs: &[(&str, &str)]) -> TraceSettings {
         load(pairs)
             .unwrap_or_else(|err| panic!("{pairs:?} refused: {err}"))
             .unwrap_or_else(|| panic!("{pairs:?} left tracing off"))
     }
 
-    const COLLECTOR: (&str, &str) = (vars::ENDPOINT, "http://collector:4318");
+    /// Variables of one case.
+    type Env = &'static [(&'static str, &'static str)];
+
+    const COLLECTOR: (&str, &str) = (vars::OTEL_ENDPOINT, "http://collector:4318");
 
     #[test]
     fn tracing_is_off_unless_an_endpoint_is_set() {
-        let cases: &[(&str, &[(&str, &str)])] = &[
+        let cases: &[(&str, Env)] = &[
             ("nothing set", &[]),
-            ("only a service name", &[(vars::SERVICE_NAME, "x")]),
-            ("an empty endpoint", &[(vars::ENDPOINT, "  ")]),
+            ("only a service name", &[(vars::OTEL_SERVICE_NAME, "x")]),
+            ("an empty endpoint", &[(vars::OTEL_ENDPOINT, "  ")]),
             (
                 "the SDK disabled",
-                &[COLLECTOR, (vars::SDK_DISABLED, "TRUE")],
+                &[COLLECTOR, (vars::OTEL_SDK_DISABLED, "TRUE")],
             ),
             (
                 "the none exporter",
-                &[COLLECTOR, (vars::TRACES_EXPORTER, "none")],
+                &[COLLECTOR, (vars::OTEL_TRACES_EXPORTER, "none")],
             ),
         ];
         for (name, pairs) in cases {
@@ -559,7 +579,7 @@ mod tests {
 
     #[test]
     fn endpoints_resolve_as_the_specification_says() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        let cases: &[(&str, Env, &str)] = &[
             (
                 "a general endpoint gets /v1/traces",
                 &[COLLECTOR],
@@ -567,22 +587,22 @@ mod tests {
             ),
             (
                 "a general endpoint with a path keeps it",
-                &[(vars::ENDPOINT, "http://gw:80/otlp/")],
+                &[(vars::OTEL_ENDPOINT, "http://gw:80/otlp/")],
                 "http://gw:80/otlp/v1/traces",
             ),
             (
                 "a traces endpoint is used as it is",
-                &[(vars::TRACES_ENDPOINT, "http://c:4318/custom?tenant=a")],
+                &[(vars::OTEL_TRACES_ENDPOINT, "http://c:4318/custom?tenant=a")],
                 "http://c:4318/custom?tenant=a",
             ),
             (
                 "the traces endpoint wins over the general one",
-                &[COLLECTOR, (vars::TRACES_ENDPOINT, "http://other:9/t")],
+                &[COLLECTOR, (vars::OTEL_TRACES_ENDPOINT, "http://other:9/t")],
                 "http://other:9/t",
             ),
             (
                 "an IPv6 literal works",
-                &[(vars::ENDPOINT, "http://[::1]:4318")],
+                &[(vars::OTEL_ENDPOINT, "http://[::1]:4318")],
                 "http://[::1]:4318/v1/traces",
             ),
         ];
@@ -595,11 +615,11 @@ mod tests {
     fn explicit_choices_of_the_only_supported_options_are_accepted() {
         let pairs = [
             COLLECTOR,
-            (vars::PROTOCOL, "http/protobuf"),
-            (vars::TRACES_PROTOCOL, "http/protobuf"),
-            (vars::COMPRESSION, "none"),
-            (vars::TRACES_EXPORTER, "otlp"),
-            (vars::SDK_DISABLED, "false"),
+            (vars::OTEL_PROTOCOL, "http/protobuf"),
+            (vars::OTEL_TRACES_PROTOCOL, "http/protobuf"),
+            (vars::OTEL_COMPRESSION, "none"),
+            (vars::OTEL_TRACES_EXPORTER, "otlp"),
+            (vars::OTEL_SDK_DISABLED, "false"),
         ];
         assert_eq!(on(&pairs).endpoint, "http://collector:4318/v1/traces");
     }
@@ -608,7 +628,10 @@ mod tests {
     fn header_values_are_decoded_kept_sensitive_and_never_printed() {
         let settings = on(&[
             COLLECTOR,
-            (vars::HEADERS, "api-key=s3cr%3Dt%20value, x-tenant=blue,"),
+            (
+                vars::OTEL_HEADERS,
+                "api-key=s3cr%3Dt%20value, x-tenant=blue,",
+            ),
         ]);
         let headers = &settings.headers.0;
         assert_eq!(headers.len(), 2);
@@ -625,8 +648,8 @@ mod tests {
     fn traces_headers_replace_the_general_headers() {
         let settings = on(&[
             COLLECTOR,
-            (vars::HEADERS, "a=1"),
-            (vars::TRACES_HEADERS, "b=2"),
+            (vars::OTEL_HEADERS, "a=1"),
+            (vars::OTEL_TRACES_HEADERS, "b=2"),
         ]);
         let names: Vec<_> = settings.headers.0.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["b"]);
@@ -634,19 +657,22 @@ mod tests {
 
     #[test]
     fn the_service_name_comes_from_its_variable_then_the_resource() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        let cases: &[(&str, Env, &str)] = &[
             ("default", &[COLLECTOR], DEFAULT_SERVICE_NAME),
             (
                 "from the resource",
-                &[COLLECTOR, (vars::RESOURCE_ATTRIBUTES, "service.name=idp")],
+                &[
+                    COLLECTOR,
+                    (vars::OTEL_RESOURCE_ATTRIBUTES, "service.name=idp"),
+                ],
                 "idp",
             ),
             (
                 "the variable wins",
                 &[
                     COLLECTOR,
-                    (vars::RESOURCE_ATTRIBUTES, "service.name=idp"),
-                    (vars::SERVICE_NAME, "auth"),
+                    (vars::OTEL_RESOURCE_ATTRIBUTES, "service.name=idp"),
+                    (vars::OTEL_SERVICE_NAME, "auth"),
                 ],
                 "auth",
             ),
@@ -661,7 +687,7 @@ mod tests {
         let settings = on(&[
             COLLECTOR,
             (
-                vars::RESOURCE_ATTRIBUTES,
+                vars::OTEL_RESOURCE_ATTRIBUTES,
                 "deployment.environment.name=prod, k8s.namespace.name=macp%2Dauth",
             ),
         ]);
@@ -690,9 +716,9 @@ mod tests {
             ),
         ];
         for (sampler, arg, parent_based, root) in cases {
-            let mut pairs = vec![COLLECTOR, (vars::SAMPLER, *sampler)];
+            let mut pairs = vec![COLLECTOR, (vars::OTEL_SAMPLER, *sampler)];
             if let Some(arg) = arg {
-                pairs.push((vars::SAMPLER_ARG, arg));
+                pairs.push((vars::OTEL_SAMPLER_ARG, arg));
             }
             let expected = SamplerSetting {
                 parent_based: *parent_based,
@@ -706,10 +732,10 @@ mod tests {
     fn timeouts_and_batching_are_read_in_milliseconds_and_spans() {
         let settings = on(&[
             COLLECTOR,
-            (vars::TIMEOUT, "9000"),
-            (vars::TRACES_TIMEOUT, "2500"),
-            (vars::BSP_MAX_QUEUE_SIZE, "100"),
-            (vars::BSP_SCHEDULE_DELAY, "250"),
+            (vars::OTEL_TIMEOUT, "9000"),
+            (vars::OTEL_TRACES_TIMEOUT, "2500"),
+            (vars::OTEL_BSP_MAX_QUEUE_SIZE, "100"),
+            (vars::OTEL_BSP_SCHEDULE_DELAY, "250"),
         ]);
         assert_eq!(settings.timeout, Duration::from_millis(2500));
         assert_eq!(settings.max_queue_size, 100);
@@ -724,182 +750,185 @@ mod tests {
     /// must not appear in the message (a secret, or a value never quoted).
     #[test]
     fn unusable_settings_are_refused_naming_the_variable() {
-        let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+        let cases: &[(&str, Env, &str, &str)] = &[
             (
                 "grpc is not compiled in",
-                &[COLLECTOR, (vars::PROTOCOL, "grpc")],
-                vars::PROTOCOL,
+                &[COLLECTOR, (vars::OTEL_PROTOCOL, "grpc")],
+                vars::OTEL_PROTOCOL,
                 "",
             ),
             (
                 "grpc for traces alone is not compiled in",
-                &[COLLECTOR, (vars::TRACES_PROTOCOL, "grpc")],
-                vars::TRACES_PROTOCOL,
+                &[COLLECTOR, (vars::OTEL_TRACES_PROTOCOL, "grpc")],
+                vars::OTEL_TRACES_PROTOCOL,
                 "",
             ),
             (
                 "http/json is not compiled in",
-                &[COLLECTOR, (vars::PROTOCOL, "http/json")],
-                vars::PROTOCOL,
+                &[COLLECTOR, (vars::OTEL_PROTOCOL, "http/json")],
+                vars::OTEL_PROTOCOL,
                 "",
             ),
             (
                 "an unknown protocol",
-                &[COLLECTOR, (vars::PROTOCOL, "udp")],
-                vars::PROTOCOL,
+                &[COLLECTOR, (vars::OTEL_PROTOCOL, "udp")],
+                vars::OTEL_PROTOCOL,
                 "",
             ),
             (
                 "gzip is not compiled in",
-                &[COLLECTOR, (vars::COMPRESSION, "gzip")],
-                vars::COMPRESSION,
+                &[COLLECTOR, (vars::OTEL_COMPRESSION, "gzip")],
+                vars::OTEL_COMPRESSION,
                 "",
             ),
             (
                 "an unknown exporter",
-                &[COLLECTOR, (vars::TRACES_EXPORTER, "zipkin")],
-                vars::TRACES_EXPORTER,
+                &[COLLECTOR, (vars::OTEL_TRACES_EXPORTER, "zipkin")],
+                vars::OTEL_TRACES_EXPORTER,
                 "",
             ),
             (
                 "otlp without an endpoint",
-                &[(vars::TRACES_EXPORTER, "otlp")],
-                vars::TRACES_EXPORTER,
+                &[(vars::OTEL_TRACES_EXPORTER, "otlp")],
+                vars::OTEL_TRACES_EXPORTER,
                 "",
             ),
             (
                 "a vague SDK switch",
-                &[COLLECTOR, (vars::SDK_DISABLED, "yes")],
-                vars::SDK_DISABLED,
+                &[COLLECTOR, (vars::OTEL_SDK_DISABLED, "yes")],
+                vars::OTEL_SDK_DISABLED,
                 "",
             ),
             (
                 "https is not compiled in",
-                &[(vars::ENDPOINT, "https://c:4318")],
-                vars::ENDPOINT,
+                &[(vars::OTEL_ENDPOINT, "https://c:4318")],
+                vars::OTEL_ENDPOINT,
                 "",
             ),
             (
                 "a bare host",
-                &[(vars::ENDPOINT, "collector:4318")],
-                vars::ENDPOINT,
+                &[(vars::OTEL_ENDPOINT, "collector:4318")],
+                vars::OTEL_ENDPOINT,
                 "",
             ),
             (
                 "not a URL",
-                &[(vars::TRACES_ENDPOINT, "http://bad host/")],
-                vars::TRACES_ENDPOINT,
+                &[(vars::OTEL_TRACES_ENDPOINT, "http://bad host/")],
+                vars::OTEL_TRACES_ENDPOINT,
                 "bad host",
             ),
             (
                 "credentials in the endpoint",
-                &[(vars::ENDPOINT, "http://user:hunter2@c:4318")],
-                vars::ENDPOINT,
+                &[(vars::OTEL_ENDPOINT, "http://user:hunter2@c:4318")],
+                vars::OTEL_ENDPOINT,
                 "hunter2",
             ),
             (
                 "a query on the general endpoint",
-                &[(vars::ENDPOINT, "http://c:4318/?key=hunter2")],
-                vars::ENDPOINT,
+                &[(vars::OTEL_ENDPOINT, "http://c:4318/?key=hunter2")],
+                vars::OTEL_ENDPOINT,
                 "hunter2",
             ),
             (
                 "a header without '='",
-                &[COLLECTOR, (vars::HEADERS, "Authorization Bearer hunter2")],
-                vars::HEADERS,
+                &[
+                    COLLECTOR,
+                    (vars::OTEL_HEADERS, "Authorization Bearer hunter2"),
+                ],
+                vars::OTEL_HEADERS,
                 "hunter2",
             ),
             (
                 "a header value with a line break",
                 &[
                     COLLECTOR,
-                    (vars::TRACES_HEADERS, "authorization=Bearer%0Ahunter2"),
+                    (vars::OTEL_TRACES_HEADERS, "authorization=Bearer%0Ahunter2"),
                 ],
-                vars::TRACES_HEADERS,
+                vars::OTEL_TRACES_HEADERS,
                 "hunter2",
             ),
             (
                 "a header value with a broken escape",
-                &[COLLECTOR, (vars::HEADERS, "api-key=hunter2%G1")],
-                vars::HEADERS,
+                &[COLLECTOR, (vars::OTEL_HEADERS, "api-key=hunter2%G1")],
+                vars::OTEL_HEADERS,
                 "hunter2",
             ),
             (
                 "a header value with a signed escape",
-                &[COLLECTOR, (vars::HEADERS, "api-key=hunter2%+1")],
-                vars::HEADERS,
+                &[COLLECTOR, (vars::OTEL_HEADERS, "api-key=hunter2%+1")],
+                vars::OTEL_HEADERS,
                 "hunter2",
             ),
             (
                 "a header name with a space",
-                &[COLLECTOR, (vars::HEADERS, "api key=hunter2")],
-                vars::HEADERS,
+                &[COLLECTOR, (vars::OTEL_HEADERS, "api key=hunter2")],
+                vars::OTEL_HEADERS,
                 "hunter2",
             ),
             (
                 "a resource entry without '='",
-                &[COLLECTOR, (vars::RESOURCE_ATTRIBUTES, "a=1,b")],
-                vars::RESOURCE_ATTRIBUTES,
+                &[COLLECTOR, (vars::OTEL_RESOURCE_ATTRIBUTES, "a=1,b")],
+                vars::OTEL_RESOURCE_ATTRIBUTES,
                 "",
             ),
             (
                 "an unknown sampler",
-                &[COLLECTOR, (vars::SAMPLER, "xray")],
-                vars::SAMPLER,
+                &[COLLECTOR, (vars::OTEL_SAMPLER, "xray")],
+                vars::OTEL_SAMPLER,
                 "",
             ),
             (
                 "a ratio above one",
                 &[
                     COLLECTOR,
-                    (vars::SAMPLER, "traceidratio"),
-                    (vars::SAMPLER_ARG, "1.5"),
+                    (vars::OTEL_SAMPLER, "traceidratio"),
+                    (vars::OTEL_SAMPLER_ARG, "1.5"),
                 ],
-                vars::SAMPLER_ARG,
+                vars::OTEL_SAMPLER_ARG,
                 "",
             ),
             (
                 "a ratio that is not a number",
                 &[
                     COLLECTOR,
-                    (vars::SAMPLER, "traceidratio"),
-                    (vars::SAMPLER_ARG, "NaN"),
+                    (vars::OTEL_SAMPLER, "traceidratio"),
+                    (vars::OTEL_SAMPLER_ARG, "NaN"),
                 ],
-                vars::SAMPLER_ARG,
+                vars::OTEL_SAMPLER_ARG,
                 "",
             ),
             (
                 "a ratio the default sampler would ignore",
-                &[COLLECTOR, (vars::SAMPLER_ARG, "0.1")],
-                vars::SAMPLER_ARG,
+                &[COLLECTOR, (vars::OTEL_SAMPLER_ARG, "0.1")],
+                vars::OTEL_SAMPLER_ARG,
                 "",
             ),
             (
                 "a zero timeout",
-                &[COLLECTOR, (vars::TIMEOUT, "0")],
-                vars::TIMEOUT,
+                &[COLLECTOR, (vars::OTEL_TIMEOUT, "0")],
+                vars::OTEL_TIMEOUT,
                 "",
             ),
             (
                 "a timeout in seconds",
-                &[COLLECTOR, (vars::TRACES_TIMEOUT, "10s")],
-                vars::TRACES_TIMEOUT,
+                &[COLLECTOR, (vars::OTEL_TRACES_TIMEOUT, "10s")],
+                vars::OTEL_TRACES_TIMEOUT,
                 "",
             ),
             (
                 "a batch larger than the queue",
                 &[
                     COLLECTOR,
-                    (vars::BSP_MAX_QUEUE_SIZE, "10"),
-                    (vars::BSP_MAX_EXPORT_BATCH_SIZE, "11"),
+                    (vars::OTEL_BSP_MAX_QUEUE_SIZE, "10"),
+                    (vars::OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "11"),
                 ],
-                vars::BSP_MAX_EXPORT_BATCH_SIZE,
+                vars::OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
                 "",
             ),
             (
                 "an empty queue",
-                &[COLLECTOR, (vars::BSP_MAX_QUEUE_SIZE, "0")],
-                vars::BSP_MAX_QUEUE_SIZE,
+                &[COLLECTOR, (vars::OTEL_BSP_MAX_QUEUE_SIZE, "0")],
+                vars::OTEL_BSP_MAX_QUEUE_SIZE,
                 "",
             ),
         ];
@@ -918,13 +947,13 @@ mod tests {
     #[test]
     fn a_value_that_is_not_utf8_is_refused_naming_the_variable() {
         use std::os::unix::ffi::OsStringExt;
-        let err = parse(|name| match name {
-            vars::ENDPOINT => Some(OsString::from("http://c:4318")),
-            vars::SERVICE_NAME => Some(OsString::from_vec(vec![0xff, 0xfe])),
+        let lookup = |name: &str| match name {
+            vars::OTEL_ENDPOINT => Some(OsString::from("http://c:4318")),
+            vars::OTEL_SERVICE_NAME => Some(OsString::from_vec(vec![0xff, 0xfe])),
             _ => None,
-        })
-        .unwrap_err();
-        assert_eq!(err.variable, vars::SERVICE_NAME);
+        };
+        let err = TelemetrySettings::read(&Reader::new(&lookup)).unwrap_err();
+        assert_eq!(err.variable, vars::OTEL_SERVICE_NAME);
         assert_eq!(err.to_string(), "OTEL_SERVICE_NAME is not valid UTF-8");
     }
 }
