@@ -1,5 +1,9 @@
 //! End-to-end tests of macp-auth-service, in one test binary so the shared
-//! helpers (and the slow RSA keys they cache) are built once.
+//! support (and the slow RSA keys it caches) is built once.
+//!
+//! - `support`: the one home of test plumbing: in-process apps, the spawned
+//!   binary, log capture, temporary directories, keys and the runtime's
+//!   verifier. New tests use it rather than growing their own.
 //!
 //! - `contract`: every row of the v1 wire contract, driven in process.
 //! - `runtime`: tokens minted over a real socket, verified the way the MACP
@@ -24,7 +28,6 @@ mod contract;
 mod drills;
 mod fuzz_regressions;
 mod hardening;
-mod helpers;
 mod manifests;
 mod openapi;
 mod process;
@@ -32,3 +35,4 @@ mod properties;
 mod rotation;
 mod runtime;
 mod shutdown;
+mod support;
