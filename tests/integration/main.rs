@@ -10,6 +10,8 @@
 //!   runtime does it, for both algorithms and across instances.
 //! - `rotation`: the key ring over time: pre-publication, switch, retirement.
 //! - `shutdown`: draining in-flight requests and the drain deadline.
+//! - `service`: the real `Service` in process: its metrics listener,
+//!   maintenance (polling, scheduled activation) and shutdown order.
 //! - `process`: the binary itself: startup log, signals, bad configuration.
 //! - `commands`: the operator subcommands and key interchange with Node.
 //! - `manifests`: the Dockerfile and Kubernetes manifests match the service.
@@ -34,5 +36,6 @@ mod process;
 mod properties;
 mod rotation;
 mod runtime;
+mod service;
 mod shutdown;
 mod support;
