@@ -543,28 +543,32 @@ const SYNTAX_ERRORS: &[&str] = &[
     r#"{"sender":"a",,"scopes":{}}"#,
 ];
 
-/// Wraps `inner` in `depth` levels of arrays, objects, or both.
+/// Wraps `inner` in `depth` levels of arrays, objects, or both (alternating,
+/// starting with an array). Built from repeated strings rather than a
+/// character at a time: bodies nest up to 50,000 deep, and this runs in a
+/// debug build.
 fn nested(rng: &mut Rng, depth: usize, inner: &str, closed: bool) -> String {
-    let style = rng.below(3);
-    let mut text = String::with_capacity(depth * 6 + inner.len());
-    let mut closers = Vec::with_capacity(depth);
-    for level in 0..depth {
-        let array = match style {
-            0 => true,
-            1 => false,
-            _ => level % 2 == 0,
-        };
-        if array {
-            text.push('[');
-            closers.push(']');
-        } else {
-            text.push_str("{\"a\":");
-            closers.push('}');
-        }
+    let (open, close, odd_open, odd_close) = match rng.below(3) {
+        0 => ("[", "]", "", ""),
+        1 => ("{\"a\":", "}", "", ""),
+        // Pairs of levels, plus a lone array level when the depth is odd.
+        _ => ("[{\"a\":", "}]", "[", "]"),
+    };
+    let (repeats, odd) = if odd_open.is_empty() {
+        (depth, false)
+    } else {
+        (depth / 2, depth % 2 == 1)
+    };
+    let mut text = open.repeat(repeats);
+    if odd {
+        text.push_str(odd_open);
     }
     text.push_str(inner);
     if closed {
-        text.extend(closers.into_iter().rev());
+        if odd {
+            text.push_str(odd_close);
+        }
+        text.push_str(&close.repeat(repeats));
     }
     text
 }
