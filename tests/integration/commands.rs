@@ -2,8 +2,7 @@
 //! healthcheck, plus key interchange with Node's crypto (what the reference
 //! service's jose library uses), so keys move both ways between the two.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -11,28 +10,13 @@ use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::keys::{KeySource, SigningKey};
 use serde_json::Value;
 
-use crate::helpers::{TestServer, state};
+use crate::support::{self, TempDir, TestApp, run_with_stdin, state};
 
+/// The binary with an empty environment and `args`.
 fn binary(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"));
-    command.env_clear().args(args);
+    let mut command = support::binary();
+    command.args(args);
     command
-}
-
-fn run_with_stdin(mut command: Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {
@@ -141,7 +125,7 @@ fn check_config_fails_on_bad_settings_and_on_a_missing_pinned_key_when_required(
 
 #[tokio::test]
 async fn healthcheck_exits_zero_only_when_healthz_answers() {
-    let server = TestServer::start(state()).await;
+    let server = TestApp::start(state()).await;
     let url = server.url("/healthz");
     let healthy = tokio::task::spawn_blocking(move || {
         binary(&["healthcheck", "--url", &url]).output().unwrap()
@@ -273,8 +257,7 @@ fn private_jwks_exported_by_node_load_as_pinned_keys() {
 
 #[test]
 fn keys_add_and_prune_manage_a_ring_file_that_serving_accepts() {
-    let dir = std::env::temp_dir().join(format!("macp-keys-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("keys-cli");
     let ring = dir.join("ring.json");
     let ring_arg = ring.display().to_string();
 
@@ -329,7 +312,6 @@ fn keys_add_and_prune_manage_a_ring_file_that_serving_accepts() {
             .unwrap(),
     );
     assert!(pruned.contains("no retired keys"), "{pruned}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -10,7 +10,7 @@ use macp_auth_service::http::routes::ROUTES;
 use macp_auth_service::keys::SigningAlg;
 use serde_json::Value;
 
-use crate::helpers::{config, mint, send, state, state_with};
+use crate::support::{config, mint, send, state, state_with};
 
 const HTTP_METHODS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
 
