@@ -20,6 +20,6 @@ mod list;
 mod patterns;
 mod store;
 
-pub(crate) use list::new_client;
 pub use list::{Client, ClientList, ClientsError, secret_digest_hex};
+pub(crate) use list::{ClientEntry, new_client};
 pub use store::{ClientStore, LoadClientsError};

@@ -118,7 +118,7 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
 
         let log = service.stop_with(number).await;
         for expected in [
-            format!("listening on 127.0.0.1:{port} (port {port})"),
+            format!("listening on port {port} (address 127.0.0.1:{port})"),
             "issuer=macp-auth-service audience=macp-runtime".to_owned(),
             "key source: ephemeral".to_owned(),
             "signing alg=RS256 kid=dev-key-1".to_owned(),
@@ -135,6 +135,11 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
                 "SIG{signal}: log lacks {expected:?}:\n{log}"
             );
         }
+        let first = log.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(&format!(" INFO listening on port {port} ")),
+            "the reference's phrase comes first, as operators grep for it: {first}"
+        );
         assert!(!log.contains(&token), "a token reached the log");
         assert!(
             !log.contains('\u{1b}'),
@@ -423,4 +428,43 @@ async fn on_sigterm_readiness_fails_before_the_listener_closes() {
         .await
         .expect("exits after the delay");
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_lone_pinned_jwk_without_kid_is_published_as_key_1_and_warned_about() {
+    let mut kidless: serde_json::Value =
+        serde_json::from_str(private_jwk(SigningAlg::Es256)).unwrap();
+    kidless.as_object_mut().unwrap().remove("kid");
+    let service = Spawned::start(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_SIGNING_KEY_JSON", kidless.to_string()),
+        ("MACP_AUTH_MAX_TTL", "60".into()),
+    ])
+    .await;
+    assert_eq!(
+        published_kids(&service.base()).await,
+        ["key-1"],
+        "the reference's kid"
+    );
+    let log = service.stop().await;
+    for expected in [
+        "signing alg=ES256 kid=key-1",
+        "WARN the pinned key has no kid, so it is published as \"key-1\" as the TypeScript reference did",
+        "WARN MACP_AUTH_MAX_TTL is set but no setting of this service reads it (did you mean MACP_AUTH_MAX_TTL_SECONDS?)",
+    ] {
+        assert!(log.contains(expected), "log lacks {expected:?}:\n{log}");
+    }
+
+    // In a JWK Set, keys without kid get their RFC 7638 thumbprints.
+    let set = serde_json::json!({ "keys": [kidless] }).to_string();
+    let service = Spawned::start(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_SIGNING_KEY_JSON", set),
+    ])
+    .await;
+    let kids = published_kids(&service.base()).await;
+    assert_eq!(kids.len(), 1);
+    assert_eq!(kids[0].len(), 43, "a thumbprint: {kids:?}");
+    let log = service.stop().await;
+    assert!(!log.contains("has no kid"), "{log}");
 }

@@ -15,7 +15,7 @@ use macp_auth_service::app::Service;
 use macp_auth_service::clock::{Clock, SystemClock};
 use macp_auth_service::config::{KeyMaterial, RateLimit};
 use macp_auth_service::keys::ring::KeyRing;
-use macp_auth_service::keys::store::{KeyStore, RingSource, load_ring};
+use macp_auth_service::keys::store::{KeyStore, load_ring};
 use macp_auth_service::keys::{KeySource, SigningAlg, SigningKey};
 use macp_auth_service::signer::SigningPool;
 use macp_auth_service::{AppState, Config, ServeError, router};
@@ -163,7 +163,12 @@ impl AppBuilder {
                 let ring = KeyRing::parse(config.keys.alg, &text, KeySource::Env).unwrap();
                 ring.validate(clock.now(), config.tokens.max_ttl_seconds)
                     .unwrap();
-                KeyStore::new(&config, ring, RingSource::Env, clock.clone())
+                KeyStore::new(
+                    &config,
+                    ring,
+                    macp_auth_service::reload::Source::Inline,
+                    clock.clone(),
+                )
             }
             Keys::FromConfig => {
                 let (ring, source) = load_ring(&config, clock.now()).unwrap();
