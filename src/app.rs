@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::http::routes::metrics_router;
-use crate::http::server::{ServeError, run, serve};
+use crate::http::server::{ConnectionLimits, ServeError, fit_to_descriptors, run, serve};
 use crate::http::state::{AppState, StartupError};
 use fingerprint::Fingerprint;
 
@@ -61,12 +61,19 @@ pub struct Service {
     state: AppState,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// Set when the open-file limit lowered the connection cap.
+    descriptor_warning: Option<String>,
 }
 
 impl Service {
-    /// Builds the state `config` describes and binds its listeners.
-    pub async fn build(config: Config) -> Result<Self, ServiceError> {
-        Self::with_state(AppState::from_config(config)?).await
+    /// Builds the state `config` describes and binds its listeners. The
+    /// connection cap is first fitted to the open-file limit.
+    pub async fn build(mut config: Config) -> Result<Self, ServiceError> {
+        let (cap, warning) = fit_to_descriptors(config.limits.max_connections);
+        config.limits.max_connections = cap;
+        let mut service = Self::with_state(AppState::from_config(config)?).await?;
+        service.descriptor_warning = warning;
+        Ok(service)
     }
 
     /// Binds the listeners `state`'s configuration names (port 0 picks a free
@@ -89,6 +96,7 @@ impl Service {
             state,
             listener,
             metrics_listener,
+            descriptor_warning: None,
         })
     }
 
@@ -125,6 +133,7 @@ impl Service {
             state.clock().now(),
         )
         .with_metrics_addr(self.metrics_addr())
+        .with_warning(self.descriptor_warning.clone())
     }
 
     /// Serves until `shutdown` completes, then drains: readiness fails, the
@@ -138,22 +147,20 @@ impl Service {
             state,
             listener,
             metrics_listener,
+            ..
         } = self;
         let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
         if let Some(metrics_listener) = metrics_listener {
             let app = metrics_router(state.clone());
-            let header_timeout = state.config().limits.header_read_timeout;
+            let limits = ConnectionLimits {
+                max_connections: METRICS_MAX_CONNECTIONS,
+                ..ConnectionLimits::from_config(state.config())
+            };
             tokio::spawn(async move {
                 let stopped = async move {
                     let _ = metrics_stopped.await;
                 };
-                let served = serve(
-                    metrics_listener,
-                    app,
-                    METRICS_MAX_CONNECTIONS,
-                    header_timeout,
-                    stopped,
-                );
+                let served = serve(metrics_listener, app, limits, stopped);
                 if let Ok(draining) = served.await {
                     draining.finish().await;
                 }

@@ -12,5 +12,6 @@ mod middleware;
 mod probes;
 pub mod routes;
 pub mod server;
+mod stall;
 pub mod state;
 mod tokens;

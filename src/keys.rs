@@ -8,9 +8,13 @@
 //! - [`ring`]: the pure schedule: for any instant, which key signs and which
 //!   are published. No clock, no I/O, so a whole rotation is tested without
 //!   sleeping.
-//! - [`store`]: the live ring behind one atomic pointer, its reloads, and the
-//!   transition notices (activation, supersession, retirement, short
-//!   pre-publication) it returns as values and logs.
+//! - [`snapshot`]: what requests read from the ring at one instant (signing
+//!   key, JWKS bytes, ETag), computed once per scheduled change.
+//! - [`notices`]: the transition notices (activation, supersession,
+//!   retirement, short pre-publication, emergency rotation, removal) as
+//!   values, worked out by pure functions, with their log wording.
+//! - [`store`]: the live ring behind one atomic pointer and its reloads; it
+//!   logs the notices each refresh and reload gives rise to and returns them.
 //!
 //! Private-key operations happen only inside AWS-LC, or (later) inside an
 //! external key store; nothing here formats private material into an error,
@@ -20,11 +24,14 @@ pub mod alg;
 pub mod error;
 pub mod jwk;
 pub mod key;
+pub mod notices;
 pub mod pem;
 pub mod ring;
+pub(crate) mod snapshot;
 pub mod store;
 
 pub use alg::SigningAlg;
 pub use error::{KeyError, SignError};
 pub use jwk::{default_kid, generate_private_jwk, parse_jwk_object, public_jwk_from_private};
 pub use key::{EPHEMERAL_KID, KeySource, MIN_RSA_BITS, SigningKey, jwks_json};
+pub use notices::Notice;

@@ -10,14 +10,13 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use crate::clients::ClientsSource;
 use crate::clock::rfc3339;
 use crate::config::{Config, RateLimit};
 use crate::http::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH};
 use crate::keys::KeySource;
 use crate::keys::SigningAlg;
 use crate::keys::ring::{KeyRing, KeyStatus, LONE_JWK_KID};
-use crate::keys::store::RingSource;
+use crate::reload::Source;
 
 /// How serious a configuration finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +107,7 @@ impl Fingerprint {
     pub fn new(
         config: &Config,
         ring: &KeyRing,
-        source: &RingSource,
+        source: &Source,
         clients: ClientsLine,
         now: u64,
     ) -> Self {
@@ -126,9 +125,9 @@ impl Fingerprint {
             })
             .collect();
         let source = match source {
-            RingSource::Ephemeral => KeySource::Ephemeral,
-            RingSource::Env => KeySource::Env,
-            RingSource::File(_) => KeySource::File,
+            Source::Unset => KeySource::Ephemeral,
+            Source::Inline => KeySource::Env,
+            Source::File(_) => KeySource::File,
         };
         let mut fingerprint = Fingerprint {
             listen: config.listen.addr(),
@@ -162,11 +161,23 @@ impl Fingerprint {
         self
     }
 
+    /// The same fingerprint with one more warning, when there is one.
+    pub fn with_warning(mut self, warning: Option<String>) -> Self {
+        if let Some(message) = warning {
+            self.findings.push(Finding {
+                kind: FindingKind::Other,
+                severity: Severity::Warning,
+                message,
+            });
+        }
+        self
+    }
+
     /// The clients line of a client store's source and current list.
-    pub fn clients_line(source: &ClientsSource, names: Vec<String>) -> ClientsLine {
+    pub fn clients_line(source: &Source, names: Vec<String>) -> ClientsLine {
         match source {
-            ClientsSource::Off => ClientsLine::Off,
-            ClientsSource::File(_) => ClientsLine::List {
+            Source::Unset => ClientsLine::Off,
+            Source::File(_) => ClientsLine::List {
                 variable: "MACP_AUTH_CLIENTS_FILE",
                 names,
             },

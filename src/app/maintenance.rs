@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::http::state::AppState;
-use crate::keys::store::{ReloadOutcome, RingSource};
+use crate::reload::{ReloadOutcome, Source};
 
 /// How often idle rate-limit buckets are forgotten.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
@@ -20,7 +20,7 @@ const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 /// future first runs, so a SIGHUP that arrives once serving has started can
 /// never meet the default action (terminating the process). Call it from
 /// within the Tokio runtime.
-pub fn maintain<F>(state: AppState, shutdown: F) -> impl Future<Output = ()> + Send
+pub(crate) fn maintain<F>(state: AppState, shutdown: F) -> impl Future<Output = ()> + Send
 where
     F: Future<Output = ()> + Send,
 {
@@ -77,13 +77,13 @@ where
 }
 
 /// Reloads both sources, logging failures; `trigger` names the cause.
-pub fn reload(state: &AppState, trigger: &str) {
+pub(crate) fn reload(state: &AppState, trigger: &str) {
     match state.keys().reload() {
-        Ok(ReloadOutcome::NotReloadable) if trigger == "SIGHUP" => {
+        Ok((ReloadOutcome::NotReloadable, _)) if trigger == "SIGHUP" => {
             tracing::info!(
                 "the signing key comes from {} and cannot change at runtime; nothing to reload",
                 match state.keys().source() {
-                    RingSource::Ephemeral => "an ephemeral key",
+                    Source::Unset => "an ephemeral key",
                     _ => "MACP_AUTH_SIGNING_KEY_JSON",
                 }
             );

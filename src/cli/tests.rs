@@ -13,12 +13,13 @@ use serde_json::Value;
 use super::CommandError;
 use super::keygen::public_jwk;
 use crate::app::fingerprint::{ClientsLine, Finding, Fingerprint, Severity};
-use crate::clients::{ClientList, ClientsSource};
+use crate::clients::ClientList;
 use crate::config::KeyMaterial;
 use crate::keys::SigningKey;
 use crate::keys::ring::{ACTIVATE_AT, KeyRing, ring_document};
-use crate::keys::store::{RingSource, load_ring};
+use crate::keys::store::load_ring;
 use crate::keys::{KeySource, SigningAlg};
+use crate::reload::Source;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("macp-commands-{name}-{}", std::process::id()));
@@ -102,7 +103,7 @@ fn check_config_reports_the_fingerprint_without_private_material() {
     };
     let (source, fingerprint) = check_config(&config).unwrap();
     let report = fingerprint.report();
-    assert_eq!(source, RingSource::Env);
+    assert_eq!(source, Source::Inline);
     assert_eq!(
         report,
         "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\nmetrics url: http://localhost:3200/metrics\nminting clients: none (minting is unauthenticated)\nerror: minting is unauthenticated and 0.0.0.0 is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path and set MACP_AUTH_ALLOW_UNAUTHENTICATED=true to say so\n"
@@ -126,7 +127,7 @@ fn the_fingerprint_lists_each_key_with_its_schedule() {
         &config,
         &ring,
         &source,
-        Fingerprint::clients_line(&ClientsSource::Off, Vec::new()),
+        Fingerprint::clients_line(&Source::Unset, Vec::new()),
         1000,
     )
     .report();

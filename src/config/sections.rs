@@ -207,6 +207,18 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+impl RateLimit {
+    /// The longest a bucket may take to refill from empty: the limiter's
+    /// clock counts nanoseconds in a `u64`, so anything near 584 years wraps.
+    pub const MAX_REFILL_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
+
+    /// Whether refilling the whole burst takes less than
+    /// [`Self::MAX_REFILL_SECONDS`], which the limiter can represent.
+    pub fn refill_fits(&self) -> bool {
+        f64::from(self.burst) / self.per_second < Self::MAX_REFILL_SECONDS
+    }
+}
+
 /// Who may mint, and how often.
 #[derive(Clone, Debug, Default)]
 pub struct ClientSettings {
@@ -274,7 +286,16 @@ fn read_rate_limit(r: &Reader<'_>) -> Result<Option<RateLimit>, ConfigError> {
             "a positive integer",
         )? as u32,
     };
-    Ok(Some(RateLimit { per_second, burst }))
+    let limit = RateLimit { per_second, burst };
+    if !limit.refill_fits() {
+        return Err(ConfigError::new(
+            vars::RATE_LIMIT_PER_SECOND,
+            format!(
+                "MACP_AUTH_RATE_LIMIT_PER_SECOND ({per_second}) with a burst of {burst} would take more than 100 years to refill a bucket: raise the rate or lower MACP_AUTH_RATE_LIMIT_BURST"
+            ),
+        ));
+    }
+    Ok(Some(limit))
 }
 
 /// Connection, time and shutdown limits.

@@ -84,10 +84,13 @@ pub(crate) async fn openid_configuration(
     });
     let mut response = Json(document).into_response();
     let headers = response.headers_mut();
+    // A document built from the request's Host is that client's view only:
+    // no shared cache may hand it to another client.
+    let visibility = if varies { "private" } else { "public" };
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_str(&format!(
-            "public, max-age={}",
+            "{visibility}, max-age={}",
             config.keys.jwks_max_age_seconds
         ))
         .expect("digits are a valid header value"),
@@ -122,10 +125,16 @@ fn request_base_url(headers: &HeaderMap) -> Option<String> {
         .get("x-forwarded-proto")
         .and_then(|value| value.to_str().ok())
     {
-        Some(proto) if proto.trim().eq_ignore_ascii_case("https") => "https",
+        // A chain of proxies appends: the first value is the client's.
+        Some(proto) if first_value(proto).eq_ignore_ascii_case("https") => "https",
         _ => "http",
     };
     Some(format!("{scheme}://{authority}"))
+}
+
+/// The first element of a comma-separated header value, trimmed.
+fn first_value(value: &str) -> &str {
+    value.split(',').next().unwrap_or("").trim()
 }
 
 #[cfg(test)]
@@ -179,5 +188,28 @@ mod tests {
             request_base_url(&headers).as_deref(),
             Some("https://[::1]:8080")
         );
+    }
+
+    #[test]
+    fn only_the_first_forwarded_proto_counts() {
+        let cases = [
+            ("https, http", "https"),
+            ("http, https", "http"),
+            (" HTTPS ,http", "https"),
+            ("", "http"),
+        ];
+        for (forwarded, scheme) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static("auth.internal"));
+            headers.insert(
+                "x-forwarded-proto",
+                HeaderValue::from_str(forwarded).unwrap(),
+            );
+            assert_eq!(
+                request_base_url(&headers).unwrap(),
+                format!("{scheme}://auth.internal"),
+                "{forwarded:?}"
+            );
+        }
     }
 }

@@ -84,6 +84,21 @@ pub(crate) async fn limit_duration(
     }
 }
 
+/// Refuses a request with more than one `Host` header (RFC 9112 3.2): which
+/// one names the service is ambiguous, and discovery builds URLs from it.
+pub(crate) async fn single_host(request: Request, next: Next) -> Response {
+    if request
+        .headers()
+        .get_all(axum::http::header::HOST)
+        .iter()
+        .count()
+        > 1
+    {
+        return ApiError::AmbiguousHost.into_response();
+    }
+    next.run(request).await
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound
 }

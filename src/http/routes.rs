@@ -19,7 +19,9 @@ use tracing::Level;
 use crate::http::error::MAX_BODY_BYTES;
 use crate::http::jwks::{jwks, openid_configuration};
 use crate::http::metrics::metrics;
-use crate::http::middleware::{limit_duration, method_not_allowed, not_found, track_requests};
+use crate::http::middleware::{
+    limit_duration, method_not_allowed, not_found, single_host, track_requests,
+};
 use crate::http::probes::{healthz, readyz};
 use crate::http::state::AppState;
 use crate::http::tokens::mint;
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
             track_requests,
         ))
         .fallback(not_found)
+        .layer(middleware::from_fn(single_host))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             // Request traces at debug level only: deliberate 503s (readiness

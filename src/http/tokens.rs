@@ -9,20 +9,19 @@ use std::net::SocketAddr;
 
 use axum::Extension;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::audit::{self, Caller, Issued, Outcome};
 use crate::clients::{Client, ClientList};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, MAX_BODY_BYTES};
 use crate::http::state::AppState;
 use crate::metrics::ClientLabels;
 use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
-use crate::ratelimit::retry_after_seconds;
+use crate::ratelimit::{peer_bucket, retry_after_seconds};
 
 #[derive(Serialize)]
 struct MintResponse<'a> {
@@ -44,7 +43,7 @@ pub(crate) async fn mint(
     State(state): State<AppState>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let peer = connect.map(|Extension(ConnectInfo(peer))| peer);
     let mut attempt = Attempt::default();
@@ -99,14 +98,14 @@ async fn issue(
     state: &AppState,
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     attempt: &mut Attempt,
 ) -> Result<Response, ApiError> {
     let clients = state.clients().current();
     let client = authenticate(clients.as_ref().as_ref(), headers)?;
     attempt.client = client.map(|client| client.name().to_owned());
     check_rate_limit(state, client, peer)?;
-    let body = read_body(headers, body)?;
+    let body = read_body(headers, body).await?;
     let request = parse_request(&body)?;
     attempt.sender = Some(request.sender.clone());
     attempt.requested_ttl = request.ttl_seconds;
@@ -198,7 +197,7 @@ fn check_rate_limit(
     };
     let key = match (client, peer) {
         (Some(client), _) => format!("client:{}", client.name()),
-        (None, Some(peer)) => format!("peer:{}", peer.ip()),
+        (None, Some(peer)) => format!("peer:{}", peer_bucket(peer.ip())),
         (None, None) => "peer:unknown".to_owned(),
     };
     limiter.check(&key).map_err(|wait| ApiError::RateLimited {
@@ -206,20 +205,48 @@ fn check_rate_limit(
     })
 }
 
-/// The body of a JSON request, read in full within the size limit.
-fn read_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+/// The body of a JSON request, read in full within the size limit. Runs
+/// only after credentials and the rate limit have passed, so an
+/// unauthenticated caller never gets its body read (nor a `100 Continue`),
+/// and a declared length over the limit is refused before any byte is read.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if !is_json_content_type(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            // The body could not be read in full (the client went away or
-            // sent a broken chunked body): it is no valid JSON either.
-            ApiError::InvalidJson
-        }
-    })
+    if !only_chunked(headers) {
+        return Err(ApiError::UnsupportedTransferEncoding);
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|err| {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge
+            } else {
+                // The body could not be read in full (the client went away or
+                // sent a broken chunked body): it is no valid JSON either.
+                ApiError::InvalidJson
+            }
+        })
+}
+
+/// Whether every `Transfer-Encoding` coding is `chunked` (or there is none).
+/// hyper removes `chunked` framing but no compression, so a gzip body would
+/// reach the JSON parser still compressed.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// The credentials of `Authorization: Bearer <secret>` (scheme

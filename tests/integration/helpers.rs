@@ -12,8 +12,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, TokenData, Validation, decode, decode
 use macp_auth_service::clock::{Clock, SystemClock};
 use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::keys::ring::KeyRing;
-use macp_auth_service::keys::store::{KeyStore, RingSource};
+use macp_auth_service::keys::store::KeyStore;
 use macp_auth_service::keys::{KeySource, SigningKey, generate_private_jwk};
+use macp_auth_service::reload::Source;
 use macp_auth_service::signer::SigningPool;
 use macp_auth_service::{AppState, Config, ServeError, router, run};
 use serde::Deserialize;
@@ -64,7 +65,7 @@ pub fn state_with_ring(config: Config, ring_text: &str, clock: Arc<dyn Clock>) -
     let ring = KeyRing::parse(config.keys.alg, ring_text, KeySource::Env).unwrap();
     ring.validate(clock.now(), config.tokens.max_ttl_seconds)
         .unwrap();
-    let keys = Arc::new(KeyStore::new(&config, ring, RingSource::Env, clock.clone()));
+    let keys = Arc::new(KeyStore::new(&config, ring, Source::Inline, clock.clone()));
     AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap()).unwrap()
 }
 

@@ -381,15 +381,21 @@ async fn discovery_points_at_the_jwks_by_public_url_or_host() {
         reply.json["id_token_signing_alg_values_supported"],
         json!(["ES256"])
     );
+    assert_eq!(reply.headers["cache-control"], "public, max-age=300");
 
     let by_host = state_with_ring(es256(), &ring, clock);
     let request = axum::http::Request::get("/.well-known/openid-configuration")
         .header("host", "auth.internal:3200")
         .body(axum::body::Body::empty())
         .unwrap();
-    let response = tower::ServiceExt::oneshot(macp_auth_service::router(by_host), request)
+    let response = tower::ServiceExt::oneshot(macp_auth_service::router(by_host.clone()), request)
         .await
         .unwrap();
+    assert_eq!(
+        response.headers()["cache-control"],
+        "private, max-age=300",
+        "a Host-derived document is no shared cache's to keep"
+    );
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await
         .unwrap()
@@ -398,5 +404,24 @@ async fn discovery_points_at_the_jwks_by_public_url_or_host() {
     assert_eq!(
         document["jwks_uri"],
         "http://auth.internal:3200/.well-known/jwks.json"
+    );
+
+    let two_hosts = axum::http::Request::get("/.well-known/openid-configuration")
+        .header("host", "auth.internal:3200")
+        .header("host", "evil.example")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(macp_auth_service::router(by_host), two_hosts)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        error["error"],
+        "invalid request: send exactly one Host header"
     );
 }
