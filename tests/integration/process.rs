@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Spawned, TempDir, binary, es256_ring, free_port, private_jwk, token_parts, verify_like_runtime,
+    Spawned, TempDir, binary, es256_ring, free_port, jwks_kids, private_jwk, token_parts,
+    verify_like_runtime,
 };
 use macp_auth_service::keys::SigningAlg;
 
@@ -155,12 +156,7 @@ async fn published_kids(base: &str) -> Vec<String> {
         .json()
         .await
         .unwrap();
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|key| key["kid"].as_str().unwrap().to_owned())
-        .collect()
+    jwks_kids(&jwks)
 }
 
 async fn mint_status(base: &str) -> u16 {

@@ -11,8 +11,8 @@ use macp_auth_service::{AppState, Config};
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppBuilder, TempDir, config, es256_key, mint, now, request, ring_text, send, state_with_ring,
-    token_parts, verify_like_runtime,
+    self, AppBuilder, TempDir, config, es256_key, mint, now, request, ring_text, send,
+    state_with_ring, token_parts, verify_like_runtime,
 };
 
 const MAX_TTL: u64 = 3600;
@@ -28,12 +28,7 @@ fn es256() -> Config {
 
 async fn jwks_kids(state: &AppState) -> Vec<String> {
     let reply = send(state, Method::GET, "/.well-known/jwks.json", None, "").await;
-    reply.json["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|key| key["kid"].as_str().unwrap().to_owned())
-        .collect()
+    support::jwks_kids(&reply.json)
 }
 
 async fn signing_kid(state: &AppState) -> String {

@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    LogCapture, TempDir, TestApp, es256_key, es256_ring, now, ring_text, token_parts,
+    LogCapture, Reply, TempDir, TestApp, es256_key, es256_ring, jwks_kids, now, ring_text,
+    token_parts,
 };
 
 /// Kids in the ring the service holds right now.
@@ -69,18 +70,11 @@ async fn maintenance_picks_up_a_changed_key_file_by_polling() {
         .key_file(&path, Some(Duration::from_millis(50)))
         .start()
         .await;
-    let kids = |reply: &crate::support::Reply| -> Vec<String> {
-        reply.json["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|key| key["kid"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(kids(&app.get("/.well-known/jwks.json").await), ["first"]);
+    let kids = |reply: Reply| jwks_kids(&reply.json);
+    assert_eq!(kids(app.get("/.well-known/jwks.json").await), ["first"]);
     std::fs::write(&path, es256_ring(&["first", "second"])).unwrap();
     eventually("the JWKS shows the new key", async || {
-        kids(&app.get("/.well-known/jwks.json").await) == ["first", "second"]
+        kids(app.get("/.well-known/jwks.json").await) == ["first", "second"]
     })
     .await;
     app.shutdown().await;
@@ -131,14 +125,7 @@ async fn on_shutdown_readiness_fails_then_the_drain_runs_and_only_then_maintenan
     // A request in flight: the head and part of the body, so the drain
     // cannot finish until the test completes it.
     let body = r#"{"sender":"agent://in-flight"}"#;
-    let mut in_flight = TcpStream::connect(app.addr).await.unwrap();
-    let head = format!(
-        "POST /tokens HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    in_flight.write_all(head.as_bytes()).await.unwrap();
-    in_flight.write_all(&body.as_bytes()[..5]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut in_flight = app.start_request(body).await;
 
     app.signal_shutdown();
     let not_ready = app.get("/readyz").await;

@@ -9,26 +9,11 @@ use tokio::net::TcpStream;
 
 use crate::support::{TestApp, config, state, state_with};
 
-/// Sends a mint request's head and the first bytes of its body, leaving the
-/// request in flight: the server is waiting for the rest of the body.
-async fn start_request(server: &TestApp, body: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "POST /tokens HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body.as_bytes()[..5]).await.unwrap();
-    // Give the server time to accept the connection and read the head.
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    stream
-}
-
 #[tokio::test]
 async fn a_request_in_flight_when_shutdown_is_signalled_completes_with_200() {
     let mut server = TestApp::start(state()).await;
     let body = r#"{"sender":"agent://in-flight"}"#;
-    let mut stream = start_request(&server, body).await;
+    let mut stream = server.start_request(body).await;
 
     server.signal_shutdown();
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -80,7 +65,7 @@ async fn draining_past_the_deadline_is_reported_as_a_failure() {
     }))
     .await;
     // A client that never finishes its body keeps the drain from completing.
-    let _stuck = start_request(&server, r#"{"sender":"agent://stuck"}"#).await;
+    let _stuck = server.start_request(r#"{"sender":"agent://stuck"}"#).await;
     server.signal_shutdown();
     // `finished` panics unless the deadline ends serving within 5 s.
     match server.finished(Duration::from_secs(5)).await {

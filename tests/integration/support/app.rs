@@ -20,6 +20,8 @@ use macp_auth_service::keys::{KeySource, SigningAlg, SigningKey};
 use macp_auth_service::signer::SigningPool;
 use macp_auth_service::{AppState, Config, ServeError, router};
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
@@ -239,6 +241,16 @@ impl Reply {
     }
 }
 
+/// The kids a JWKS document publishes, in order.
+pub fn jwks_kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// One request through `app` in process: status, headers and raw body.
 pub async fn oneshot(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
     let response = app.clone().oneshot(request).await.unwrap();
@@ -382,6 +394,22 @@ impl TestApp {
         let headers = [("content-type", "application/json")];
         self.send(Method::POST, "/tokens", &headers, body.to_owned())
             .await
+    }
+
+    /// Sends a mint request's head and the first 5 bytes of `body`, leaving
+    /// the request in flight: the server waits for the rest of the body,
+    /// which the caller writes to the returned stream.
+    pub async fn start_request(&self, body: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        let head = format!(
+            "POST /tokens HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body.as_bytes()[..5]).await.unwrap();
+        // Give the server time to accept the connection and read the head.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream
     }
 
     /// Completes the shutdown future: readiness fails, the drain begins.

@@ -18,7 +18,7 @@ pub mod tempdir;
 pub mod verify;
 
 pub use app::{
-    AppBuilder, Reply, TestApp, config, mint, oneshot, request, send, state, state_with,
+    AppBuilder, Reply, TestApp, config, jwks_kids, mint, oneshot, request, send, state, state_with,
     state_with_ring,
 };
 pub use keys::{es256_key, es256_ring, other_rsa_jwk, private_jwk, ring_text};
