@@ -5,6 +5,8 @@
 //! to the signing pool. The field rules mirror the reference service, except
 //! where the reference is wrong (fractional TTLs, see [`effective_ttl`]).
 
+pub mod scopes;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
