@@ -8,6 +8,9 @@
 //! client may mint only for senders matching its glob patterns, and its own
 //! TTL ceiling applies on top of the service's.
 
+pub mod ceiling;
+pub mod jwt;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
