@@ -1,29 +1,32 @@
-//! Minting clients: who may call `POST /tokens`, for which senders, and for
-//! how long.
+//! Minting clients: who may call `POST /tokens`, for which senders, for how
+//! long, and with which scopes.
 //!
 //! Off unless configured, because today's minters (the MACP control-plane,
 //! the examples service) send no `Authorization` header. When a client list
-//! is configured, every mint needs `Authorization: Bearer <secret>`. Secrets
-//! are stored only as SHA-256 digests and compared in constant time; each
-//! client may mint only for senders matching its glob patterns, and its own
-//! TTL ceiling applies on top of the service's.
+//! is configured, every mint needs `Authorization: Bearer <credential>`: a
+//! secret (stored only as a SHA-256 digest, compared in constant time) or,
+//! for clients with `"jwt"`, a workload-identity JWT ([`jwt`]). Each client
+//! may mint only for senders matching its glob patterns, its own TTL ceiling
+//! applies on top of the service's, and its scope ceiling ([`ceiling`])
+//! caps what it may grant.
 
+pub mod auth;
 pub mod ceiling;
 pub mod jwt;
+mod store;
+
+pub use store::{ClientStore, ClientsSource, LoadClientsError};
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::path::Path;
 
-use arc_swap::ArcSwap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::config::{Config, KeyMaterial, vars};
-use crate::keystore::ReloadCounts;
+use self::ceiling::ScopeCeiling;
+use self::jwt::{JwtClient, JwtTrust, KeyRegistry};
 
 /// One entry of the client list, as operators write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,31 +34,42 @@ use crate::keystore::ReloadCounts;
 pub struct ClientEntry {
     /// Name in logs, metrics and audit records.
     pub name: String,
-    /// Lower-case hex SHA-256 of the client's secret.
-    pub secret_sha256: String,
+    /// Lower-case hex SHA-256 of the client's secret; optional with `jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_sha256: Option<String>,
+    /// The workload identity it may authenticate with instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtTrust>,
     /// Glob patterns (`*` matches any run of characters) of the senders it
     /// may mint for.
     pub senders: Vec<String>,
     /// Its own ceiling on token lifetime, below the service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ttl_seconds: Option<u64>,
+    /// Its ceiling on the scopes it may grant.
+    #[serde(default, skip_serializing_if = "ScopeCeiling::is_empty")]
+    pub scopes: ScopeCeiling,
 }
 
 /// A validated client.
 #[derive(Clone)]
 pub struct Client {
     name: String,
-    digest: [u8; 32],
+    digest: Option<[u8; 32]>,
+    jwt: Option<JwtClient>,
     senders: Vec<String>,
     max_ttl_seconds: Option<u64>,
+    ceiling: ScopeCeiling,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("name", &self.name)
+            .field("jwt", &self.jwt.as_ref().map(|jwt| &jwt.trust))
             .field("senders", &self.senders)
             .field("max_ttl_seconds", &self.max_ttl_seconds)
+            .field("ceiling", &self.ceiling)
             .finish_non_exhaustive()
     }
 }
@@ -76,11 +90,101 @@ impl Client {
         self.max_ttl_seconds
     }
 
+    /// Its scope ceiling (empty when it has none).
+    pub fn ceiling(&self) -> &ScopeCeiling {
+        &self.ceiling
+    }
+
+    /// Its workload identity, if it may authenticate with one.
+    pub fn jwt(&self) -> Option<&JwtClient> {
+        self.jwt.as_ref()
+    }
+
+    /// How it authenticates: `secret`, `jwt` or `secret+jwt`.
+    pub fn kind(&self) -> &'static str {
+        match (self.digest.is_some(), self.jwt.is_some()) {
+            (true, true) => "secret+jwt",
+            (false, true) => "jwt",
+            _ => "secret",
+        }
+    }
+
     /// Whether it may mint for `sender`.
     pub fn may_mint_for(&self, sender: &str) -> bool {
         self.senders
             .iter()
             .any(|pattern| glob_match(pattern, sender))
+    }
+}
+
+/// Why one entry is unusable.
+enum EntryFailure {
+    /// Named by the entry's name and the problem.
+    Problem(String, String),
+    /// Shares a name or secret with an earlier entry.
+    Duplicate(&'static str),
+}
+
+impl Client {
+    /// Validates one entry against the clients before it.
+    fn from_entry(
+        entry: ClientEntry,
+        registry: &KeyRegistry,
+        earlier: &[Client],
+    ) -> Result<Client, EntryFailure> {
+        let problem = |problem: &str| EntryFailure::Problem(entry.name.clone(), problem.to_owned());
+        if entry.name.trim().is_empty() {
+            return Err(problem("\"name\" must be a non-empty string"));
+        }
+        let digest = match &entry.secret_sha256 {
+            Some(hex) => Some(
+                parse_digest(hex)
+                    .ok_or_else(|| problem("\"secret_sha256\" must be 64 hex digits"))?,
+            ),
+            None if entry.jwt.is_none() => {
+                return Err(problem("needs \"secret_sha256\" or \"jwt\" (or both)"));
+            }
+            None => None,
+        };
+        if entry.senders.is_empty() || entry.senders.iter().any(|p| p.is_empty()) {
+            return Err(problem(
+                "\"senders\" must list at least one non-empty pattern",
+            ));
+        }
+        if entry.max_ttl_seconds == Some(0) {
+            return Err(problem("\"max_ttl_seconds\" must be a positive integer"));
+        }
+        if earlier.iter().any(|c| c.name == entry.name) {
+            return Err(EntryFailure::Duplicate("name"));
+        }
+        if digest.is_some() && earlier.iter().any(|c| c.digest == digest) {
+            return Err(EntryFailure::Duplicate("secret"));
+        }
+        let jwt = match entry.jwt {
+            None => None,
+            Some(trust) => {
+                trust.validate().map_err(problem)?;
+                let jwt = JwtClient::new(trust, registry)
+                    .map_err(|why| EntryFailure::Problem(entry.name.clone(), why))?;
+                let clash = earlier.iter().filter_map(|c| c.jwt.as_ref()).any(|other| {
+                    other.trust.issuer == jwt.trust.issuer && !other.same_key_source(&jwt)
+                });
+                if clash {
+                    return Err(problem(
+                        "\"jwt\" must name the same \"jwks_uri\", \"jwks_file\" and \"ca_file\" as the other clients of its issuer",
+                    ));
+                }
+                Some(jwt)
+            }
+        };
+        Ok(Client {
+            name: entry.name,
+            digest,
+            jwt,
+            senders: entry.senders,
+            max_ttl_seconds: entry.max_ttl_seconds,
+            ceiling: entry.scopes,
+        })
     }
 }
 
@@ -95,7 +199,7 @@ pub struct ClientList {
 pub enum ClientsError {
     /// Not JSON of the expected shape.
     #[error(
-        "must be a JSON array of {{\"name\", \"secret_sha256\", \"senders\", \"max_ttl_seconds\"?}} objects ({0})"
+        "must be a JSON array of {{\"name\", \"secret_sha256\"?, \"jwt\"?, \"senders\", \"max_ttl_seconds\"?, \"scopes\"?}} objects ({0})"
     )]
     Shape(String),
     /// An empty list would lock every minter out.
@@ -109,7 +213,7 @@ pub enum ClientsError {
         /// Its name.
         name: String,
         /// What is wrong.
-        problem: &'static str,
+        problem: String,
     },
     /// Two clients share a name or a secret.
     #[error("has two clients with the same {0}")]
@@ -117,8 +221,15 @@ pub enum ClientsError {
 }
 
 impl ClientList {
-    /// Parses and validates a JSON client list.
+    /// Parses and validates a JSON client list, with fresh issuer key
+    /// caches.
     pub fn parse(text: &str) -> Result<Self, ClientsError> {
+        ClientList::parse_with(text, &KeyRegistry::default())
+    }
+
+    /// Parses and validates a JSON client list; JWT clients take their
+    /// remote key caches from `registry`, so a reload keeps them.
+    pub fn parse_with(text: &str, registry: &KeyRegistry) -> Result<Self, ClientsError> {
         // The shape error comes from serde; it names fields and types, and
         // the list holds only digests, never secrets.
         let entries: Vec<ClientEntry> =
@@ -128,36 +239,16 @@ impl ClientList {
         }
         let mut clients: Vec<Client> = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
-            let problem = |problem| ClientsError::Entry {
-                position: index + 1,
-                name: entry.name.clone(),
-                problem,
-            };
-            if entry.name.trim().is_empty() {
-                return Err(problem("\"name\" must be a non-empty string"));
-            }
-            let digest = parse_digest(&entry.secret_sha256)
-                .ok_or_else(|| problem("\"secret_sha256\" must be 64 hex digits"))?;
-            if entry.senders.is_empty() || entry.senders.iter().any(|p| p.is_empty()) {
-                return Err(problem(
-                    "\"senders\" must list at least one non-empty pattern",
-                ));
-            }
-            if entry.max_ttl_seconds == Some(0) {
-                return Err(problem("\"max_ttl_seconds\" must be a positive integer"));
-            }
-            if clients.iter().any(|c| c.name == entry.name) {
-                return Err(ClientsError::Duplicate("name"));
-            }
-            if clients.iter().any(|c| c.digest == digest) {
-                return Err(ClientsError::Duplicate("secret"));
-            }
-            clients.push(Client {
-                name: entry.name,
-                digest,
-                senders: entry.senders,
-                max_ttl_seconds: entry.max_ttl_seconds,
-            });
+            let client =
+                Client::from_entry(entry, registry, &clients).map_err(|failure| match failure {
+                    EntryFailure::Problem(name, problem) => ClientsError::Entry {
+                        position: index + 1,
+                        name,
+                        problem,
+                    },
+                    EntryFailure::Duplicate(what) => ClientsError::Duplicate(what),
+                })?;
+            clients.push(client);
         }
         Ok(ClientList { clients })
     }
@@ -168,11 +259,26 @@ impl ClientList {
         let presented = sha256(secret.as_bytes());
         let mut found: Option<&Client> = None;
         for client in &self.clients {
-            if bool::from(digests_match(&presented, &client.digest)) {
+            if let Some(digest) = &client.digest
+                && bool::from(digests_match(&presented, digest))
+            {
                 found = Some(client);
             }
         }
         found
+    }
+
+    /// Whether any client may authenticate with a workload JWT.
+    pub fn has_jwt_clients(&self) -> bool {
+        self.clients.iter().any(|client| client.jwt.is_some())
+    }
+
+    /// The `jwks_file`s the list reads, in list order.
+    pub fn jwks_files(&self) -> Vec<&Path> {
+        self.clients
+            .iter()
+            .filter_map(|client| client.jwt.as_ref()?.trust.jwks_file.as_deref())
+            .collect()
     }
 
     /// The clients, in configured order.
@@ -246,163 +352,53 @@ pub fn new_client(
     senders: Vec<String>,
     max_ttl_seconds: Option<u64>,
 ) -> Result<(String, ClientEntry), ClientsError> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| ClientsError::Shape("the system RNG failed".into()))?;
-    let secret = URL_SAFE_NO_PAD.encode(bytes);
-    let entry = ClientEntry {
+    let (secret, entry) = new_entry(NewClient {
         name: name.to_owned(),
-        secret_sha256: secret_digest_hex(&secret),
         senders,
         max_ttl_seconds,
+        jwt: None,
+        scopes: ScopeCeiling::default(),
+    })?;
+    Ok((secret.expect("a client without jwt gets a secret"), entry))
+}
+
+/// What `clients new` asks for.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// Its name.
+    pub name: String,
+    /// Its sender patterns.
+    pub senders: Vec<String>,
+    /// Its TTL ceiling.
+    pub max_ttl_seconds: Option<u64>,
+    /// Its workload identity; without one, a secret is generated.
+    pub jwt: Option<JwtTrust>,
+    /// Its scope ceiling.
+    pub scopes: ScopeCeiling,
+}
+
+/// A new list entry, validated as the service would; with a fresh 256-bit
+/// secret (to be shown once) unless the client authenticates with a JWT.
+pub fn new_entry(spec: NewClient) -> Result<(Option<String>, ClientEntry), ClientsError> {
+    let secret = match spec.jwt {
+        Some(_) => None,
+        None => {
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut bytes)
+                .map_err(|_| ClientsError::Shape("the system RNG failed".into()))?;
+            Some(URL_SAFE_NO_PAD.encode(bytes))
+        }
     };
-    // Validate it as the service would.
+    let entry = ClientEntry {
+        name: spec.name,
+        secret_sha256: secret.as_deref().map(secret_digest_hex),
+        jwt: spec.jwt,
+        senders: spec.senders,
+        max_ttl_seconds: spec.max_ttl_seconds,
+        scopes: spec.scopes,
+    };
     ClientList::parse(&serde_json::to_string(&[&entry]).expect("entries serialise"))?;
     Ok((secret, entry))
-}
-
-/// Where the client list comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientsSource {
-    /// No list: minting is unauthenticated.
-    Off,
-    /// `MACP_AUTH_CLIENTS_JSON`.
-    Env,
-    /// `MACP_AUTH_CLIENTS_FILE`, reloaded with the key ring.
-    File(PathBuf),
-}
-
-/// A client list that could not be loaded; names the variable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoadClientsError {
-    /// The list is unusable.
-    #[error("{variable} {source}")]
-    Invalid {
-        /// The variable naming the source.
-        variable: &'static str,
-        /// What is wrong.
-        source: ClientsError,
-    },
-    /// The file cannot be read.
-    #[error("MACP_AUTH_CLIENTS_FILE names {path:?}, which cannot be read: {reason}")]
-    Unreadable {
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The live client list.
-pub struct ClientStore {
-    list: ArcSwap<Option<ClientList>>,
-    source: ClientsSource,
-    loaded_text: Mutex<Option<String>>,
-    reloads: ReloadCounts,
-}
-
-impl fmt::Debug for ClientStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientStore")
-            .field("source", &self.source)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClientStore {
-    /// Loads the list the configuration names (or none).
-    pub fn from_config(config: &Config) -> Result<Self, LoadClientsError> {
-        let (list, source, text) = match (&config.clients_json, &config.clients_file) {
-            (Some(json), _) => (
-                Some(parse_named(json, vars::CLIENTS_JSON)?),
-                ClientsSource::Env,
-                None,
-            ),
-            (None, Some(path)) => {
-                let text = read(path)?;
-                (
-                    Some(parse_named(
-                        &KeyMaterial::new(text.clone()),
-                        vars::CLIENTS_FILE,
-                    )?),
-                    ClientsSource::File(path.clone()),
-                    Some(text),
-                )
-            }
-            (None, None) => (None, ClientsSource::Off, None),
-        };
-        Ok(ClientStore {
-            list: ArcSwap::from_pointee(list),
-            source,
-            loaded_text: Mutex::new(text),
-            reloads: ReloadCounts::default(),
-        })
-    }
-
-    /// No authentication.
-    pub fn off() -> Self {
-        ClientStore {
-            list: ArcSwap::from_pointee(None),
-            source: ClientsSource::Off,
-            loaded_text: Mutex::new(None),
-            reloads: ReloadCounts::default(),
-        }
-    }
-
-    /// The list in force; `None` when authentication is off.
-    pub fn current(&self) -> Arc<Option<ClientList>> {
-        self.list.load_full()
-    }
-
-    /// Where the list comes from.
-    pub fn source(&self) -> &ClientsSource {
-        &self.source
-    }
-
-    /// Reload attempts so far, by result.
-    pub fn reloads(&self) -> &ReloadCounts {
-        &self.reloads
-    }
-
-    /// Re-reads the client file; keeps the current list if the new one is
-    /// unusable. Returns whether a new list is in place.
-    pub fn reload(&self) -> Result<bool, LoadClientsError> {
-        let ClientsSource::File(path) = &self.source else {
-            return Ok(false);
-        };
-        let result = self.reload_file(path);
-        self.reloads.record(&result, |swapped| *swapped);
-        result
-    }
-
-    fn reload_file(&self, path: &Path) -> Result<bool, LoadClientsError> {
-        let text = read(path)?;
-        let mut loaded = self
-            .loaded_text
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if loaded.as_deref() == Some(text.as_str()) {
-            return Ok(false);
-        }
-        let list = parse_named(&KeyMaterial::new(text.clone()), vars::CLIENTS_FILE)?;
-        let names: Vec<&str> = list.clients().iter().map(Client::name).collect();
-        tracing::info!(clients = %names.join(","), "client list reloaded from {}", path.display());
-        self.list.store(Arc::new(Some(list)));
-        *loaded = Some(text);
-        Ok(true)
-    }
-}
-
-fn parse_named(text: &KeyMaterial, variable: &'static str) -> Result<ClientList, LoadClientsError> {
-    ClientList::parse(text.expose())
-        .map_err(|source| LoadClientsError::Invalid { variable, source })
-}
-
-fn read(path: &Path) -> Result<String, LoadClientsError> {
-    std::fs::read_to_string(path).map_err(|err| LoadClientsError::Unreadable {
-        path: path.to_owned(),
-        reason: err.kind().to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -509,7 +505,7 @@ mod tests {
     fn a_new_client_gets_a_256_bit_secret_matching_its_entry() {
         let (secret, entry) = new_client("cp", vec!["agent://team-a/*".into()], Some(600)).unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(&secret).unwrap().len(), 32);
-        assert_eq!(entry.secret_sha256, secret_digest_hex(&secret));
+        assert_eq!(entry.secret_sha256, Some(secret_digest_hex(&secret)));
         let clients = ClientList::parse(&serde_json::to_string(&[&entry]).unwrap()).unwrap();
         let client = clients.authenticate(&secret).unwrap();
         assert!(client.may_mint_for("agent://team-a/risk"));
@@ -520,33 +516,88 @@ mod tests {
     }
 
     #[test]
-    fn reloading_a_client_file_swaps_good_lists_and_keeps_bad_ones_out() {
-        let dir = std::env::temp_dir().join(format!("macp-clients-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("clients.json");
-        let entry = |name: &str, secret: &str| json!({"name": name, "secret_sha256": secret_digest_hex(secret), "senders": ["*"]});
-        std::fs::write(&path, json!([entry("a", "one")]).to_string()).unwrap();
-        let config = Config {
-            clients_file: Some(path.clone()),
-            ..Config::default()
-        };
-        let store = ClientStore::from_config(&config).unwrap();
-        assert!(!store.reload().unwrap(), "unchanged");
-        std::fs::write(
-            &path,
-            json!([entry("a", "one"), entry("b", "two")]).to_string(),
-        )
+    fn jwt_and_ceiling_entries_are_checked_with_their_position() {
+        let digest = secret_digest_hex("x");
+        let jwt = json!({"issuer": "https://kubernetes.default.svc", "audiences": ["macp-auth-service"], "subjects": ["system:serviceaccount:macp:*"]});
+        let cases = [
+            (
+                json!([{"name": "a", "senders": ["*"]}]),
+                "client 1 (\"a\"): needs \"secret_sha256\" or \"jwt\" (or both)",
+            ),
+            (
+                json!([{"name": "a", "secret_sha256": digest, "senders": ["*"]}, {"name": "b", "jwt": {"issuer": "https://k", "audiences": [], "subjects": ["*"]}, "senders": ["*"]}]),
+                "client 2 (\"b\"): \"jwt.audiences\" must list at least one non-empty audience",
+            ),
+            (
+                json!([{"name": "a", "jwt": jwt, "senders": ["*"]}, {"name": "b", "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": ["x"], "subjects": ["*"], "jwks_uri": "https://kubernetes.default.svc/openid/v1/jwks"}, "senders": ["*"]}]),
+                "client 2 (\"b\"): \"jwt\" must name the same",
+            ),
+            (
+                json!([{"name": "a", "jwt": {"issuer": "spiffe://x", "audiences": ["a"], "subjects": ["*"], "jwks_file": "/nonexistent/jwks.json"}, "senders": ["*"]}]),
+                "client 1 (\"a\"): \"jwt.jwks_file\" /nonexistent/jwks.json cannot be read",
+            ),
+            (
+                json!([{"name": "a", "jwt": {"issuer": "https://k", "audiences": ["a"], "subjects": ["*"], "extra": 1}, "senders": ["*"]}]),
+                "must be a JSON array",
+            ),
+            (
+                json!([{"name": "a", "secret_sha256": digest, "senders": ["*"], "scopes": {"max_open_sessions": -1}}]),
+                "must be a JSON array",
+            ),
+        ];
+        for (entries, expected) in cases {
+            let err = list(entries.clone()).unwrap_err();
+            assert!(
+                err.starts_with(expected),
+                "{entries}: {err:?} should start with {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_and_jwt_clients_share_one_list() {
+        let clients = list(json!([
+            {"name": "cp", "secret_sha256": secret_digest_hex("s3cret"), "senders": ["agent://*"]},
+            {"name": "k8s", "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": ["macp-auth-service"], "subjects": ["system:serviceaccount:macp:*"]}, "senders": ["agent://*"], "scopes": {"is_observer": true}},
+            {"name": "both", "secret_sha256": secret_digest_hex("other"), "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": ["x"], "subjects": ["*"]}, "senders": ["*"]}
+        ]))
         .unwrap();
-        assert!(store.reload().unwrap());
-        let current = store.current();
-        assert_eq!(current.as_ref().as_ref().unwrap().clients().len(), 2);
-        std::fs::write(&path, "[").unwrap();
-        assert!(store.reload().is_err());
+        assert!(clients.has_jwt_clients());
+        let kinds: Vec<&str> = clients.clients().iter().map(Client::kind).collect();
+        assert_eq!(kinds, ["secret", "jwt", "secret+jwt"]);
+        assert_eq!(clients.authenticate("s3cret").map(Client::name), Some("cp"));
         assert_eq!(
-            store.current().as_ref().as_ref().unwrap().clients().len(),
-            2,
-            "kept"
+            clients.authenticate("other").map(Client::name),
+            Some("both")
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(clients.clients()[1].ceiling().is_observer, Some(true));
+        assert!(clients.clients()[0].ceiling().is_empty());
+    }
+
+    #[test]
+    fn a_jwt_client_entry_round_trips_without_a_secret() {
+        let (secret, entry) = new_entry(NewClient {
+            name: "k8s".into(),
+            senders: vec!["agent://*".into()],
+            max_ttl_seconds: Some(900),
+            jwt: Some(JwtTrust {
+                issuer: "https://kubernetes.default.svc".into(),
+                audiences: vec!["macp-auth-service".into()],
+                subjects: vec!["system:serviceaccount:macp:*".into()],
+                jwks_uri: None,
+                jwks_file: None,
+                ca_file: None,
+            }),
+            scopes: ScopeCeiling {
+                max_open_sessions: Some(5),
+                ..ScopeCeiling::default()
+            },
+        })
+        .unwrap();
+        assert_eq!(secret, None);
+        assert_eq!(
+            serde_json::to_value(&entry).unwrap(),
+            json!({"name": "k8s", "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": ["macp-auth-service"], "subjects": ["system:serviceaccount:macp:*"]}, "senders": ["agent://*"], "max_ttl_seconds": 900, "scopes": {"max_open_sessions": 5}})
+        );
     }
 }

@@ -51,6 +51,15 @@ pub struct ClientLabels {
     pub client: String,
 }
 
+/// Labels of a client authentication.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// The client's name, or `-` when none was identified.
+    pub client: String,
+    /// `ok`, `unknown_secret`, or a workload-JWT failure reason.
+    pub result: &'static str,
+}
+
 /// Labels of a served request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -70,6 +79,8 @@ pub struct Metrics {
     pub mint_requests: Family<MintLabels, Counter>,
     /// Rate-limit rejections by client.
     pub rate_limited: Family<ClientLabels, Counter>,
+    /// Client authentications by client and result.
+    pub client_authentications: Family<AuthLabels, Counter>,
     /// Mints shed because the signing queue was full.
     pub shed: Counter,
     /// Request latency by route, method and status.
@@ -98,6 +109,12 @@ impl Metrics {
             "rate_limited",
             "Mint requests refused by the rate limit, by client",
             rate_limited.clone(),
+        );
+        let client_authentications = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "client_authentications",
+            "Client authentications on POST /tokens, by client and result",
+            client_authentications.clone(),
         );
         let shed = Counter::default();
         registry.register(
@@ -134,6 +151,7 @@ impl Metrics {
             registry,
             mint_requests,
             rate_limited,
+            client_authentications,
             shed,
             request_duration,
             in_flight,
@@ -146,6 +164,16 @@ impl Metrics {
             .get_or_create(&MintLabels {
                 outcome,
                 client: client.unwrap_or("-").to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one client authentication.
+    pub fn client_authentication(&self, client: Option<&str>, result: &'static str) {
+        self.client_authentications
+            .get_or_create(&AuthLabels {
+                client: client.unwrap_or("-").to_owned(),
+                result,
             })
             .inc();
     }

@@ -23,10 +23,14 @@ pub struct MintRequest {
     pub scopes: Map<String, Value>,
     /// The requested lifetime; `None` when absent or null.
     pub ttl_seconds: Option<f64>,
+    /// What the audit record should flag about the scopes.
+    pub warning: Option<scopes::ScopeWarning>,
 }
 
 /// Validates a request body against the v1 contract, in the reference's
-/// order: JSON, then sender, then scopes, then TTL.
+/// order: JSON, then sender, then scopes, then TTL; then the types of the
+/// known scope members (last, so every body the reference refuses gets the
+/// reference's error).
 pub fn parse_request(body: &[u8]) -> Result<MintRequest, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::InvalidJson)?;
     let Value::Object(mut object) = value else {
@@ -49,10 +53,14 @@ pub fn parse_request(body: &[u8]) -> Result<MintRequest, ApiError> {
         },
         Some(_) => return Err(ApiError::TtlNotPositive),
     };
+    let warning = scopes::known_scopes(&scopes)
+        .map_err(ApiError::ScopeType)?
+        .warning();
     Ok(MintRequest {
         sender,
         scopes,
         ttl_seconds,
+        warning,
     })
 }
 

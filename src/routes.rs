@@ -24,7 +24,9 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use crate::audit::{self, Caller, Issued, Outcome};
-use crate::clients::Client;
+use crate::clients::auth::{AuthFailure, Authenticated};
+use crate::clients::jwt::JwtFailure;
+use crate::clients::{Client, ClientList};
 use crate::error::{ApiError, MAX_BODY_BYTES};
 use crate::metrics::{ClientLabels, RouteLabels};
 use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
@@ -119,6 +121,7 @@ struct MintResponse<'a> {
 #[derive(Default)]
 struct Attempt {
     client: Option<String>,
+    subject: Option<String>,
     sender: Option<String>,
     requested_ttl: Option<f64>,
 }
@@ -136,12 +139,17 @@ async fn mint(
         Err(error) => {
             let outcome = outcome_of(&error);
             let client = attempt.client.as_deref();
+            let caller = Caller {
+                client,
+                subject: attempt.subject.as_deref(),
+                peer,
+            };
             audit::denied(
                 outcome,
-                Caller { client, peer },
+                caller,
                 attempt.sender.as_deref(),
                 attempt.requested_ttl,
-                &error.to_string(),
+                &audit_reason(&error),
                 state.clock().now(),
             );
             let metrics = state.metrics();
@@ -167,8 +175,11 @@ async fn mint(
 
 fn outcome_of(error: &ApiError) -> Outcome {
     match error {
-        ApiError::MissingCredentials | ApiError::UnknownCredentials => Outcome::Unauthenticated,
-        ApiError::SenderNotAllowed { .. } => Outcome::Forbidden,
+        ApiError::MissingCredentials
+        | ApiError::UnknownCredentials
+        | ApiError::InvalidClientToken(_) => Outcome::Unauthenticated,
+        ApiError::IssuerUnavailable { .. } => Outcome::Unavailable,
+        ApiError::SenderNotAllowed { .. } | ApiError::ScopeCeiling(_) => Outcome::Forbidden,
         ApiError::RateLimited { .. } => Outcome::RateLimited,
         ApiError::Overloaded => Outcome::Overloaded,
         ApiError::Internal(_) => Outcome::Failed,
@@ -176,8 +187,22 @@ fn outcome_of(error: &ApiError) -> Outcome {
     }
 }
 
-/// The mint decision, in order: credentials (401), rate limit (429),
-/// content type (415), body (413, 400), sender policy (403), then signing.
+/// The audit record's reason: the error the caller saw, plus the exact
+/// reason a workload JWT was refused, which the caller does not see.
+fn audit_reason(error: &ApiError) -> String {
+    match error {
+        ApiError::InvalidClientToken(reason) => format!("{error}: {}", reason.as_str()),
+        ApiError::IssuerUnavailable { .. } => format!(
+            "{error}: {}",
+            JwtFailure::KeysUnavailable { retry_after: 0 }.as_str()
+        ),
+        _ => error.to_string(),
+    }
+}
+
+/// The mint decision, in order: credentials (401, or 503 when a workload
+/// JWT's issuer is unreachable), rate limit (429), content type (415), body
+/// (413, 400), sender policy and scope ceiling (403), then signing.
 async fn issue(
     state: &AppState,
     peer: Option<SocketAddr>,
@@ -186,17 +211,11 @@ async fn issue(
     attempt: &mut Attempt,
 ) -> Result<Response, ApiError> {
     let clients = state.clients().current();
-    let client = match clients.as_ref() {
-        None => None,
-        Some(list) => {
-            let secret = bearer_token(headers).ok_or(ApiError::MissingCredentials)?;
-            Some(
-                list.authenticate(secret)
-                    .ok_or(ApiError::UnknownCredentials)?,
-            )
-        }
-    };
+    let caller = authenticate(state, clients.as_ref().as_ref(), headers).await?;
+    let client = caller.as_ref().map(|caller| caller.client);
+    let subject = caller.as_ref().and_then(|caller| caller.subject.as_deref());
     attempt.client = client.map(|client| client.name().to_owned());
+    attempt.subject = subject.map(str::to_owned);
 
     if let Some(limiter) = state.rate_limiter() {
         let key = match (client, peer) {
@@ -234,6 +253,10 @@ async fn issue(
             allowed: client.senders().join(", "),
         });
     }
+    if let Some(client) = client {
+        let known = crate::mint::scopes::known_scopes(&request.scopes)?;
+        client.ceiling().check(client.name(), &known)?;
+    }
     let max_ttl = client
         .and_then(|client| client.max_ttl_seconds())
         .map_or(config.max_ttl_seconds, |ceiling| {
@@ -259,6 +282,7 @@ async fn issue(
     audit::issued(&Issued {
         caller: Caller {
             client: client.map(Client::name),
+            subject,
             peer,
         },
         sender: &request.sender,
@@ -268,6 +292,7 @@ async fn issue(
         jti: &jti,
         scopes: &request.scopes,
         iat,
+        warning: request.warning.map(|warning| warning.as_str()),
     });
     state
         .metrics()
@@ -278,6 +303,44 @@ async fn issue(
         expires_in_seconds: ttl,
     })
     .into_response())
+}
+
+/// The caller the request's credentials name, when a client list is
+/// configured (`None` when minting is unauthenticated); every attempt is
+/// counted by client and result.
+async fn authenticate<'a>(
+    state: &AppState,
+    clients: Option<&'a ClientList>,
+    headers: &HeaderMap,
+) -> Result<Option<Authenticated<'a>>, ApiError> {
+    let Some(list) = clients else {
+        return Ok(None);
+    };
+    let metrics = state.metrics();
+    let Some(credential) = bearer_token(headers) else {
+        metrics.client_authentication(None, "missing");
+        return Err(ApiError::MissingCredentials);
+    };
+    match list
+        .authenticate_bearer(credential, state.clock().now())
+        .await
+    {
+        Ok(caller) => {
+            metrics.client_authentication(Some(caller.client.name()), "ok");
+            Ok(Some(caller))
+        }
+        Err(failure) => {
+            metrics.client_authentication(None, failure.as_str());
+            tracing::debug!(reason = failure.as_str(), "client authentication failed");
+            Err(match failure {
+                AuthFailure::UnknownSecret => ApiError::UnknownCredentials,
+                AuthFailure::Jwt(JwtFailure::KeysUnavailable { retry_after }) => {
+                    ApiError::IssuerUnavailable { retry_after }
+                }
+                AuthFailure::Jwt(reason) => ApiError::InvalidClientToken(reason),
+            })
+        }
+    }
 }
 
 /// The credentials of `Authorization: Bearer <secret>` (scheme
