@@ -109,6 +109,39 @@ impl Client {
         }
     }
 
+    /// One line for `check-config`: how it authenticates, its patterns and
+    /// ceilings. Never a secret or a digest.
+    pub fn describe(&self) -> String {
+        let mut line = format!("client {}: kind={}", self.name, self.kind());
+        if let Some(jwt) = &self.jwt {
+            let keys = match &jwt.keys {
+                jwt::KeyHandle::Static(_) => format!(
+                    "file {}",
+                    jwt.trust
+                        .jwks_file
+                        .as_deref()
+                        .map_or_else(String::new, |p| p.display().to_string())
+                ),
+                jwt::KeyHandle::Remote(remote) => remote.describe(),
+            };
+            line.push_str(&format!(
+                " issuer={} audiences={} subjects={} keys={keys}",
+                jwt.trust.issuer,
+                jwt.trust.audiences.join(","),
+                jwt.trust.subjects.join(","),
+            ));
+        }
+        let max_ttl = self
+            .max_ttl_seconds
+            .map_or_else(|| "-".to_owned(), |ttl| ttl.to_string());
+        line.push_str(&format!(
+            " senders={} max_ttl_seconds={max_ttl} scopes_ceiling={}",
+            self.senders.join(","),
+            self.ceiling.describe()
+        ));
+        line
+    }
+
     /// Whether it may mint for `sender`.
     pub fn may_mint_for(&self, sender: &str) -> bool {
         self.senders
@@ -599,5 +632,24 @@ mod tests {
             serde_json::to_value(&entry).unwrap(),
             json!({"name": "k8s", "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": ["macp-auth-service"], "subjects": ["system:serviceaccount:macp:*"]}, "senders": ["agent://*"], "max_ttl_seconds": 900, "scopes": {"max_open_sessions": 5}})
         );
+    }
+
+    #[test]
+    fn a_client_describes_itself_without_its_secret() {
+        let digest = secret_digest_hex("s3cret");
+        let clients = list(json!([
+            {"name": "cp", "secret_sha256": digest, "senders": ["agent://a/*", "agent://b"], "max_ttl_seconds": 600},
+            {"name": "k8s", "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": ["macp-auth-service"], "subjects": ["system:serviceaccount:macp:*"]}, "senders": ["agent://*"], "scopes": {"max_open_sessions": 25}}
+        ]))
+        .unwrap();
+        let lines: Vec<String> = clients.clients().iter().map(Client::describe).collect();
+        assert_eq!(
+            lines,
+            [
+                "client cp: kind=secret senders=agent://a/*,agent://b max_ttl_seconds=600 scopes_ceiling=none",
+                "client k8s: kind=jwt issuer=https://kubernetes.default.svc audiences=macp-auth-service subjects=system:serviceaccount:macp:* keys=https://kubernetes.default.svc/.well-known/openid-configuration senders=agent://* max_ttl_seconds=- scopes_ceiling={\"max_open_sessions\":25}",
+            ]
+        );
+        assert!(!lines.concat().contains(&digest));
     }
 }

@@ -266,6 +266,7 @@ impl Captured {
 
 #[tokio::test]
 async fn each_mint_decision_leaves_one_audit_record_without_the_token_or_secret() {
+    crate::helpers::scoped_capture_ready();
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -352,6 +353,7 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn a_crafted_sender_cannot_forge_an_audit_line() {
+    crate::helpers::scoped_capture_ready();
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())

@@ -234,3 +234,14 @@ pub fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// Call before capturing logs with a thread-scoped subscriber. With only
+/// one dispatcher registered, tracing-core caches a callsite's interest
+/// from whichever thread hits it first (its `has_just_one` shortcut), so a
+/// test minting on another thread can switch the audit events off for the
+/// capturing test. A second, never-dropped dispatcher makes tracing ask
+/// every thread's subscriber.
+pub fn scoped_capture_ready() {
+    static EXTRA: OnceLock<tracing::Dispatch> = OnceLock::new();
+    EXTRA.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+}

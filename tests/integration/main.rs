@@ -19,6 +19,7 @@
 //! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
 //!   malformed bodies.
 
+mod callers;
 mod commands;
 mod contract;
 mod drills;
@@ -32,3 +33,6 @@ mod properties;
 mod rotation;
 mod runtime;
 mod shutdown;
+mod support {
+    pub mod issuer;
+}

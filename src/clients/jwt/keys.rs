@@ -129,8 +129,13 @@ pub fn read_jwks_file(path: &Path) -> Result<KeySet, String> {
 pub enum Plan {
     /// Use these keys.
     Use(Arc<KeySet>),
-    /// Fetch first.
-    Fetch,
+    /// Fetch first; `kid` says whether an unknown kid is the reason.
+    Fetch {
+        /// The refetch is for an unknown kid.
+        kid: bool,
+    },
+    /// A fetch is under way and this request needs its result: wait for it.
+    Wait,
     /// No usable keys and no fetch allowed yet; retry after this long.
     Unavailable(Duration),
 }
@@ -141,39 +146,63 @@ pub struct CacheState {
     keys: Option<Arc<KeySet>>,
     fresh_until: Option<Instant>,
     last_attempt: Option<Instant>,
+    last_kid_refetch: Option<Instant>,
+    in_flight: bool,
 }
 
 impl CacheState {
-    /// The decision for a token naming `kid`, at `now`.
+    /// The decision for a token naming `kid`, at `now`. A request whose
+    /// key is at hand never waits: stale keys (within the grace) serve while
+    /// a refresh runs, and the refresh is done by the first request that
+    /// finds them stale.
     pub fn plan(&self, now: Instant, kid: Option<&str>) -> Plan {
-        let may_fetch = self
-            .last_attempt
-            .is_none_or(|last| now.saturating_duration_since(last) >= REFETCH_INTERVAL);
-        let wait = self.last_attempt.map_or(Duration::ZERO, |last| {
-            REFETCH_INTERVAL.saturating_sub(now.saturating_duration_since(last))
-        });
-        let (Some(keys), Some(fresh_until)) = (&self.keys, self.fresh_until) else {
-            return if may_fetch {
-                Plan::Fetch
-            } else {
-                Plan::Unavailable(wait)
-            };
+        let elapsed = |at: Option<Instant>| at.map(|at| now.saturating_duration_since(at));
+        let may = |at| elapsed(at).is_none_or(|since| since >= REFETCH_INTERVAL);
+        let usable = match (&self.keys, self.fresh_until) {
+            (Some(keys), Some(fresh_until)) if now < fresh_until + STALE_GRACE => {
+                Some((keys, now < fresh_until))
+            }
+            _ => None,
         };
-        let fresh = now < fresh_until;
-        let unknown_kid = kid.is_some_and(|kid| !keys.has_kid(kid));
-        if may_fetch && (!fresh || unknown_kid) {
-            return Plan::Fetch;
-        }
-        if now < fresh_until + STALE_GRACE {
-            Plan::Use(keys.clone())
-        } else {
-            Plan::Unavailable(wait)
+        match usable {
+            Some((keys, fresh)) if kid.is_none_or(|kid| keys.has_kid(kid)) => {
+                if !fresh && !self.in_flight && may(self.last_attempt) {
+                    Plan::Fetch { kid: false }
+                } else {
+                    Plan::Use(keys.clone())
+                }
+            }
+            Some((keys, _)) => {
+                if self.in_flight {
+                    Plan::Wait
+                } else if may(self.last_kid_refetch) {
+                    Plan::Fetch { kid: true }
+                } else {
+                    Plan::Use(keys.clone())
+                }
+            }
+            None if self.in_flight => Plan::Wait,
+            None if may(self.last_attempt) => Plan::Fetch { kid: false },
+            None => Plan::Unavailable(
+                elapsed(self.last_attempt).map_or(REFETCH_INTERVAL, |since| {
+                    REFETCH_INTERVAL.saturating_sub(since)
+                }),
+            ),
         }
     }
 
-    /// Records the start of a fetch.
-    pub fn attempting(&mut self, now: Instant) {
+    /// Records the start of a fetch (`kid`: for an unknown kid).
+    pub fn attempting(&mut self, now: Instant, kid: bool) {
         self.last_attempt = Some(now);
+        if kid {
+            self.last_kid_refetch = Some(now);
+        }
+        self.in_flight = true;
+    }
+
+    /// Records the end of a fetch that brought no keys.
+    pub fn failed(&mut self) {
+        self.in_flight = false;
     }
 
     /// Records fetched keys, fresh for `max_age` (clamped).
@@ -183,6 +212,7 @@ impl CacheState {
             .clamp(MIN_MAX_AGE, MAX_MAX_AGE);
         self.keys = Some(Arc::new(keys));
         self.fresh_until = Some(now + max_age);
+        self.in_flight = false;
     }
 }
 
@@ -192,6 +222,7 @@ impl CacheState {
 pub struct IssuerKeys {
     source: fetch::Source,
     state: Mutex<CacheState>,
+    /// Held for the whole of a fetch, so waiting requests queue on it.
     fetching: tokio::sync::Mutex<()>,
 }
 
@@ -217,29 +248,47 @@ impl IssuerKeys {
             return ready;
         }
         let _single_flight = self.fetching.lock().await;
-        // Whoever held the lock may have just fetched: decide again.
+        // A fetch may have finished while this request waited: decide again,
+        // and claim the fetch in the same breath.
         let now = Instant::now();
-        if let Some(ready) = settle(self.state().plan(now, kid)) {
-            return ready;
+        let plan = {
+            let mut state = self.state();
+            let plan = state.plan(now, kid);
+            if let Plan::Fetch { kid } = plan {
+                state.attempting(now, kid);
+            }
+            plan
+        };
+        let unavailable = JwtFailure::KeysUnavailable {
+            retry_after: REFETCH_INTERVAL.as_secs(),
+        };
+        if !matches!(plan, Plan::Fetch { .. }) {
+            // Never `Wait` here: a fetch is only under way while this lock
+            // is held.
+            return settle(plan).unwrap_or(Err(unavailable));
         }
-        self.state().attempting(now);
-        match fetch::fetch_jwks(&self.source).await {
+        self.fetch().await;
+        settle(self.state().plan(Instant::now(), kid)).unwrap_or(Err(unavailable))
+    }
+
+    /// One fetch, already claimed by [`CacheState::attempting`].
+    async fn fetch(&self) {
+        let failure = match fetch::fetch_jwks(&self.source).await {
             Ok((value, max_age)) => match KeySet::parse(&value) {
                 Ok(keys) => {
                     tracing::debug!(source = %self.source, keys = keys.len(), "issuer keys fetched");
                     self.state().fetched(keys, max_age, Instant::now());
+                    return;
                 }
-                Err(why) => self.log_failure(&FetchFailure::Jwks(why)),
+                Err(why) => FetchFailure::Jwks(why),
             },
-            Err(failure) => self.log_failure(&failure),
-        }
-        settle(self.state().plan(Instant::now(), kid)).unwrap_or(Err(JwtFailure::KeysUnavailable {
-            retry_after: REFETCH_INTERVAL.as_secs(),
-        }))
-    }
-
-    fn log_failure(&self, failure: &FetchFailure) {
-        let has_keys = self.state().keys.is_some();
+            Err(failure) => failure,
+        };
+        let has_keys = {
+            let mut state = self.state();
+            state.failed();
+            state.keys.is_some()
+        };
         tracing::warn!(source = %self.source, reason = %failure, cached_keys = has_keys, "issuer keys could not be fetched");
     }
 
@@ -249,11 +298,12 @@ impl IssuerKeys {
     }
 }
 
-/// The outcome of a plan that needs no fetch; `None` when one is due.
+/// The outcome of a plan that needs no fetch by this request; `None` when
+/// it must fetch, or wait for the fetch under way.
 fn settle(plan: Plan) -> Option<Result<Arc<KeySet>, JwtFailure>> {
     match plan {
         Plan::Use(keys) => Some(Ok(keys)),
-        Plan::Fetch => None,
+        Plan::Fetch { .. } | Plan::Wait => None,
         Plan::Unavailable(wait) => Some(Err(JwtFailure::KeysUnavailable {
             retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
         })),

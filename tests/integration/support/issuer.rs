@@ -183,11 +183,6 @@ impl Issuer {
         self.shared.keys.lock().unwrap().push(key);
     }
 
-    /// Sets the JWKS `Cache-Control: max-age`.
-    pub fn set_max_age(&self, seconds: u64) {
-        self.shared.max_age.store(seconds, Ordering::SeqCst);
-    }
-
     /// Discovery documents served so far.
     pub fn discovery_fetches(&self) -> usize {
         self.shared.discovery_fetches.load(Ordering::SeqCst)

@@ -56,7 +56,7 @@ fn a_jwks_without_usable_keys_is_refused() {
 
 fn fetched(now: Instant, kids: &[&str], max_age: Option<u64>) -> CacheState {
     let mut state = CacheState::default();
-    state.attempting(now);
+    state.attempting(now, false);
     state.fetched(set(kids), max_age.map(Duration::from_secs), now);
     state
 }
@@ -64,7 +64,9 @@ fn fetched(now: Instant, kids: &[&str], max_age: Option<u64>) -> CacheState {
 fn plan_name(plan: &Plan) -> String {
     match plan {
         Plan::Use(_) => "use".into(),
-        Plan::Fetch => "fetch".into(),
+        Plan::Fetch { kid: false } => "fetch".into(),
+        Plan::Fetch { kid: true } => "refetch for kid".into(),
+        Plan::Wait => "wait".into(),
         Plan::Unavailable(wait) => format!("unavailable {}s", wait.as_secs()),
     }
 }
@@ -73,13 +75,19 @@ fn plan_name(plan: &Plan) -> String {
 fn the_cache_decides_by_freshness_kid_and_the_refetch_interval() {
     let t0 = Instant::now();
     let s = Duration::from_secs;
-    let never = CacheState::default();
     let mut failed_once = CacheState::default();
-    failed_once.attempting(t0);
+    failed_once.attempting(t0, false);
+    failed_once.failed();
+    let mut fetching = CacheState::default();
+    fetching.attempting(t0, false);
+    let mut refetching = fetched(t0, &["a"], None);
+    refetching.attempting(t0 + s(1), true);
+    let mut refetched = refetching.clone();
+    refetched.failed();
     let cases = [
         (
             "an empty cache fetches",
-            never.clone(),
+            CacheState::default(),
             t0,
             Some("a"),
             "fetch",
@@ -99,6 +107,13 @@ fn the_cache_decides_by_freshness_kid_and_the_refetch_interval() {
             "fetch",
         ),
         (
+            "a request during the first fetch waits for it",
+            fetching,
+            t0 + s(1),
+            Some("a"),
+            "wait",
+        ),
+        (
             "fresh keys with a known kid are used",
             fetched(t0, &["a"], None),
             t0 + s(299),
@@ -113,18 +128,39 @@ fn the_cache_decides_by_freshness_kid_and_the_refetch_interval() {
             "use",
         ),
         (
-            "an unknown kid refetches once 10 s have passed",
+            "an unknown kid refetches at once",
             fetched(t0, &["a"], None),
-            t0 + s(10),
+            t0 + s(1),
             Some("b"),
-            "fetch",
+            "refetch for kid",
         ),
         (
-            "an unknown kid within 10 s of a fetch uses the keys",
-            fetched(t0, &["a"], None),
-            t0 + s(9),
+            "an unknown kid during a refetch waits for it",
+            refetching.clone(),
+            t0 + s(2),
             Some("b"),
+            "wait",
+        ),
+        (
+            "a known kid during a refetch is served",
+            refetching,
+            t0 + s(2),
+            Some("a"),
             "use",
+        ),
+        (
+            "an unknown kid within 10 s of a refetch uses the keys",
+            refetched.clone(),
+            t0 + s(10),
+            Some("c"),
+            "use",
+        ),
+        (
+            "an unknown kid 10 s after a refetch refetches",
+            refetched,
+            t0 + s(11),
+            Some("c"),
+            "refetch for kid",
         ),
         (
             "keys are fresh for 5 min by default",
@@ -174,11 +210,18 @@ fn known_keys_survive_failed_refreshes_for_an_hour() {
     let mut state = fetched(t0, &["a"], Some(60));
     // Stale at 60 s: a refresh is due, and it fails.
     assert_eq!(plan_name(&state.plan(t0 + s(60), Some("a"))), "fetch");
-    state.attempting(t0 + s(60));
+    state.attempting(t0 + s(60), false);
+    assert_eq!(
+        plan_name(&state.plan(t0 + s(61), Some("a"))),
+        "use",
+        "served during the refresh"
+    );
+    state.failed();
     assert_eq!(plan_name(&state.plan(t0 + s(61), Some("a"))), "use");
     // The next attempt is allowed 10 s later; between attempts, stale keys.
     assert_eq!(plan_name(&state.plan(t0 + s(70), Some("a"))), "fetch");
-    state.attempting(t0 + s(3655));
+    state.attempting(t0 + s(3655), false);
+    state.failed();
     assert_eq!(plan_name(&state.plan(t0 + s(3659), Some("a"))), "use");
     // An hour past freshness the keys are no longer trusted.
     assert_eq!(
@@ -186,8 +229,9 @@ fn known_keys_survive_failed_refreshes_for_an_hour() {
         "unavailable 5s"
     );
     // A good fetch restores them.
-    state.fetched(set(&["a"]), None, t0 + s(3661));
-    assert_eq!(plan_name(&state.plan(t0 + s(3662), Some("a"))), "use");
+    state.attempting(t0 + s(3665), false);
+    state.fetched(set(&["a"]), None, t0 + s(3666));
+    assert_eq!(plan_name(&state.plan(t0 + s(3667), Some("a"))), "use");
 }
 
 #[test]
