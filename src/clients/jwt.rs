@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::{IssuerKeys, KeyRegistry, KeySet};
 
-use super::glob_match;
+use super::patterns::glob_match;
 
 /// Leeway on `exp` and `nbf`, for clock skew between the platform and us.
 pub const LEEWAY_SECONDS: u64 = 30;

@@ -1,33 +1,24 @@
-//! The live client list: loaded from the configuration, re-read with the
-//! key ring, swapped atomically.
+//! The live client list: loaded from the configuration, swapped whole on
+//! reload, read by every mint with one atomic load.
 //!
-//! A reload counts as a change when the list's text changed or any
-//! `jwt.jwks_file` it names did, so an issuer's keys kept in a file follow
-//! its rotation without touching the list. The issuer key caches live in
-//! one registry for the life of the store, so a reload never forgets keys
+//! Reloading goes through [`crate::reload`], the same mechanism as the key
+//! ring's: an unchanged file is skipped, a broken one keeps the list in
+//! force, and every attempt is counted. The `jwt.jwks_file`s a list names
+//! are re-read with it: when one changed (the list itself unchanged, or
+//! inline), the list is rebuilt from the same text, so an issuer's keys kept
+//! in a file follow its rotation. The issuer key caches live in one
+//! registry for the life of the store, so a reload never forgets keys
 //! fetched before.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
 use super::jwt::KeyRegistry;
-use super::{Client, ClientList, ClientsError};
+use super::list::{Client, ClientList, ClientsError};
 use crate::config::{Config, KeyMaterial, vars};
-use crate::keystore::ReloadCounts;
-
-/// Where the client list comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientsSource {
-    /// No list: minting is unauthenticated.
-    Off,
-    /// `MACP_AUTH_CLIENTS_JSON`.
-    Env,
-    /// `MACP_AUTH_CLIENTS_FILE`, reloaded with the key ring.
-    File(PathBuf),
-}
+use crate::reload::{ReloadOutcome, ReloadTotals, Reloader, Source, UnreadableFile, read_file};
 
 /// A client list that could not be loaded; names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,175 +32,163 @@ pub enum LoadClientsError {
         source: ClientsError,
     },
     /// The file cannot be read.
-    #[error("MACP_AUTH_CLIENTS_FILE names {path:?}, which cannot be read: {reason}")]
-    Unreadable {
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Unreadable(#[from] UnreadableFile),
 }
 
 /// The live client list.
 pub struct ClientStore {
     list: ArcSwap<Option<ClientList>>,
-    source: ClientsSource,
-    /// The inline list, for re-reading its `jwks_file`s.
-    inline: Option<KeyMaterial>,
+    reloader: Reloader,
     registry: KeyRegistry,
-    /// The list's text and the contents of its `jwks_file`s, as loaded.
-    loaded: Mutex<Option<String>>,
-    reloads: ReloadCounts,
+    /// The text of the list in force and the contents of its `jwks_file`s.
+    loaded: Mutex<Option<(KeyMaterial, String)>>,
 }
 
 impl fmt::Debug for ClientStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientStore")
-            .field("source", &self.source)
+            .field("source", self.reloader.source())
             .finish_non_exhaustive()
     }
 }
 
 impl ClientStore {
     /// Loads the list the configuration names (or none).
-    pub fn from_config(config: &Config) -> Result<Self, LoadClientsError> {
+    pub(crate) fn from_config(config: &Config) -> Result<Self, LoadClientsError> {
         let registry = KeyRegistry::default();
-        let (text, source, inline) = match (&config.clients_json, &config.clients_file) {
-            (Some(json), _) => (
-                json.expose().to_owned(),
-                ClientsSource::Env,
-                Some(json.clone()),
-            ),
-            (None, Some(path)) => (read(path)?, ClientsSource::File(path.clone()), None),
-            (None, None) => return Ok(ClientStore::off()),
-        };
-        let list = parse_named(&text, source.variable(), &registry)?;
-        let loaded = fingerprint(&text, &list);
+        let (text, variable, source, file_text) =
+            match (&config.clients.inline, &config.clients.file) {
+                (Some(json), _) => (json.clone(), vars::CLIENTS_JSON, Source::Inline, None),
+                (None, Some(path)) => {
+                    let text = read_file(vars::CLIENTS_FILE, path)?;
+                    (
+                        KeyMaterial::new(text.clone()),
+                        vars::CLIENTS_FILE,
+                        Source::File(path.clone()),
+                        Some(text),
+                    )
+                }
+                (None, None) => {
+                    return Ok(ClientStore {
+                        list: ArcSwap::from_pointee(None),
+                        reloader: Reloader::new(Source::Unset, vars::CLIENTS_FILE, None),
+                        registry,
+                        loaded: Mutex::new(None),
+                    });
+                }
+            };
+        let list = parse_named(&text, variable, &registry)?;
+        let jwks = jwks_fingerprint(&list);
         Ok(ClientStore {
             list: ArcSwap::from_pointee(Some(list)),
-            source,
-            inline,
+            reloader: Reloader::new(source, vars::CLIENTS_FILE, file_text),
             registry,
-            loaded: Mutex::new(Some(loaded)),
-            reloads: ReloadCounts::default(),
+            loaded: Mutex::new(Some((text, jwks))),
         })
     }
 
-    /// No authentication.
-    pub fn off() -> Self {
-        ClientStore {
-            list: ArcSwap::from_pointee(None),
-            source: ClientsSource::Off,
-            inline: None,
-            registry: KeyRegistry::default(),
-            loaded: Mutex::new(None),
-            reloads: ReloadCounts::default(),
-        }
-    }
-
     /// The list in force; `None` when authentication is off.
-    pub fn current(&self) -> Arc<Option<ClientList>> {
+    pub(crate) fn current(&self) -> Arc<Option<ClientList>> {
         self.list.load_full()
     }
 
     /// Where the list comes from.
-    pub fn source(&self) -> &ClientsSource {
-        &self.source
+    pub(crate) fn source(&self) -> &Source {
+        self.reloader.source()
     }
 
-    /// Reload attempts so far, by result.
-    pub fn reloads(&self) -> &ReloadCounts {
-        &self.reloads
-    }
-
-    /// Re-reads the client file and the `jwks_file`s it names (an inline
-    /// list: only its `jwks_file`s); keeps the current list if the new one
-    /// is unusable. Returns whether a new list is in place.
-    pub fn reload(&self) -> Result<bool, LoadClientsError> {
-        let text = match (&self.source, &self.inline) {
-            (ClientsSource::File(path), _) => read(path),
-            (ClientsSource::Env, Some(inline)) if self.reads_jwks_files() => {
-                Ok(inline.expose().to_owned())
-            }
-            _ => return Ok(false),
-        };
-        let result = text.and_then(|text| self.reload_text(text));
-        self.reloads.record(&result, |swapped| *swapped);
-        result
-    }
-
-    fn reads_jwks_files(&self) -> bool {
+    /// The names of the clients in force, in list order (none when off).
+    pub(crate) fn names(&self) -> Vec<String> {
         self.current()
             .as_ref()
             .as_ref()
-            .is_some_and(|list| !list.jwks_files().is_empty())
+            .map(|list| {
+                list.clients()
+                    .iter()
+                    .map(|client| client.name().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
-    fn reload_text(&self, text: String) -> Result<bool, LoadClientsError> {
-        let mut loaded = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+    /// Reload attempts so far, by result.
+    pub(crate) fn reloads(&self) -> ReloadTotals {
+        self.reloader.totals()
+    }
+
+    /// Re-reads the client file, then the `jwks_file`s of the list in
+    /// force; keeps the current list if the new one is unusable.
+    pub(crate) fn reload(&self) -> Result<ReloadOutcome, LoadClientsError> {
+        let outcome = self.reloader.reload(|path, text| {
+            let text = KeyMaterial::new(text.to_owned());
+            let list = parse_named(&text, vars::CLIENTS_FILE, &self.registry)?;
+            let names: Vec<&str> = list.clients().iter().map(Client::name).collect();
+            tracing::info!(clients = %names.join(","), "client list reloaded from {}", path.display());
+            self.swap(text, list);
+            Ok::<(), LoadClientsError>(())
+        })?;
+        match outcome {
+            ReloadOutcome::Swapped => Ok(outcome),
+            _ => Ok(self.reload_jwks_files()?.unwrap_or(outcome)),
+        }
+    }
+
+    /// Rebuilds the list in force from its own text when a `jwks_file` it
+    /// names changed; `None` when none did.
+    fn reload_jwks_files(&self) -> Result<Option<ReloadOutcome>, LoadClientsError> {
         let current = self.current();
-        if let Some(list) = current.as_ref()
-            && loaded.as_deref() == Some(fingerprint(&text, list).as_str())
-        {
-            return Ok(false);
+        let Some(list) = current.as_ref() else {
+            return Ok(None);
+        };
+        if list.jwks_files().is_empty() {
+            return Ok(None);
         }
-        let list = parse_named(&text, self.source.variable(), &self.registry)?;
-        let names: Vec<&str> = list.clients().iter().map(Client::name).collect();
-        match &self.source {
-            ClientsSource::File(path) => {
-                tracing::info!(clients = %names.join(","), "client list reloaded from {}", path.display());
+        let text = {
+            let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            match loaded.as_ref() {
+                Some((text, jwks)) if *jwks != jwks_fingerprint(list) => text.clone(),
+                _ => return Ok(None),
             }
-            _ => {
-                tracing::info!(clients = %names.join(","), "client list reloaded (jwks_file changed)")
-            }
-        }
-        *loaded = Some(fingerprint(&text, &list));
-        self.list.store(Arc::new(Some(list)));
-        Ok(true)
-    }
-}
-
-impl ClientsSource {
-    fn variable(&self) -> &'static str {
-        match self {
-            ClientsSource::File(_) => vars::CLIENTS_FILE,
+        };
+        let variable = match self.source() {
+            Source::File(_) => vars::CLIENTS_FILE,
             _ => vars::CLIENTS_JSON,
-        }
+        };
+        let list = parse_named(&text, variable, &self.registry)?;
+        tracing::info!("client list rebuilt: a jwt.jwks_file changed");
+        self.swap(text, list);
+        Ok(Some(ReloadOutcome::Swapped))
+    }
+
+    fn swap(&self, text: KeyMaterial, list: ClientList) {
+        let jwks = jwks_fingerprint(&list);
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some((text, jwks));
+        self.list.store(Arc::new(Some(list)));
     }
 }
 
-/// The list's text followed by the contents of each `jwks_file` it names
-/// (a file that cannot be read contributes a marker, so its return counts
-/// as a change).
-fn fingerprint(text: &str, list: &ClientList) -> String {
-    let mut out = text.to_owned();
+/// The contents of each `jwks_file` the list names, in list order (one that
+/// cannot be read contributes a marker, so its return counts as a change).
+fn jwks_fingerprint(list: &ClientList) -> String {
+    let mut out = String::new();
     for path in list.jwks_files() {
-        out.push('\0');
         match std::fs::read_to_string(path) {
             Ok(contents) => out.push_str(&contents),
             Err(_) => out.push_str("\0unreadable"),
         }
+        out.push('\0');
     }
     out
 }
 
 fn parse_named(
-    text: &str,
+    text: &KeyMaterial,
     variable: &'static str,
     registry: &KeyRegistry,
 ) -> Result<ClientList, LoadClientsError> {
-    ClientList::parse_with(text, registry)
+    ClientList::parse_with(text.expose(), registry)
         .map_err(|source| LoadClientsError::Invalid { variable, source })
-}
-
-fn read(path: &Path) -> Result<String, LoadClientsError> {
-    std::fs::read_to_string(path).map_err(|err| LoadClientsError::Unreadable {
-        path: path.to_owned(),
-        reason: err.kind().to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -225,32 +204,52 @@ mod tests {
         let path = dir.join("clients.json");
         let entry = |name: &str, secret: &str| json!({"name": name, "secret_sha256": secret_digest_hex(secret), "senders": ["*"]});
         std::fs::write(&path, json!([entry("a", "one")]).to_string()).unwrap();
-        let config = Config {
-            clients_file: Some(path.clone()),
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.clients.file = Some(path.clone());
+            config
         };
         let store = ClientStore::from_config(&config).unwrap();
-        assert!(!store.reload().unwrap(), "unchanged");
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::Unchanged);
         std::fs::write(
             &path,
             json!([entry("a", "one"), entry("b", "two")]).to_string(),
         )
         .unwrap();
-        assert!(store.reload().unwrap());
-        let current = store.current();
-        assert_eq!(current.as_ref().as_ref().unwrap().clients().len(), 2);
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::Swapped);
+        assert_eq!(store.names(), ["a", "b"]);
         std::fs::write(&path, "[").unwrap();
-        assert!(store.reload().is_err());
-        assert_eq!(
-            store.current().as_ref().as_ref().unwrap().clients().len(),
-            2,
-            "kept"
+        let err = store.reload().unwrap_err().to_string();
+        assert!(
+            err.starts_with("MACP_AUTH_CLIENTS_FILE must be a JSON array"),
+            "{err}"
         );
+        assert_eq!(store.names(), ["a", "b"], "kept");
+        std::fs::remove_file(&path).unwrap();
+        let err = store.reload().unwrap_err();
+        assert!(matches!(err, LoadClientsError::Unreadable(_)), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "MACP_AUTH_CLIENTS_FILE names {path:?}, which cannot be read: "
+            )),
+            "{err}"
+        );
+        let totals = store.reloads();
+        assert_eq!((totals.swapped, totals.unchanged, totals.failed), (1, 1, 2));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_changed_jwks_file_reloads_an_unchanged_list() {
+    fn without_a_file_there_is_nothing_to_reload() {
+        let store = ClientStore::from_config(&Config::default()).unwrap();
+        assert_eq!(store.source(), &Source::Unset);
+        assert!(store.current().is_none());
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::NotReloadable);
+        assert_eq!(store.reloads(), ReloadTotals::default());
+    }
+
+    #[test]
+    fn a_changed_jwks_file_rebuilds_an_unchanged_list() {
         let dir = std::env::temp_dir().join(format!("macp-clients-jwks-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let jwks = dir.join("jwks.json");
@@ -258,18 +257,31 @@ mod tests {
         std::fs::write(&jwks, json!({"keys": [key("a")]}).to_string()).unwrap();
         let inline = json!([{"name": "k8s", "jwt": {"issuer": "https://k", "audiences": ["x"], "subjects": ["*"], "jwks_file": jwks}, "senders": ["*"]}]);
         let mut config = Config::default();
-        config.clients_json = Some(KeyMaterial::new(inline.to_string()));
+        config.clients.inline = Some(KeyMaterial::new(inline.to_string()));
         let store = ClientStore::from_config(&config).unwrap();
-        assert!(!store.reload().unwrap(), "nothing changed");
-        std::fs::write(&jwks, json!({"keys": [key("a"), key("b")]}).to_string()).unwrap();
-        assert!(store.reload().unwrap(), "the key file changed");
-        std::fs::write(&jwks, "{").unwrap();
-        assert!(store.reload().is_err(), "a broken key file is refused");
         assert_eq!(
-            store.current().as_ref().as_ref().unwrap().clients().len(),
-            1,
-            "kept"
+            store.reload().unwrap(),
+            ReloadOutcome::NotReloadable,
+            "nothing changed"
         );
+        std::fs::write(&jwks, json!({"keys": [key("a"), key("b")]}).to_string()).unwrap();
+        assert_eq!(
+            store.reload().unwrap(),
+            ReloadOutcome::Swapped,
+            "the key file changed"
+        );
+        assert_eq!(
+            store.reload().unwrap(),
+            ReloadOutcome::NotReloadable,
+            "and is now loaded"
+        );
+        std::fs::write(&jwks, "{").unwrap();
+        let err = store.reload().unwrap_err().to_string();
+        assert!(
+            err.starts_with("MACP_AUTH_CLIENTS_JSON client 1 (\"k8s\"): \"jwt.jwks_file\""),
+            "{err}"
+        );
+        assert_eq!(store.names(), ["k8s"], "kept");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

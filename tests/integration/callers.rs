@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use macp_auth_service::AppState;
 use macp_auth_service::clients::secret_digest_hex;
 use macp_auth_service::config::KeyMaterial;
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 use serde_json::{Value, json};
 
 use crate::helpers::{Reply, config, send, state_with, token_parts, verify_like_runtime};
@@ -32,7 +32,7 @@ fn clients_for(issuer: &str, extra: &[Value]) -> String {
 fn service(clients: String) -> AppState {
     state_with({
         let mut config = config(SigningAlg::Es256);
-        config.clients_json = Some(KeyMaterial::new(clients));
+        config.clients.inline = Some(KeyMaterial::new(clients));
         config
     })
 }
@@ -820,4 +820,75 @@ mod property {
             })
             .unwrap();
     }
+}
+
+#[test]
+fn clients_new_makes_jwt_clients_and_check_config_describes_every_client() {
+    let bin = env!("CARGO_BIN_EXE_macp-auth-service");
+    let output = std::process::Command::new(bin)
+        .env_clear()
+        .args(["clients", "new", "--name", "k8s", "--senders", "agent://*"])
+        .args(["--jwt-issuer", "https://kubernetes.default.svc"])
+        .args([
+            "--jwt-audience",
+            AUDIENCE,
+            "--jwt-subject",
+            "system:serviceaccount:macp:*",
+        ])
+        .args([
+            "--ceiling-max-open-sessions",
+            "25",
+            "--ceiling-allowed-modes",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        printed,
+        json!({"client": {"name": "k8s", "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": [AUDIENCE], "subjects": ["system:serviceaccount:macp:*"]}, "senders": ["agent://*"], "scopes": {"allowed_modes": [], "max_open_sessions": 25}}})
+    );
+
+    let refused = std::process::Command::new(bin)
+        .env_clear()
+        .args(["clients", "new", "--name", "x", "--senders", "*"])
+        .args([
+            "--jwt-issuer",
+            "http://issuer.example",
+            "--jwt-audience",
+            "a",
+            "--jwt-subject",
+            "*",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("\"jwt.issuer\" must be an https URL"),
+        "{stderr}"
+    );
+
+    let digest = secret_digest_hex(SECRET);
+    let list = json!([
+        {"name": "secret-client", "secret_sha256": digest, "senders": ["agent://a/*"], "max_ttl_seconds": 600},
+        printed["client"],
+    ]);
+    let checked = std::process::Command::new(bin)
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("MACP_AUTH_SIGNING_ALG", "ES256")
+        .env("MACP_AUTH_CLIENTS_JSON", list.to_string())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{checked:?}");
+    let report = String::from_utf8(checked.stdout).unwrap();
+    for line in [
+        "client secret-client: kind=secret senders=agent://a/* max_ttl_seconds=600 scopes_ceiling=none",
+        "client k8s: kind=jwt issuer=https://kubernetes.default.svc audiences=macp-auth-service subjects=system:serviceaccount:macp:* keys=https://kubernetes.default.svc/.well-known/openid-configuration senders=agent://* max_ttl_seconds=- scopes_ceiling={\"allowed_modes\":[],\"max_open_sessions\":25}",
+    ] {
+        assert!(report.lines().any(|l| l == line), "{line}\nin\n{report}");
+    }
+    assert!(!report.contains(&digest), "never a digest");
 }

@@ -16,6 +16,8 @@
 //! - `properties`: property tests: the JWKS never leaks private members, any
 //!   accepted request mints a token the runtime verifies, and any body gets a
 //!   200 or a JSON 4xx.
+//! - `callers`: workload-identity clients against a stand-in OIDC issuer,
+//!   scope ceilings, and known scope members typed as the runtime reads them.
 //! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
 //!   malformed bodies.
 
@@ -33,6 +35,4 @@ mod properties;
 mod rotation;
 mod runtime;
 mod shutdown;
-mod support {
-    pub mod issuer;
-}
+mod support;

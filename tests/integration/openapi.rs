@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use axum::http::{Method, StatusCode};
 use macp_auth_service::clients::ceiling::ScopeCeiling;
 use macp_auth_service::clients::jwt::JwtFailure;
-use macp_auth_service::config::SigningAlg;
-use macp_auth_service::error::ApiError;
+use macp_auth_service::http::error::ApiError;
+use macp_auth_service::http::routes::ROUTES;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::mint::scopes::{KnownScopes, ScopeField, ScopeTypeError};
-use macp_auth_service::routes::ROUTES;
 use serde_json::Value;
 
 use crate::helpers::{config, mint, send, state, state_with};
