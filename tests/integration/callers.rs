@@ -892,3 +892,42 @@ fn clients_new_makes_jwt_clients_and_check_config_describes_every_client() {
     }
     assert!(!report.contains(&digest), "never a digest");
 }
+
+#[tokio::test]
+async fn an_https_issuer_is_trusted_through_its_ca_file_only() {
+    let issuer = Issuer::start_tls().await;
+    let dir = std::env::temp_dir().join(format!("macp-callers-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, issuer.ca_pem()).unwrap();
+    let trust = |ca: Option<&std::path::Path>| {
+        let mut jwt =
+            json!({"issuer": issuer.issuer(), "audiences": [AUDIENCE], "subjects": [SUBJECT]});
+        if let Some(ca) = ca {
+            jwt["ca_file"] = json!(ca);
+        }
+        json!([{"name": "k8s", "jwt": jwt, "senders": ["agent://*"]}]).to_string()
+    };
+    let caller = issuer.token(&issuer.claims(SUBJECT, AUDIENCE));
+
+    let with_ca = service(trust(Some(&ca_file)));
+    let reply = mint_with(&with_ca, &caller, BODY).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+    assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (1, 1));
+
+    // The system roots do not know the throwaway CA: no keys, so 503.
+    let without_ca = service(trust(None));
+    let reply = mint_with(&without_ca, &caller, BODY).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.json
+    );
+    assert_eq!(
+        issuer.discovery_fetches(),
+        1,
+        "the TLS handshake failed first"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

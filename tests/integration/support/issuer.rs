@@ -3,7 +3,10 @@
 //! `Cache-Control`, and tokens signed with jsonwebtoken's AWS-LC backend.
 //! It can rotate to a new key, stop serving (the port then refuses
 //! connections) and count the fetches it answered, so tests can watch the
-//! service's key cache from the outside.
+//! service's key cache from the outside. [`Issuer::start_tls`] serves it
+//! over https as `https://localhost:<port>`, with a certificate from a
+//! throwaway CA (rcgen on AWS-LC) whose PEM the service is given as
+//! `ca_file`, the way a cluster CA is.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -103,6 +106,8 @@ pub struct Issuer {
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The CA certificate (PEM) of a TLS issuer.
+    ca_pem: Option<String>,
 }
 
 impl Issuer {
@@ -115,17 +120,8 @@ impl Issuer {
     pub async fn start_with(key: IssuerKey) -> Issuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(Shared {
-            issuer: format!("http://{addr}"),
-            keys: Mutex::new(vec![Arc::new(key)]),
-            max_age: AtomicU64::new(300),
-            discovery_fetches: AtomicUsize::new(0),
-            jwks_fetches: AtomicUsize::new(0),
-        });
-        let app = Router::new()
-            .route("/.well-known/openid-configuration", get(discovery))
-            .route(JWKS_PATH, get(jwks))
-            .with_state(shared.clone());
+        let shared = Shared::new(format!("http://{addr}"), key);
+        let app = router(shared.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -140,9 +136,100 @@ impl Issuer {
             shared,
             shutdown: Some(shutdown),
             task: Some(task),
+            ca_pem: None,
         }
     }
 
+    /// Starts an RS256 issuer at `https://localhost:<port>`, its certificate
+    /// (for `localhost`) signed by a fresh CA; [`Issuer::ca_pem`] is that CA.
+    pub async fn start_tls() -> Issuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Shared::new(
+            format!("https://localhost:{}", addr.port()),
+            IssuerKey::generate("k1", Algorithm::RS256),
+        );
+        let (ca_pem, tls) = tls_config();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let app = router(shared.clone());
+        let (shutdown, mut stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => accepted.unwrap().0,
+                    _ = &mut stopped => return,
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Issuer {
+            addr,
+            shared,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            ca_pem: Some(ca_pem),
+        }
+    }
+
+    /// The PEM of the CA that signed a TLS issuer's certificate.
+    pub fn ca_pem(&self) -> &str {
+        self.ca_pem.as_deref().expect("a TLS issuer")
+    }
+}
+
+impl Shared {
+    fn new(issuer: String, key: IssuerKey) -> Arc<Shared> {
+        Arc::new(Shared {
+            issuer,
+            keys: Mutex::new(vec![Arc::new(key)]),
+            max_age: AtomicU64::new(300),
+            discovery_fetches: AtomicUsize::new(0),
+            jwks_fetches: AtomicUsize::new(0),
+        })
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route(JWKS_PATH, get(jwks))
+        .with_state(shared)
+}
+
+/// A CA (its PEM) and a server configuration for `localhost` signed by it.
+fn tls_config() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer as CaIssuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = CaIssuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server_cert.der().clone()], key)
+        .unwrap();
+    (ca_cert.pem(), Arc::new(config))
+}
+
+impl Issuer {
     /// The issuer identifier (`iss`), `http://127.0.0.1:<port>`.
     pub fn issuer(&self) -> &str {
         &self.shared.issuer
