@@ -123,26 +123,14 @@ pub enum KeysCommand {
 pub enum ClientsCommand {
     /// Create a client: its secret, and its client-list entry
     ///
-    /// The secret is random (256 bits) and exists only in this output: give
-    /// it to the client. The entry holds only the secret's SHA-256 digest.
-    /// With --secret-file the secret goes to that new file (mode 0600) and
-    /// only the entry is printed, ready for `clients add`; without it,
-    /// {"secret": ..., "client": {...}} is printed.
-    New {
-        /// The client's name, as logs, metrics and audit records show it.
-        #[arg(long)]
-        name: String,
-        /// Sender patterns it may mint for (`*` matches any run of characters).
-        #[arg(long, num_args = 1.., required = true)]
-        senders: Vec<String>,
-        /// Its own ceiling on token lifetime.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        max_ttl_seconds: Option<u64>,
-        /// Write the secret to this file, which must not exist yet (it is
-        /// created with mode 0600 and never overwritten).
-        #[arg(long, value_name = "PATH")]
-        secret_file: Option<PathBuf>,
-    },
+    /// The secret is random (256 bits) and shown only here: give it to the
+    /// client. Add the "client" object to the client list; it holds only the
+    /// secret's SHA-256 digest. With --jwt-issuer the client authenticates
+    /// with a workload-identity JWT instead, and no secret is made:
+    /// {"client": {...}}. With --secret-file the secret goes to that new
+    /// file (mode 0600) and only the entry is printed, ready for
+    /// `clients add`.
+    New(NewClientArgs),
     /// Add the client-list entry on standard input to a client-list file
     ///
     /// Reads one entry (as `clients new --secret-file` prints it), refuses a
@@ -153,6 +141,57 @@ pub enum ClientsCommand {
         #[arg(long, value_name = "FILE")]
         list: PathBuf,
     },
+}
+
+/// The options of `clients new`.
+#[derive(Debug, Args)]
+pub struct NewClientArgs {
+    /// The client's name, as logs, metrics and audit records show it.
+    #[arg(long)]
+    pub name: String,
+    /// Sender patterns it may mint for (`*` matches any run of characters).
+    #[arg(long, num_args = 1.., required = true)]
+    pub senders: Vec<String>,
+    /// Its own ceiling on token lifetime.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_ttl_seconds: Option<u64>,
+    /// Write the secret to this file, which must not exist yet (it is
+    /// created with mode 0600 and never overwritten).
+    #[arg(long, value_name = "PATH", conflicts_with = "jwt_issuer")]
+    pub secret_file: Option<PathBuf>,
+    /// Authenticate with JWTs from this issuer (exact `iss`) instead of a secret.
+    #[arg(long, requires_all = ["jwt_audience", "jwt_subject"])]
+    pub jwt_issuer: Option<String>,
+    /// Audiences the caller's JWT may carry (one must match).
+    #[arg(long, num_args = 1.., requires = "jwt_issuer")]
+    pub jwt_audience: Vec<String>,
+    /// Subject patterns the caller's JWT `sub` must match.
+    #[arg(long, num_args = 1.., requires = "jwt_issuer")]
+    pub jwt_subject: Vec<String>,
+    /// The issuer's JWKS URL (default: found by OIDC discovery).
+    #[arg(long, requires = "jwt_issuer")]
+    pub jwt_jwks_uri: Option<String>,
+    /// A file holding the issuer's JWKS, re-read with the client list.
+    #[arg(long, requires = "jwt_issuer")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for the issuer's https endpoints.
+    #[arg(long, requires = "jwt_issuer")]
+    pub jwt_ca_file: Option<PathBuf>,
+    /// Ceiling: `false` forbids tokens that may start sessions.
+    #[arg(long, value_name = "BOOL")]
+    pub ceiling_can_start_sessions: Option<bool>,
+    /// Ceiling: `false` forbids tokens that may manage the mode registry.
+    #[arg(long, value_name = "BOOL")]
+    pub ceiling_can_manage_mode_registry: Option<bool>,
+    /// Ceiling: `true` allows only observer tokens.
+    #[arg(long, value_name = "BOOL")]
+    pub ceiling_is_observer: Option<bool>,
+    /// Ceiling: tokens must list their modes, all from these (none given: only `[]`).
+    #[arg(long, num_args = 0.., value_name = "MODE")]
+    pub ceiling_allowed_modes: Option<Vec<String>>,
+    /// Ceiling: tokens must set max_open_sessions, at most this.
+    #[arg(long, value_name = "N")]
+    pub ceiling_max_open_sessions: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::{CommandError, fail};
 use crate::app::fingerprint::Fingerprint;
-use crate::clients::ClientStore;
+use crate::clients::{Client, ClientStore};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::server::fit_to_descriptors;
@@ -13,10 +13,15 @@ use crate::keys::store::load_ring;
 use crate::ratelimit::MintRateLimiter;
 use crate::reload::Source;
 
+/// What `check-config` found: the key source, the startup fingerprint, and
+/// one line per minting client (its kind, patterns and ceilings; never a
+/// secret).
+pub type Checked = (Source, Fingerprint, Vec<String>);
+
 /// The fingerprint of what serving with `config` would use right now. Loads
 /// the keys and clients exactly as serving does, so a source that would stop
 /// startup fails here too.
-pub fn check_config(config: &Config) -> Result<(Source, Fingerprint), CommandError> {
+pub fn check_config(config: &Config) -> Result<Checked, CommandError> {
     let now = SystemClock.now();
     let (ring, source) = load_ring(config, now)?;
     let clients = ClientStore::from_config(config)?;
@@ -31,7 +36,13 @@ pub fn check_config(config: &Config) -> Result<(Source, Fingerprint), CommandErr
     let line = Fingerprint::clients_line(clients.source(), clients.names());
     let (_, descriptors) = fit_to_descriptors(config.limits.max_connections);
     let fingerprint = Fingerprint::new(config, &ring, &source, line, now).with_warning(descriptors);
-    Ok((source, fingerprint))
+    let client_lines = clients
+        .current()
+        .as_ref()
+        .as_ref()
+        .map(|list| list.clients().iter().map(Client::describe).collect())
+        .unwrap_or_default();
+    Ok((source, fingerprint, client_lines))
 }
 
 /// Runs `check-config` on the process environment: prints the report and
@@ -42,11 +53,14 @@ pub fn run(require_pinned_key: bool, strict: bool) -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(format_args!("invalid configuration: {err}")),
     };
-    let (source, fingerprint) = match check_config(&config) {
+    let (source, fingerprint, client_lines) = match check_config(&config) {
         Ok(checked) => checked,
         Err(err) => return fail(format_args!("{err}")),
     };
     print!("{}", fingerprint.report());
+    for line in client_lines {
+        println!("{line}");
+    }
     if source == Source::Unset {
         if require_pinned_key {
             return fail(format_args!(

@@ -12,27 +12,55 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::args::ClientsCommand;
+use super::args::{ClientsCommand, NewClientArgs};
 use super::files::{create_exclusively, read_if_exists, write_atomically};
 use super::{CommandError, fail};
-use crate::clients::{ClientEntry, ClientList, new_client};
+use crate::clients::ceiling::ScopeCeiling;
+use crate::clients::jwt::JwtTrust;
+use crate::clients::{ClientEntry, ClientList, NewClient, new_entry};
 
 /// Creates a client and returns the line to print: the entry alone when the
-/// secret went to `secret_file`, else `{"secret": …, "client": {…}}`.
-pub fn clients_new(
-    name: &str,
-    senders: Vec<String>,
-    max_ttl_seconds: Option<u64>,
-    secret_file: Option<&Path>,
-) -> Result<String, CommandError> {
-    let (secret, entry) = new_client(name, senders, max_ttl_seconds)
+/// secret went to `--secret-file` (or there is no secret: a JWT client),
+/// else `{"secret": …, "client": {…}}`.
+pub fn clients_new(args: NewClientArgs) -> Result<String, CommandError> {
+    let secret_file = args.secret_file.clone();
+    let (secret, entry) = new_entry(new_client_spec(args))
         .map_err(|err| CommandError::Usage(format!("the client {err}")))?;
-    match secret_file {
-        Some(path) => {
-            create_exclusively(path, &secret)?;
+    match (secret, secret_file) {
+        (Some(secret), Some(path)) => {
+            create_exclusively(&path, &secret)?;
             Ok(serde_json::to_string(&entry).expect("entries serialise"))
         }
-        None => Ok(serde_json::json!({ "secret": secret, "client": entry }).to_string()),
+        (Some(secret), None) => {
+            Ok(serde_json::json!({ "secret": secret, "client": entry }).to_string())
+        }
+        (None, _) => Ok(serde_json::json!({ "client": entry }).to_string()),
+    }
+}
+
+/// What `clients new`'s flags describe: a secret or a workload-identity
+/// client, with its patterns and ceilings.
+fn new_client_spec(args: NewClientArgs) -> NewClient {
+    let jwt = args.jwt_issuer.map(|issuer| JwtTrust {
+        issuer,
+        audiences: args.jwt_audience,
+        subjects: args.jwt_subject,
+        jwks_uri: args.jwt_jwks_uri,
+        jwks_file: args.jwt_jwks_file,
+        ca_file: args.jwt_ca_file,
+    });
+    NewClient {
+        name: args.name,
+        senders: args.senders,
+        max_ttl_seconds: args.max_ttl_seconds,
+        jwt,
+        scopes: ScopeCeiling {
+            can_start_sessions: args.ceiling_can_start_sessions,
+            can_manage_mode_registry: args.ceiling_can_manage_mode_registry,
+            is_observer: args.ceiling_is_observer,
+            allowed_modes: args.ceiling_allowed_modes,
+            max_open_sessions: args.ceiling_max_open_sessions,
+        },
     }
 }
 
@@ -97,12 +125,7 @@ fn parse_entry(input: &str) -> Result<ClientEntry, CommandError> {
 /// Runs `clients new` or `clients add`.
 pub fn run(command: ClientsCommand) -> ExitCode {
     match command {
-        ClientsCommand::New {
-            name,
-            senders,
-            max_ttl_seconds,
-            secret_file,
-        } => match clients_new(&name, senders, max_ttl_seconds, secret_file.as_deref()) {
+        ClientsCommand::New(args) => match clients_new(args) {
             Ok(line) => {
                 println!("{line}");
                 ExitCode::SUCCESS

@@ -2,8 +2,35 @@
 
 use std::path::Path;
 
+use super::args::NewClientArgs;
 use super::check_config::check_config;
-use super::clients::{clients_add, clients_new};
+use super::clients::{clients_add, clients_new as create_client};
+
+/// `clients new` for a secret client, as its flags would build it.
+fn clients_new(
+    name: &str,
+    senders: Vec<String>,
+    max_ttl_seconds: Option<u64>,
+    secret_file: Option<&Path>,
+) -> Result<String, CommandError> {
+    create_client(NewClientArgs {
+        name: name.to_owned(),
+        senders,
+        max_ttl_seconds,
+        secret_file: secret_file.map(Path::to_path_buf),
+        jwt_issuer: None,
+        jwt_audience: Vec::new(),
+        jwt_subject: Vec::new(),
+        jwt_jwks_uri: None,
+        jwt_jwks_file: None,
+        jwt_ca_file: None,
+        ceiling_can_start_sessions: None,
+        ceiling_can_manage_mode_registry: None,
+        ceiling_is_observer: None,
+        ceiling_allowed_modes: None,
+        ceiling_max_open_sessions: None,
+    })
+}
 use super::healthcheck::default_healthcheck_url;
 use super::keygen::{DEFAULT_RSA_BITS, keygen};
 use super::keys::{activation_warning, keys_add, keys_prune};
@@ -101,7 +128,8 @@ fn check_config_reports_the_fingerprint_without_private_material() {
         config.keys.inline = Some(KeyMaterial::new(private));
         config
     };
-    let (source, fingerprint) = check_config(&config).unwrap();
+    let (source, fingerprint, clients) = check_config(&config).unwrap();
+    assert!(clients.is_empty());
     let report = fingerprint.report();
     assert_eq!(source, Source::Inline);
     assert_eq!(

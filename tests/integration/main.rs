@@ -22,9 +22,12 @@
 //! - `properties`: property tests: the JWKS never leaks private members, any
 //!   accepted request mints a token the runtime verifies, and any body gets a
 //!   200 or a JSON 4xx.
+//! - `callers`: workload-identity clients against a stand-in OIDC issuer,
+//!   scope ceilings, and known scope members typed as the runtime reads them.
 //! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
 //!   malformed bodies.
 
+mod callers;
 mod commands;
 mod contract;
 mod drills;

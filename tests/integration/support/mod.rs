@@ -11,6 +11,7 @@
 //! - [`verify`]: verifying tokens the way the MACP runtime does.
 
 pub mod app;
+pub mod issuer;
 pub mod keys;
 pub mod logs;
 pub mod process;
