@@ -230,7 +230,7 @@ def openssl_sign_per_s(algo: str) -> float:
 
 
 def cargo_bench(repo: Path) -> dict[str, float]:
-    """ns/op of every micro-benchmark in benches/mint_path.rs."""
+    """CPU ns/op of every micro-benchmark in benches/mint_path.rs."""
     env = dict(os.environ, MINT_BENCH_SECONDS=os.environ.get("MINT_BENCH_SECONDS", "1"))
     proc = subprocess.run(["cargo", "bench", "--locked", "--bench", "mint_path"], cwd=repo, env=env,
                           capture_output=True, text=True)
@@ -239,7 +239,8 @@ def cargo_bench(repo: Path) -> dict[str, float]:
     figures = {}
     for line in proc.stdout.splitlines():
         words = line.split()
-        if len(words) >= 3 and words[2] == "ns/op":
+        # "<name> <CPU> ns/op CPU <wall> ns/op wall ...": the CPU figure.
+        if len(words) >= 4 and words[2] == "ns/op" and words[3] == "CPU":
             figures[words[0]] = float(words[1])
     if not {"sign/RS256", "sign/ES256"} <= figures.keys():
         raise BenchError("cargo bench printed no sign/RS256 and sign/ES256 lines")
@@ -720,7 +721,7 @@ class Report:
         line("… of which signing threads, µs", signer, "{:.1f}")
         line("… of which everything else (HTTP, JSON, hand-offs, log), µs",
              [c - s if c is not None and s is not None else None for c, s in zip(cpu, signer)], "{:.1f}")
-        line("one bare signature, `cargo bench` (`sign/<alg>`), µs", bare, "{:.1f}")
+        line("one bare signature, `cargo bench` (`sign/<alg>`, CPU time), µs", bare, "{:.1f}")
         line("one bare signature, `openssl speed` (1 core), µs", ossl, "{:.1f}")
         line("CPU per mint ÷ bare signature (`cargo bench`)",
              [c / b if c and b else None for c, b in zip(cpu, bare)], "{:.2f}×")
@@ -729,7 +730,7 @@ class Report:
         line("non-crypto CPU per mint (CPU per mint − `cargo bench` signature), µs",
              [c - b if c and b else None for c, b in zip(cpu, bare)], "{:.1f}")
         router = [micro.get(f"router/mint-{a}") for a in algs]
-        line("in-process mint through the router, no socket (`cargo bench`), µs",
+        line("in-process mint through the router, no socket (`cargo bench`, CPU time), µs",
              [v / 1000 if v else None for v in router], "{:.1f}")
         return "\n".join(rows)
 
