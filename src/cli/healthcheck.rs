@@ -5,6 +5,7 @@
 //! plain HTTP/1.1 through hyper (already part of the server), because it only
 //! ever targets the service on its own host.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,33 +13,40 @@ use axum::http::{Request, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::fail;
+use crate::config::Config;
+use crate::http::routes::HEALTHZ_PATH;
+
 /// How long the whole probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why a probe did not see a healthy service.
+/// Why a probe did not see a healthy service. The messages leave the URL
+/// out (the caller prints it once) and end with what to check next.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// The URL is not an `http://host[:port]/path` URL.
-    #[error("{0} is not an http:// URL with a host")]
-    BadUrl(String),
+    #[error("not an http:// URL with a host; pass --url like http://127.0.0.1:3200/healthz")]
+    BadUrl,
     /// Connecting or exchanging the request failed.
-    #[error("request failed: {0}")]
+    #[error(
+        "request failed: {0}; check that the service runs and that PORT and HOST here match its own, or pass --url"
+    )]
     Transport(String),
     /// An answer came, but not 200.
-    #[error("answered {0}, not 200")]
+    #[error("answered {0}, not 200; check the path, and the service's log")]
     Status(StatusCode),
     /// No answer within the timeout.
-    #[error("no answer within {0:?}")]
+    #[error(
+        "no answer within {0:?}; the service may be overloaded or stuck: check its log and CPU"
+    )]
     Timeout(Duration),
 }
 
 /// GETs `url` and succeeds only on a 200 within `timeout`.
 pub async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ProbeError::BadUrl(url.to_owned()))?;
+    let uri: Uri = url.parse().map_err(|_| ProbeError::BadUrl)?;
     let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority().cloned()) else {
-        return Err(ProbeError::BadUrl(url.to_owned()));
+        return Err(ProbeError::BadUrl);
     };
     let host = authority
         .host()
@@ -79,6 +87,40 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
         .map_err(|_| ProbeError::Timeout(timeout))?
 }
 
+/// The URL `healthcheck` probes when none is given: `/healthz` on the
+/// configured port, over loopback unless the service binds one address only.
+pub fn default_healthcheck_url(config: &Config) -> String {
+    let host = match config.listen.host {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    format!("http://{host}:{}{HEALTHZ_PATH}", config.listen.port)
+}
+
+/// Runs `healthcheck`: probes `url`, or `/healthz` on the configured port.
+pub fn run(url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        None => match Config::from_env() {
+            Ok(config) => default_healthcheck_url(&config),
+            Err(err) => return fail(format_args!("invalid configuration: {err}")),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format_args!("cannot start the async runtime: {err}")),
+    };
+    match runtime.block_on(probe(&url, PROBE_TIMEOUT)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(format_args!("unhealthy: {url}: {err}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +134,11 @@ mod tests {
             "file:///etc",
         ] {
             let err = probe(url, PROBE_TIMEOUT).await.unwrap_err();
-            assert!(matches!(err, ProbeError::BadUrl(_)), "{url}: {err:?}");
+            assert!(matches!(err, ProbeError::BadUrl), "{url}: {err:?}");
+            assert!(
+                !err.to_string().contains(url),
+                "the caller prints the URL once"
+            );
         }
     }
 
