@@ -34,9 +34,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use macp_auth_service::clock::{Clock, SystemClock};
-use macp_auth_service::config::{Config, SigningAlg};
-use macp_auth_service::keys::{KeySource, SigningKey, generate_private_jwk};
-use macp_auth_service::keystore::KeyStore;
+use macp_auth_service::config::Config;
+use macp_auth_service::keys::store::KeyStore;
+use macp_auth_service::keys::{KeySource, SigningAlg, SigningKey, generate_private_jwk};
 use macp_auth_service::mint::{Claims, compact_jws, new_jti, parse_request, signing_input};
 use macp_auth_service::signer::SigningPool;
 use macp_auth_service::{AppState, router};
@@ -181,8 +181,8 @@ fn bench_claims(h: &Harness, keys: &[BenchKey]) {
             macp_scopes: &request.scopes,
             iat: 1_700_000_000,
             exp: 1_700_000_600,
-            iss: &config.issuer,
-            aud: &config.audience,
+            iss: &config.tokens.issuer,
+            aud: &config.tokens.audience,
             sub: &request.sender,
             jti: &jti,
         };
@@ -213,8 +213,8 @@ fn signing_input_for(key: &SigningKey) -> String {
         macp_scopes: &request.scopes,
         iat: 1_700_000_000,
         exp: 1_700_000_300,
-        iss: &config.issuer,
-        aud: &config.audience,
+        iss: &config.tokens.issuer,
+        aud: &config.tokens.audience,
         sub: &request.sender,
         jti: "AAAAAAAAAAAAAAAAAAAAAA",
     };
@@ -224,10 +224,8 @@ fn signing_input_for(key: &SigningKey) -> String {
 /// State as the service builds it for a pinned key, with one signing thread
 /// so the hand-off is measured on a 2-core machine without oversubscription.
 fn state_for(bench: &BenchKey) -> AppState {
-    let config = Config {
-        signing_alg: bench.alg,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.keys.alg = bench.alg;
     let key = SigningKey::from_jwk_json(bench.alg, &bench.jwk, KeySource::Env).expect("key loads");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = Arc::new(KeyStore::single(&config, key, clock.clone()));
