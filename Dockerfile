@@ -27,6 +27,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo ./.cargo
 COPY src ./src
+# Cargo.toml declares the micro-benchmark target; cargo refuses a manifest
+# whose declared targets are missing, even when building only the binary.
+COPY benches ./benches
 
 # The cache mounts keep downloaded crates and compiled dependencies between
 # builds, so a source change recompiles only this crate. `target/` lives in a
