@@ -201,30 +201,7 @@ impl KeyRing {
                 }
             }
         } else if trimmed.starts_with("-----BEGIN") {
-            let blocks = split_pem(trimmed);
-            let single = blocks.len() == 1;
-            blocks
-                .into_iter()
-                .enumerate()
-                .map(|(index, block)| {
-                    SigningKey::from_pem(alg, block, source)
-                        .map(|key| RingKey {
-                            key: Arc::new(key),
-                            activate_at: None,
-                        })
-                        .map_err(|source| {
-                            if single {
-                                RingError::Invalid(source)
-                            } else {
-                                RingError::Key {
-                                    position: index + 1,
-                                    kid: String::new(),
-                                    source,
-                                }
-                            }
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?
+            pem_ring_keys(alg, trimmed, source)?
         } else if trimmed.starts_with('[') {
             return Err(RingError::Invalid(KeyError::NotAnObject));
         } else {
@@ -452,6 +429,38 @@ pub fn ring_document(text: &str) -> Result<Vec<Map<String, Value>>, RingError> {
         },
         _ => Err(RingError::UnknownFormat),
     }
+}
+
+/// The keys of one or more PEM blocks; PEM carries no activation time.
+fn pem_ring_keys(
+    alg: SigningAlg,
+    text: &str,
+    source: KeySource,
+) -> Result<Vec<RingKey>, RingError> {
+    let blocks = split_pem(text);
+    let single = blocks.len() == 1;
+    blocks
+        .into_iter()
+        .enumerate()
+        .map(|(index, block)| {
+            SigningKey::from_pem(alg, block, source)
+                .map(|key| RingKey {
+                    key: Arc::new(key),
+                    activate_at: None,
+                })
+                .map_err(|source| {
+                    if single {
+                        RingError::Invalid(source)
+                    } else {
+                        RingError::Key {
+                            position: index + 1,
+                            kid: String::new(),
+                            source,
+                        }
+                    }
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
