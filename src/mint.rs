@@ -5,6 +5,8 @@
 //! to the signing pool. The field rules mirror the reference service, except
 //! where the reference is wrong (fractional TTLs, see [`effective_ttl`]).
 
+pub mod scopes;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
@@ -19,11 +21,13 @@ pub struct MintRequest {
     pub scopes: Map<String, Value>,
     /// The requested lifetime; `None` when absent or null.
     pub ttl_seconds: Option<f64>,
+    /// What the audit record should flag about the scopes.
+    pub warning: Option<scopes::ScopeWarning>,
 }
 
 /// Why a mint request is refused or cannot be built. The messages are the
 /// wire contract's `error` strings; the HTTP layer picks the status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MintError {
     /// The body does not parse as JSON.
     #[error("invalid JSON body")]
@@ -37,6 +41,9 @@ pub enum MintError {
     /// `ttl_seconds` is present, not null, and not a positive number.
     #[error("ttl_seconds must be a positive number")]
     TtlNotPositive,
+    /// A known scope member has a type the runtime would reject.
+    #[error(transparent)]
+    ScopeType(#[from] scopes::ScopeTypeError),
     /// The system random generator failed (no `jti`).
     #[error("system RNG failed")]
     Randomness,
@@ -46,7 +53,9 @@ pub enum MintError {
 }
 
 /// Validates a request body against the v1 contract, in the reference's
-/// order: JSON, then sender, then scopes, then TTL.
+/// order: JSON, then sender, then scopes, then TTL; then the types of the
+/// known scope members (last, so every body the reference refuses gets the
+/// reference's error).
 pub fn parse_request(body: &[u8]) -> Result<MintRequest, MintError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| MintError::InvalidJson)?;
     let Value::Object(mut object) = value else {
@@ -69,10 +78,14 @@ pub fn parse_request(body: &[u8]) -> Result<MintRequest, MintError> {
         },
         Some(_) => return Err(MintError::TtlNotPositive),
     };
+    let warning = scopes::known_scopes(&scopes)
+        .map_err(MintError::ScopeType)?
+        .warning();
     Ok(MintRequest {
         sender,
         scopes,
         ttl_seconds,
+        warning,
     })
 }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use macp_auth_service::clients::secret_digest_hex;
 
-use crate::process::{binary, start_service, stop};
 use crate::support::otlp::{Attr, Blackhole, OtlpReceiver, ReceivedSpan, closed_endpoint};
+use crate::support::{Spawned, binary};
 
 /// The orchestrator's trace and span, as its `traceparent` names them.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -60,14 +60,6 @@ async fn mint(base: &str, traceparent: Option<&str>) -> (u16, String) {
     (status, token)
 }
 
-/// Stops the service (SIGTERM) off the test's runtime thread, so the
-/// receiver served on that runtime can take the final flush.
-async fn stop_service(child: std::process::Child) -> String {
-    tokio::task::spawn_blocking(move || stop(child))
-        .await
-        .unwrap()
-}
-
 fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
     spans
         .iter()
@@ -84,7 +76,8 @@ fn has_mint_trace(spans: &[ReceivedSpan]) -> bool {
 #[tokio::test]
 async fn a_callers_traceparent_continues_into_the_server_span_with_the_mint_and_signing_inside() {
     let receiver = OtlpReceiver::start().await;
-    let (child, base) = start_service(&traced_env(&receiver.endpoint(), 100)).await;
+    let service = Spawned::start(&traced_env(&receiver.endpoint(), 100)).await;
+    let base = service.base();
     let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
     let (status, token) = mint(&base, Some(&traceparent)).await;
     assert_eq!(status, 200);
@@ -146,7 +139,7 @@ async fn a_callers_traceparent_continues_into_the_server_span_with_the_mint_and_
         "OTEL_EXPORTER_OTLP_HEADERS are sent"
     );
 
-    let log = stop_service(child).await;
+    let log = service.stop().await;
     assert!(
         log.contains("traces: OTLP http/protobuf to http://127.0.0.1:"),
         "{log}"
@@ -165,7 +158,8 @@ async fn a_callers_traceparent_continues_into_the_server_span_with_the_mint_and_
 #[tokio::test]
 async fn a_request_without_traceparent_starts_its_own_trace() {
     let receiver = OtlpReceiver::start().await;
-    let (child, base) = start_service(&traced_env(&receiver.endpoint(), 100)).await;
+    let service = Spawned::start(&traced_env(&receiver.endpoint(), 100)).await;
+    let base = service.base();
     assert_eq!(mint(&base, None).await.0, 200);
     let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
@@ -181,14 +175,15 @@ async fn a_request_without_traceparent_starts_its_own_trace() {
     let health = named(&spans, "GET /healthz");
     assert_eq!(health.str("http.route"), Some("/healthz"));
     assert_ne!(health.trace_id, server.trace_id, "one trace per request");
-    stop_service(child).await;
+    service.stop().await;
 }
 
 #[tokio::test]
 async fn the_last_spans_are_flushed_when_the_service_stops() {
     let receiver = OtlpReceiver::start().await;
     // Ten minutes between scheduled exports: only shutdown sends these.
-    let (child, base) = start_service(&traced_env(&receiver.endpoint(), 600_000)).await;
+    let service = Spawned::start(&traced_env(&receiver.endpoint(), 600_000)).await;
+    let base = service.base();
     let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
     assert_eq!(mint(&base, Some(&traceparent)).await.0, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -196,7 +191,7 @@ async fn the_last_spans_are_flushed_when_the_service_stops() {
         receiver.spans().is_empty(),
         "nothing exported before shutdown"
     );
-    stop_service(child).await;
+    service.stop().await;
     let spans = receiver.spans();
     assert!(has_mint_trace(&spans), "{spans:#?}");
     assert_eq!(named(&spans, "POST /tokens").trace_id, TRACE_ID);
@@ -219,10 +214,11 @@ async fn mint_promptly(base: &str, count: usize, limit: Duration) {
 #[tokio::test]
 async fn minting_answers_promptly_when_the_collector_refuses_connections() {
     let endpoint = closed_endpoint().await;
-    let (child, base) = start_service(&traced_env(&endpoint, 50)).await;
+    let service = Spawned::start(&traced_env(&endpoint, 50)).await;
+    let base = service.base();
     mint_promptly(&base, 20, Duration::from_secs(2)).await;
     let started = Instant::now();
-    let log = stop_service(child).await;
+    let log = service.stop().await;
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "exit is not held up"
@@ -241,10 +237,11 @@ async fn minting_answers_promptly_when_the_collector_never_answers() {
     let blackhole = Blackhole::start().await;
     let mut env = traced_env(&blackhole.endpoint(), 50);
     env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "5000".into()));
-    let (child, base) = start_service(&env).await;
+    let service = Spawned::start(&env).await;
+    let base = service.base();
     mint_promptly(&base, 20, Duration::from_secs(2)).await;
     let started = Instant::now();
-    let log = stop_service(child).await;
+    let log = service.stop().await;
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "the flush gives up at its deadline: {log}"
@@ -259,7 +256,8 @@ async fn minting_answers_promptly_when_the_collector_never_answers() {
 async fn export_resumes_when_the_collector_comes_back() {
     let receiver = OtlpReceiver::start().await;
     let addr = receiver.addr();
-    let (child, base) = start_service(&traced_env(&receiver.endpoint(), 50)).await;
+    let service = Spawned::start(&traced_env(&receiver.endpoint(), 50)).await;
+    let base = service.base();
     mint_promptly(&base, 1, Duration::from_secs(2)).await;
     receiver
         .wait_for(Duration::from_secs(10), has_mint_trace)
@@ -286,7 +284,7 @@ async fn export_resumes_when_the_collector_comes_back() {
             .any(|s| s.trace_id == "0af7651916cd43dd8448eb211c80319c"),
         "{spans:#?}"
     );
-    let log = stop_service(child).await;
+    let log = service.stop().await;
     assert_eq!(log.matches("trace export failed").count(), 1, "{log}");
     assert!(log.contains("trace export recovered"), "{log}");
 }
