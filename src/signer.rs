@@ -244,7 +244,6 @@ fn sign_traced(
 mod tests {
     use super::*;
     use crate::keys::SigningAlg;
-    use tracing::Instrument;
 
     #[tokio::test]
     async fn signatures_come_back_with_their_message() {
@@ -254,51 +253,6 @@ mod tests {
         assert_eq!(message, "hello");
         assert_eq!(signature.len(), 64);
         assert_eq!(pool.signatures(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_traced_signature_records_its_queue_wait_and_a_signature_child_span() {
-        let recorder = crate::telemetry::otel::testing::Recorder::new();
-        let _default = tracing::subscriber::set_default(recorder.subscriber());
-        let pool = SigningPool::new(1, 4).unwrap();
-        let key = Arc::new(SigningKey::generate(SigningAlg::Es256).unwrap());
-        let mint = tracing::info_span!(target: TRACE_TARGET, "mint");
-        pool.sign(key, "hello".to_owned())
-            .instrument(mint.clone())
-            .await
-            .unwrap();
-        drop(mint);
-        let spans = recorder.spans();
-        let by_name = |name: &str| {
-            spans
-                .iter()
-                .find(|span| span.name == name)
-                .unwrap_or_else(|| panic!("no {name} span in {spans:?}"))
-        };
-        let (mint, sign, signature) = (by_name("mint"), by_name("sign"), by_name("signature"));
-        assert_eq!(sign.parent_span_id, mint.span_context.span_id());
-        assert_eq!(signature.parent_span_id, sign.span_context.span_id());
-        let attribute = |key: &str| {
-            sign.attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == key)
-                .map(|kv| kv.value.clone())
-        };
-        assert!(
-            matches!(
-                attribute("macp.signer.queue_wait_us"),
-                Some(opentelemetry::Value::I64(_))
-            ),
-            "{sign:?}"
-        );
-        assert!(
-            matches!(
-                attribute("macp.signer.signature_us"),
-                Some(opentelemetry::Value::I64(_))
-            ),
-            "{sign:?}"
-        );
-        assert!(signature.end_time <= sign.end_time && signature.start_time >= sign.start_time);
     }
 
     #[cfg(target_os = "linux")]

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::http::error::ApiError;
-use crate::http::routes::ROUTES;
+use crate::http::routes::{HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, ROUTES};
 use crate::http::state::AppState;
 use crate::metrics::RouteLabels;
 use crate::telemetry::{TRACE_TARGET, continue_trace};
@@ -40,16 +40,7 @@ pub(crate) async fn track_requests(
     metrics.in_flight.inc();
     // Decrements even if the client goes away and the future is dropped.
     let _in_flight = InFlight(&metrics.in_flight);
-    let span = tracing::info_span!(
-        target: TRACE_TARGET,
-        "request",
-        otel.name = Empty,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method,
-        http.route = route,
-        http.response.status_code = Empty,
-    );
+    let span = server_span(route, method);
     if !span.is_disabled() {
         span.record("otel.name", format!("{method} {route}"));
         continue_trace(&span, request.headers());
@@ -71,6 +62,25 @@ pub(crate) async fn track_requests(
         span.record("otel.status_code", "error");
     }
     response
+}
+
+/// The request's server span, or none for the probes and `/metrics`:
+/// the kubelet and Prometheus would otherwise start a trace every few
+/// seconds, and no caller's trace ever includes them.
+fn server_span(route: &'static str, method: &'static str) -> tracing::Span {
+    if matches!(route, HEALTHZ_PATH | READYZ_PATH | METRICS_PATH) {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: TRACE_TARGET,
+        "request",
+        otel.name = Empty,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = Empty,
+    )
 }
 
 /// The standard methods by name; anything else (clients may send any

@@ -243,11 +243,6 @@ pub(crate) mod testing {
     }
 
     impl Recorder {
-        /// Samples every trace.
-        pub(crate) fn new() -> Self {
-            Self::with_sampler(Sampler::AlwaysOn)
-        }
-
         pub(crate) fn with_sampler(sampler: Sampler) -> Self {
             let collect = Collect::default();
             let provider = SdkTracerProvider::builder()

@@ -156,25 +156,35 @@ async fn a_callers_traceparent_continues_into_the_server_span_with_the_mint_and_
 }
 
 #[tokio::test]
-async fn a_request_without_traceparent_starts_its_own_trace() {
+async fn a_request_without_traceparent_starts_its_own_trace_and_probes_are_not_traced() {
     let receiver = OtlpReceiver::start().await;
     let service = Spawned::start(&traced_env(&receiver.endpoint(), 100)).await;
     let base = service.base();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let probe = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(probe.status(), 200, "{path}");
+    }
     assert_eq!(mint(&base, None).await.0, 200);
-    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
-    assert_eq!(health.status(), 200);
+    let jwks = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200);
     let spans = receiver
         .wait_for(Duration::from_secs(10), |spans| {
-            has_mint_trace(spans) && spans.iter().any(|s| s.name == "GET /healthz")
+            has_mint_trace(spans) && spans.iter().any(|s| s.name.starts_with("GET /.well-known"))
         })
         .await;
     let server = named(&spans, "POST /tokens");
     assert_eq!(server.parent_span_id, "", "a root span");
     assert_ne!(server.trace_id, TRACE_ID);
     assert_eq!(named(&spans, "mint").trace_id, server.trace_id);
-    let health = named(&spans, "GET /healthz");
-    assert_eq!(health.str("http.route"), Some("/healthz"));
-    assert_ne!(health.trace_id, server.trace_id, "one trace per request");
+    let jwks = named(&spans, "GET /.well-known/jwks.json");
+    assert_eq!(jwks.str("http.route"), Some("/.well-known/jwks.json"));
+    assert_ne!(jwks.trace_id, server.trace_id, "one trace per request");
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for probe in ["GET /healthz", "GET /readyz", "GET /metrics"] {
+        assert!(!names.contains(&probe), "{probe} traced: {names:?}");
+    }
     service.stop().await;
 }
 
