@@ -21,8 +21,11 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
+use self::pairs::pairs;
 use super::reader::Reader;
 use super::{ConfigError, vars};
+
+mod pairs;
 
 /// `service.name` when neither `OTEL_SERVICE_NAME` nor the resource names one.
 pub const DEFAULT_SERVICE_NAME: &str = "macp-auth-service";
@@ -361,22 +364,6 @@ fn compression(name: &'static str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Parses `key=value,key=value` with percent-encoded values (the W3C Baggage
-/// form both header and resource variables use). `None` for an entry that is
-/// not of that form.
-fn pairs(value: &str) -> impl Iterator<Item = Option<(&str, String)>> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            let (key, raw) = entry.split_once('=')?;
-            let key = key.trim();
-            let value = percent_decode(raw.trim())?;
-            (!key.is_empty()).then_some((key, value))
-        })
-}
-
 fn headers(name: &'static str, value: &str) -> Result<ExportHeaders, ConfigError> {
     let mut headers = Vec::new();
     for (index, pair) in pairs(value).enumerate() {
@@ -488,28 +475,6 @@ fn ratio(arg: Option<&str>) -> Result<f64, ConfigError> {
                 ),
             )
         })
-}
-
-/// Decodes `%XX` escapes; `None` for a malformed escape or non-UTF-8 result.
-fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -748,191 +713,192 @@ mod tests {
 
     /// Settings that must stop startup: the variable blamed, and a text that
     /// must not appear in the message (a secret, or a value never quoted).
+    const REFUSED: &[(&str, Env, &str, &str)] = &[
+        (
+            "grpc is not compiled in",
+            &[COLLECTOR, (vars::OTEL_PROTOCOL, "grpc")],
+            vars::OTEL_PROTOCOL,
+            "",
+        ),
+        (
+            "grpc for traces alone is not compiled in",
+            &[COLLECTOR, (vars::OTEL_TRACES_PROTOCOL, "grpc")],
+            vars::OTEL_TRACES_PROTOCOL,
+            "",
+        ),
+        (
+            "http/json is not compiled in",
+            &[COLLECTOR, (vars::OTEL_PROTOCOL, "http/json")],
+            vars::OTEL_PROTOCOL,
+            "",
+        ),
+        (
+            "an unknown protocol",
+            &[COLLECTOR, (vars::OTEL_PROTOCOL, "udp")],
+            vars::OTEL_PROTOCOL,
+            "",
+        ),
+        (
+            "gzip is not compiled in",
+            &[COLLECTOR, (vars::OTEL_COMPRESSION, "gzip")],
+            vars::OTEL_COMPRESSION,
+            "",
+        ),
+        (
+            "an unknown exporter",
+            &[COLLECTOR, (vars::OTEL_TRACES_EXPORTER, "zipkin")],
+            vars::OTEL_TRACES_EXPORTER,
+            "",
+        ),
+        (
+            "otlp without an endpoint",
+            &[(vars::OTEL_TRACES_EXPORTER, "otlp")],
+            vars::OTEL_TRACES_EXPORTER,
+            "",
+        ),
+        (
+            "a vague SDK switch",
+            &[COLLECTOR, (vars::OTEL_SDK_DISABLED, "yes")],
+            vars::OTEL_SDK_DISABLED,
+            "",
+        ),
+        (
+            "https is not compiled in",
+            &[(vars::OTEL_ENDPOINT, "https://c:4318")],
+            vars::OTEL_ENDPOINT,
+            "",
+        ),
+        (
+            "a bare host",
+            &[(vars::OTEL_ENDPOINT, "collector:4318")],
+            vars::OTEL_ENDPOINT,
+            "",
+        ),
+        (
+            "not a URL",
+            &[(vars::OTEL_TRACES_ENDPOINT, "http://bad host/")],
+            vars::OTEL_TRACES_ENDPOINT,
+            "bad host",
+        ),
+        (
+            "credentials in the endpoint",
+            &[(vars::OTEL_ENDPOINT, "http://user:hunter2@c:4318")],
+            vars::OTEL_ENDPOINT,
+            "hunter2",
+        ),
+        (
+            "a query on the general endpoint",
+            &[(vars::OTEL_ENDPOINT, "http://c:4318/?key=hunter2")],
+            vars::OTEL_ENDPOINT,
+            "hunter2",
+        ),
+        (
+            "a header without '='",
+            &[
+                COLLECTOR,
+                (vars::OTEL_HEADERS, "Authorization Bearer hunter2"),
+            ],
+            vars::OTEL_HEADERS,
+            "hunter2",
+        ),
+        (
+            "a header value with a line break",
+            &[
+                COLLECTOR,
+                (vars::OTEL_TRACES_HEADERS, "authorization=Bearer%0Ahunter2"),
+            ],
+            vars::OTEL_TRACES_HEADERS,
+            "hunter2",
+        ),
+        (
+            "a header value with a broken escape",
+            &[COLLECTOR, (vars::OTEL_HEADERS, "api-key=hunter2%G1")],
+            vars::OTEL_HEADERS,
+            "hunter2",
+        ),
+        (
+            "a header value with a signed escape",
+            &[COLLECTOR, (vars::OTEL_HEADERS, "api-key=hunter2%+1")],
+            vars::OTEL_HEADERS,
+            "hunter2",
+        ),
+        (
+            "a header name with a space",
+            &[COLLECTOR, (vars::OTEL_HEADERS, "api key=hunter2")],
+            vars::OTEL_HEADERS,
+            "hunter2",
+        ),
+        (
+            "a resource entry without '='",
+            &[COLLECTOR, (vars::OTEL_RESOURCE_ATTRIBUTES, "a=1,b")],
+            vars::OTEL_RESOURCE_ATTRIBUTES,
+            "",
+        ),
+        (
+            "an unknown sampler",
+            &[COLLECTOR, (vars::OTEL_SAMPLER, "xray")],
+            vars::OTEL_SAMPLER,
+            "",
+        ),
+        (
+            "a ratio above one",
+            &[
+                COLLECTOR,
+                (vars::OTEL_SAMPLER, "traceidratio"),
+                (vars::OTEL_SAMPLER_ARG, "1.5"),
+            ],
+            vars::OTEL_SAMPLER_ARG,
+            "",
+        ),
+        (
+            "a ratio that is not a number",
+            &[
+                COLLECTOR,
+                (vars::OTEL_SAMPLER, "traceidratio"),
+                (vars::OTEL_SAMPLER_ARG, "NaN"),
+            ],
+            vars::OTEL_SAMPLER_ARG,
+            "",
+        ),
+        (
+            "a ratio the default sampler would ignore",
+            &[COLLECTOR, (vars::OTEL_SAMPLER_ARG, "0.1")],
+            vars::OTEL_SAMPLER_ARG,
+            "",
+        ),
+        (
+            "a zero timeout",
+            &[COLLECTOR, (vars::OTEL_TIMEOUT, "0")],
+            vars::OTEL_TIMEOUT,
+            "",
+        ),
+        (
+            "a timeout in seconds",
+            &[COLLECTOR, (vars::OTEL_TRACES_TIMEOUT, "10s")],
+            vars::OTEL_TRACES_TIMEOUT,
+            "",
+        ),
+        (
+            "a batch larger than the queue",
+            &[
+                COLLECTOR,
+                (vars::OTEL_BSP_MAX_QUEUE_SIZE, "10"),
+                (vars::OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "11"),
+            ],
+            vars::OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+            "",
+        ),
+        (
+            "an empty queue",
+            &[COLLECTOR, (vars::OTEL_BSP_MAX_QUEUE_SIZE, "0")],
+            vars::OTEL_BSP_MAX_QUEUE_SIZE,
+            "",
+        ),
+    ];
+
     #[test]
     fn unusable_settings_are_refused_naming_the_variable() {
-        let cases: &[(&str, Env, &str, &str)] = &[
-            (
-                "grpc is not compiled in",
-                &[COLLECTOR, (vars::OTEL_PROTOCOL, "grpc")],
-                vars::OTEL_PROTOCOL,
-                "",
-            ),
-            (
-                "grpc for traces alone is not compiled in",
-                &[COLLECTOR, (vars::OTEL_TRACES_PROTOCOL, "grpc")],
-                vars::OTEL_TRACES_PROTOCOL,
-                "",
-            ),
-            (
-                "http/json is not compiled in",
-                &[COLLECTOR, (vars::OTEL_PROTOCOL, "http/json")],
-                vars::OTEL_PROTOCOL,
-                "",
-            ),
-            (
-                "an unknown protocol",
-                &[COLLECTOR, (vars::OTEL_PROTOCOL, "udp")],
-                vars::OTEL_PROTOCOL,
-                "",
-            ),
-            (
-                "gzip is not compiled in",
-                &[COLLECTOR, (vars::OTEL_COMPRESSION, "gzip")],
-                vars::OTEL_COMPRESSION,
-                "",
-            ),
-            (
-                "an unknown exporter",
-                &[COLLECTOR, (vars::OTEL_TRACES_EXPORTER, "zipkin")],
-                vars::OTEL_TRACES_EXPORTER,
-                "",
-            ),
-            (
-                "otlp without an endpoint",
-                &[(vars::OTEL_TRACES_EXPORTER, "otlp")],
-                vars::OTEL_TRACES_EXPORTER,
-                "",
-            ),
-            (
-                "a vague SDK switch",
-                &[COLLECTOR, (vars::OTEL_SDK_DISABLED, "yes")],
-                vars::OTEL_SDK_DISABLED,
-                "",
-            ),
-            (
-                "https is not compiled in",
-                &[(vars::OTEL_ENDPOINT, "https://c:4318")],
-                vars::OTEL_ENDPOINT,
-                "",
-            ),
-            (
-                "a bare host",
-                &[(vars::OTEL_ENDPOINT, "collector:4318")],
-                vars::OTEL_ENDPOINT,
-                "",
-            ),
-            (
-                "not a URL",
-                &[(vars::OTEL_TRACES_ENDPOINT, "http://bad host/")],
-                vars::OTEL_TRACES_ENDPOINT,
-                "bad host",
-            ),
-            (
-                "credentials in the endpoint",
-                &[(vars::OTEL_ENDPOINT, "http://user:hunter2@c:4318")],
-                vars::OTEL_ENDPOINT,
-                "hunter2",
-            ),
-            (
-                "a query on the general endpoint",
-                &[(vars::OTEL_ENDPOINT, "http://c:4318/?key=hunter2")],
-                vars::OTEL_ENDPOINT,
-                "hunter2",
-            ),
-            (
-                "a header without '='",
-                &[
-                    COLLECTOR,
-                    (vars::OTEL_HEADERS, "Authorization Bearer hunter2"),
-                ],
-                vars::OTEL_HEADERS,
-                "hunter2",
-            ),
-            (
-                "a header value with a line break",
-                &[
-                    COLLECTOR,
-                    (vars::OTEL_TRACES_HEADERS, "authorization=Bearer%0Ahunter2"),
-                ],
-                vars::OTEL_TRACES_HEADERS,
-                "hunter2",
-            ),
-            (
-                "a header value with a broken escape",
-                &[COLLECTOR, (vars::OTEL_HEADERS, "api-key=hunter2%G1")],
-                vars::OTEL_HEADERS,
-                "hunter2",
-            ),
-            (
-                "a header value with a signed escape",
-                &[COLLECTOR, (vars::OTEL_HEADERS, "api-key=hunter2%+1")],
-                vars::OTEL_HEADERS,
-                "hunter2",
-            ),
-            (
-                "a header name with a space",
-                &[COLLECTOR, (vars::OTEL_HEADERS, "api key=hunter2")],
-                vars::OTEL_HEADERS,
-                "hunter2",
-            ),
-            (
-                "a resource entry without '='",
-                &[COLLECTOR, (vars::OTEL_RESOURCE_ATTRIBUTES, "a=1,b")],
-                vars::OTEL_RESOURCE_ATTRIBUTES,
-                "",
-            ),
-            (
-                "an unknown sampler",
-                &[COLLECTOR, (vars::OTEL_SAMPLER, "xray")],
-                vars::OTEL_SAMPLER,
-                "",
-            ),
-            (
-                "a ratio above one",
-                &[
-                    COLLECTOR,
-                    (vars::OTEL_SAMPLER, "traceidratio"),
-                    (vars::OTEL_SAMPLER_ARG, "1.5"),
-                ],
-                vars::OTEL_SAMPLER_ARG,
-                "",
-            ),
-            (
-                "a ratio that is not a number",
-                &[
-                    COLLECTOR,
-                    (vars::OTEL_SAMPLER, "traceidratio"),
-                    (vars::OTEL_SAMPLER_ARG, "NaN"),
-                ],
-                vars::OTEL_SAMPLER_ARG,
-                "",
-            ),
-            (
-                "a ratio the default sampler would ignore",
-                &[COLLECTOR, (vars::OTEL_SAMPLER_ARG, "0.1")],
-                vars::OTEL_SAMPLER_ARG,
-                "",
-            ),
-            (
-                "a zero timeout",
-                &[COLLECTOR, (vars::OTEL_TIMEOUT, "0")],
-                vars::OTEL_TIMEOUT,
-                "",
-            ),
-            (
-                "a timeout in seconds",
-                &[COLLECTOR, (vars::OTEL_TRACES_TIMEOUT, "10s")],
-                vars::OTEL_TRACES_TIMEOUT,
-                "",
-            ),
-            (
-                "a batch larger than the queue",
-                &[
-                    COLLECTOR,
-                    (vars::OTEL_BSP_MAX_QUEUE_SIZE, "10"),
-                    (vars::OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "11"),
-                ],
-                vars::OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
-                "",
-            ),
-            (
-                "an empty queue",
-                &[COLLECTOR, (vars::OTEL_BSP_MAX_QUEUE_SIZE, "0")],
-                vars::OTEL_BSP_MAX_QUEUE_SIZE,
-                "",
-            ),
-        ];
-        for (name, pairs, variable, secret) in cases {
+        for (name, pairs, variable, secret) in REFUSED {
             let err = load(pairs).expect_err(name);
             let message = err.to_string();
             assert_eq!(err.variable, *variable, "{name}: {message}");
