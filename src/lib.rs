@@ -17,7 +17,8 @@
 //! which key of a ring signs and which are published at any instant, and
 //! [`keystore`] keeps the live ring (snapshots, reloads, transition logs)
 //! by the [`clock`]; [`clients`] authenticates minting clients and applies
-//! their sender policy; [`ratelimit`] holds the per-client token buckets;
+//! their sender policy; [`reload`] is the one reload mechanism both the key
+//! ring and the client list use; [`ratelimit`] holds the per-client token buckets;
 //! [`mint`] validates requests and builds claims; [`signer`] runs
 //! private-key operations on a bounded, low-priority thread pool; [`audit`]
 //! records every mint decision; [`metrics`] exposes Prometheus metrics;
@@ -26,27 +27,22 @@
 //! [`telemetry`] sets up logging; [`commands`] and [`healthcheck`]
 //! implement the operator subcommands.
 
+pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod clients;
 pub mod clock;
-pub mod commands;
 pub mod config;
-pub mod error;
-pub mod healthcheck;
+pub mod http;
 pub mod keys;
-pub mod keystore;
-pub mod maintenance;
 pub mod metrics;
 pub mod mint;
 pub mod ratelimit;
-pub mod ring;
-pub mod routes;
-pub mod server;
+pub mod reload;
 pub mod signer;
-pub mod state;
 pub mod telemetry;
 
 pub use config::Config;
-pub use routes::router;
-pub use server::{ServeError, run, shutdown_signal};
-pub use state::{AppState, StartupError};
+pub use http::routes::router;
+pub use http::server::{ServeError, run, shutdown_signal};
+pub use http::state::{AppState, StartupError};

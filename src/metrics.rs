@@ -3,11 +3,14 @@
 //!
 //! Counters and histograms are updated where things happen; values that
 //! already live elsewhere (the active key, the published set, reload counts)
-//! are read at scrape time by a collector, so they can never drift. Label
-//! values are bounded: client names come from configuration, routes from
-//! the router, never from peer addresses or senders.
+//! are read at scrape time, so they can never drift. This module is a leaf:
+//! it knows nothing of the key ring or the client list. Whoever builds the
+//! metrics hands in a closure that returns those values as a plain [`Live`]
+//! snapshot, and the signing pool hands in its own histogram. Label values
+//! are bounded: client names come from configuration, routes from the
+//! router, never from peer addresses or senders.
 
-use std::sync::Arc;
+use std::fmt;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -18,48 +21,69 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::clients::ClientStore;
-use crate::clock::Clock;
-use crate::keystore::{KeyStore, ReloadCounts};
-
 /// The content type of the exposition.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Latency buckets from 100 µs to about 15 s.
-pub fn latency_buckets() -> impl Iterator<Item = f64> {
-    exponential_buckets(0.0001, 2.5, 14)
+/// HTTP latency buckets from 100 µs to about 15 s (the signing pool's
+/// histogram uses the same bounds, defined by the pool).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.5, 14))
 }
 
-fn latency_histogram() -> Histogram {
-    Histogram::new(latency_buckets())
+/// The values read at scrape time, supplied by whoever owns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Live {
+    /// The kid of the key signing new tokens.
+    pub(crate) signing_kid: String,
+    /// Seconds since that key became active (or since startup).
+    pub(crate) signing_key_age_seconds: u64,
+    /// Keys in the JWKS.
+    pub(crate) published_keys: usize,
+    /// Keys in the configured ring, published or retired.
+    pub(crate) ring_keys: usize,
+    /// Reload attempts of each reloadable source, in exposition order.
+    pub(crate) reloads: Vec<Reloads>,
+}
+
+/// Reload attempts of one source, by result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reloads {
+    /// The `source` label: `keys` or `clients`.
+    pub(crate) source: &'static str,
+    /// Reloads that swapped in new content.
+    pub(crate) swapped: u64,
+    /// Reloads that found the source unchanged.
+    pub(crate) unchanged: u64,
+    /// Reloads that failed and kept what was in force.
+    pub(crate) failed: u64,
 }
 
 /// Labels of a mint decision.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MintLabels {
+pub(crate) struct MintLabels {
     /// `issued`, `unauthenticated`, `forbidden`, `rate_limited`, `invalid`,
     /// `overloaded` or `failed`.
-    pub outcome: &'static str,
+    pub(crate) outcome: &'static str,
     /// The client's name, or `-` when unauthenticated.
-    pub client: String,
+    pub(crate) client: String,
 }
 
 /// Labels of a rate-limit rejection.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ClientLabels {
+pub(crate) struct ClientLabels {
     /// The client's name, or `-` when unauthenticated.
-    pub client: String,
+    pub(crate) client: String,
 }
 
 /// Labels of a served request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
+pub(crate) struct RouteLabels {
     /// The route's path.
-    pub route: &'static str,
+    pub(crate) route: &'static str,
     /// The HTTP method, or `other`.
-    pub method: &'static str,
+    pub(crate) method: &'static str,
     /// The response status code.
-    pub status: u16,
+    pub(crate) status: u16,
 }
 
 /// The service's metrics.
@@ -67,25 +91,21 @@ pub struct RouteLabels {
 pub struct Metrics {
     registry: Registry,
     /// Mint decisions by outcome and client.
-    pub mint_requests: Family<MintLabels, Counter>,
+    pub(crate) mint_requests: Family<MintLabels, Counter>,
     /// Rate-limit rejections by client.
-    pub rate_limited: Family<ClientLabels, Counter>,
+    pub(crate) rate_limited: Family<ClientLabels, Counter>,
     /// Mints shed because the signing queue was full.
-    pub shed: Counter,
+    pub(crate) shed: Counter,
     /// Request latency by route, method and status.
-    pub request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub(crate) request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Requests being served right now.
-    pub in_flight: Gauge,
+    pub(crate) in_flight: Gauge,
 }
 
 impl Metrics {
-    /// Registers every metric; `signing` is the signing pool's histogram.
-    pub fn new(
-        signing: Histogram,
-        keys: Arc<KeyStore>,
-        clients: Arc<ClientStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    /// Registers every metric; `signing` is the signing pool's histogram,
+    /// `live` reads the values that live elsewhere, at each scrape.
+    pub(crate) fn new(signing: Histogram, live: impl Fn() -> Live + Send + Sync + 'static) -> Self {
         let mut registry = Registry::with_prefix("macp_auth");
         let mint_requests = Family::<MintLabels, Counter>::default();
         registry.register(
@@ -123,13 +143,7 @@ impl Metrics {
             "HTTP requests being served",
             in_flight.clone(),
         );
-        let started = clock.now();
-        registry.register_collector(Box::new(StateCollector {
-            keys,
-            clients,
-            clock,
-            started,
-        }));
+        registry.register_collector(Box::new(LiveCollector(Box::new(live))));
         Metrics {
             registry,
             mint_requests,
@@ -141,7 +155,7 @@ impl Metrics {
     }
 
     /// Counts one mint decision.
-    pub fn mint(&self, outcome: &'static str, client: Option<&str>) {
+    pub(crate) fn mint(&self, outcome: &'static str, client: Option<&str>) {
         self.mint_requests
             .get_or_create(&MintLabels {
                 outcome,
@@ -151,7 +165,7 @@ impl Metrics {
     }
 
     /// The OpenMetrics text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
@@ -159,86 +173,63 @@ impl Metrics {
     }
 }
 
-/// Reads the live state at scrape time.
-#[derive(Debug)]
-struct StateCollector {
-    keys: Arc<KeyStore>,
-    clients: Arc<ClientStore>,
-    clock: Arc<dyn Clock>,
-    started: u64,
+/// Reads the live values at scrape time.
+struct LiveCollector(Box<dyn Fn() -> Live + Send + Sync>);
+
+impl fmt::Debug for LiveCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LiveCollector").finish_non_exhaustive()
+    }
 }
 
-impl Collector for StateCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let now = self.clock.now();
-        let snapshot = self.keys.current();
-        let kid = snapshot.signing.kid().to_owned();
-
+impl Collector for LiveCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let live = (self.0)();
         let mut active = encoder.encode_descriptor(
             "signing_key_info",
             "The key signing new tokens (always 1), labelled by kid",
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(1i64).encode(active.encode_family(&vec![("kid", kid.clone())])?)?;
-
-        let ring = self.keys.ring();
-        let activated = ring
-            .keys()
-            .iter()
-            .find(|entry| entry.key.kid() == kid)
-            .and_then(|entry| entry.activate_at)
-            .unwrap_or(self.started)
-            .max(self.started.min(now));
-        let age = encoder.encode_descriptor(
-            "signing_key_age_seconds",
-            "Seconds since the signing key became active (or since startup, for a key without activate_at)",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(now.saturating_sub(activated) as i64).encode(age)?;
-
-        let published = encoder.encode_descriptor(
-            "published_keys",
-            "Keys in the JWKS",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(snapshot.published_kids.len() as i64).encode(published)?;
-
-        let ring_keys = encoder.encode_descriptor(
-            "ring_keys",
-            "Keys in the configured ring, published or retired",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(ring.keys().len() as i64).encode(ring_keys)?;
-
+        ConstGauge::new(1i64).encode(active.encode_family(&vec![("kid", live.signing_kid)])?)?;
+        let gauges = [
+            (
+                "signing_key_age_seconds",
+                "Seconds since the signing key became active (or since startup, for a key without activate_at)",
+                live.signing_key_age_seconds as i64,
+            ),
+            (
+                "published_keys",
+                "Keys in the JWKS",
+                live.published_keys as i64,
+            ),
+            (
+                "ring_keys",
+                "Keys in the configured ring, published or retired",
+                live.ring_keys as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(value).encode(gauge)?;
+        }
         let mut reloads = encoder.encode_descriptor(
             "reloads",
             "Reloads of the key ring and the client list, by source and result",
             None,
             MetricType::Counter,
         )?;
-        for (source, counts) in [
-            ("keys", self.keys.reloads()),
-            ("clients", self.clients.reloads()),
-        ] {
-            for (result, value) in reload_values(counts) {
+        for counts in &live.reloads {
+            for (result, value) in [
+                ("swapped", counts.swapped),
+                ("unchanged", counts.unchanged),
+                ("failed", counts.failed),
+            ] {
                 ConstCounter::new(value).encode(
-                    reloads.encode_family(&vec![("source", source), ("result", result)])?,
+                    reloads.encode_family(&vec![("source", counts.source), ("result", result)])?,
                 )?;
             }
         }
         Ok(())
     }
-}
-
-fn reload_values(counts: &ReloadCounts) -> [(&'static str, u64); 3] {
-    use std::sync::atomic::Ordering::Relaxed;
-    [
-        ("swapped", counts.swapped.load(Relaxed)),
-        ("unchanged", counts.unchanged.load(Relaxed)),
-        ("failed", counts.failed.load(Relaxed)),
-    ]
 }

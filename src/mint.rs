@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A validated `POST /tokens` body.
 #[derive(Debug, Clone, PartialEq)]

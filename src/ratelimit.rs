@@ -6,6 +6,7 @@
 //! long enough to have a full bucket again are forgotten periodically, so
 //! many short-lived peers cannot grow memory without bound.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -22,17 +23,22 @@ pub struct MintRateLimiter {
 }
 
 impl MintRateLimiter {
-    /// A limiter allowing `limit.per_second` sustained and `limit.burst` at once.
-    pub fn new(limit: RateLimit) -> Self {
+    /// A limiter allowing `limit.per_second` sustained and `limit.burst` at
+    /// once. `None` when the limiter cannot represent the pair: its clock
+    /// counts nanoseconds in a `u64`, so refilling a whole bucket must take
+    /// less than [`RateLimit::MAX_REFILL_SECONDS`]. Configuration refuses such pairs first
+    /// ([`RateLimit::refill_fits`]), so serving and `check-config` agree.
+    pub fn new(limit: RateLimit) -> Option<Self> {
+        if !limit.refill_fits() {
+            return None;
+        }
         let period = Duration::from_secs_f64(1.0 / limit.per_second).max(Duration::from_nanos(1));
         let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .expect("a positive period")
-            .allow_burst(burst);
-        MintRateLimiter {
+        let quota = Quota::with_period(period)?.allow_burst(burst);
+        Some(MintRateLimiter {
             limiter: RateLimiter::keyed(quota),
             clock: DefaultClock::default(),
-        }
+        })
     }
 
     /// Takes one mint from `key`'s bucket, or says how long until one is free.
@@ -54,6 +60,23 @@ impl MintRateLimiter {
     }
 }
 
+/// The bucket a caller without credentials is counted in: its IPv4 address,
+/// or the /64 network of its IPv6 address, since one host usually holds a
+/// whole /64 and could otherwise take a fresh bucket per address. An
+/// IPv4-mapped IPv6 address counts as the IPv4 address.
+pub fn peer_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{}/64", Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// Whole seconds for a `Retry-After` header: rounded up, at least 1.
 pub fn retry_after_seconds(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
@@ -68,7 +91,8 @@ mod tests {
         let limiter = MintRateLimiter::new(RateLimit {
             per_second: 1.0,
             burst: 3,
-        });
+        })
+        .unwrap();
         for _ in 0..3 {
             assert!(limiter.check("client-a").is_ok());
         }
@@ -79,6 +103,37 @@ mod tests {
         );
         assert!(limiter.check("client-b").is_ok(), "buckets are per key");
         assert_eq!(limiter.tracked(), 2);
+    }
+
+    #[test]
+    fn pairs_the_limiter_cannot_represent_are_refused_not_wrapped() {
+        for (per_second, burst) in [(4e-11, 1), (1e-6, 1_000_000), (1e-9, 100)] {
+            let limit = RateLimit { per_second, burst };
+            assert!(!limit.refill_fits(), "{per_second} {burst}");
+            assert!(
+                MintRateLimiter::new(limit).is_none(),
+                "{per_second} {burst}"
+            );
+        }
+        let slow = RateLimit {
+            per_second: 1e-6,
+            burst: 1,
+        };
+        assert!(MintRateLimiter::new(slow).unwrap().check("a").is_ok());
+    }
+
+    #[test]
+    fn unauthenticated_buckets_are_per_ipv4_address_and_per_ipv6_slash_64() {
+        let cases = [
+            ("192.0.2.7", "192.0.2.7"),
+            ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+            ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+            ("::ffff:192.0.2.7", "192.0.2.7"),
+        ];
+        for (ip, bucket) in cases {
+            assert_eq!(peer_bucket(ip.parse().unwrap()), bucket, "{ip}");
+        }
     }
 
     #[test]

@@ -8,10 +8,10 @@
 //! the standard library. Every check panics (with the input's story in the
 //! message) when an invariant breaks, which libFuzzer reports as a crash.
 
-use macp_auth_service::config::SigningAlg;
 use macp_auth_service::keys::KeySource;
+use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::keys::ring::{KeyRing, KeyStatus, MAX_PUBLISHED_KEYS, RingError};
 use macp_auth_service::mint::{effective_ttl, normalize_scopes, parse_request};
-use macp_auth_service::ring::{KeyRing, KeyStatus, MAX_PUBLISHED_KEYS, RingError};
 use serde_json::{Map, Number, Value};
 
 /// The JWK members that hold private key material.

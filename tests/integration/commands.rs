@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::keys::{KeySource, SigningKey};
 use serde_json::Value;
 

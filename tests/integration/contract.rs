@@ -1,8 +1,8 @@
 //! The v1 wire contract, row by row, through the router in process.
 
 use axum::http::{Method, StatusCode};
-use macp_auth_service::config::SigningAlg;
-use macp_auth_service::{AppState, Config};
+use macp_auth_service::AppState;
+use macp_auth_service::keys::SigningAlg;
 use serde_json::json;
 
 use crate::helpers::{config, mint, now, send, state, state_with, token_parts};
@@ -302,10 +302,11 @@ async fn ttls_default_round_up_and_clamp_and_always_equal_exp_minus_iat() {
 
 #[tokio::test]
 async fn configured_ttls_are_honoured() {
-    let state = state_with(Config {
-        default_ttl_seconds: 42,
-        max_ttl_seconds: 100,
-        ..config(SigningAlg::Rs256)
+    let state = state_with({
+        let mut config = config(SigningAlg::Rs256);
+        config.tokens.default_ttl_seconds = 42;
+        config.tokens.max_ttl_seconds = 100;
+        config
     });
     assert_eq!(minted_ttl(&state, "null").await, (42, 42));
     assert_eq!(minted_ttl(&state, "500").await, (100, 100));
@@ -313,10 +314,11 @@ async fn configured_ttls_are_honoured() {
 
 #[tokio::test]
 async fn tokens_carry_the_contract_header_and_claims() {
-    let state = state_with(Config {
-        issuer: "auth.example.com".into(),
-        audience: "runtime.example.com".into(),
-        ..config(SigningAlg::Rs256)
+    let state = state_with({
+        let mut config = config(SigningAlg::Rs256);
+        config.tokens.issuer = "auth.example.com".into();
+        config.tokens.audience = "runtime.example.com".into();
+        config
     });
     let before = now();
     let reply = mint(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::router;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

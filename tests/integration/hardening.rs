@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use macp_auth_service::AppState;
 use macp_auth_service::clients::secret_digest_hex;
 use macp_auth_service::clock::{Clock, SystemClock};
-use macp_auth_service::config::{KeyMaterial, RateLimit, SigningAlg};
+use macp_auth_service::config::{KeyMaterial, RateLimit};
+use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::keys::store::KeyStore;
 use macp_auth_service::keys::{KeySource, SigningKey};
-use macp_auth_service::keystore::KeyStore;
 use macp_auth_service::signer::SigningPool;
-use macp_auth_service::{AppState, Config};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -35,9 +36,10 @@ fn clients_json() -> String {
 }
 
 fn authenticated() -> AppState {
-    state_with(Config {
-        clients_json: Some(KeyMaterial::new(clients_json())),
-        ..config(SigningAlg::Es256)
+    state_with({
+        let mut config = config(SigningAlg::Es256);
+        config.clients.inline = Some(KeyMaterial::new(clients_json()));
+        config
     })
 }
 
@@ -168,13 +170,14 @@ async fn a_client_mints_only_for_its_senders_and_within_its_ttl() {
 }
 
 fn rate_limited(clients: Option<String>) -> AppState {
-    state_with(Config {
-        clients_json: clients.map(KeyMaterial::new),
-        rate_limit: Some(RateLimit {
+    state_with({
+        let mut config = config(SigningAlg::Es256);
+        config.clients.inline = clients.map(KeyMaterial::new);
+        config.clients.rate_limit = Some(RateLimit {
             per_second: 0.01,
             burst: 2,
-        }),
-        ..config(SigningAlg::Es256)
+        });
+        config
     })
 }
 
@@ -468,9 +471,10 @@ async fn rate_limit_rejections_are_counted() {
 
 #[tokio::test]
 async fn readiness_fails_at_once_on_shutdown_while_the_listener_still_serves() {
-    let mut server = TestServer::start(state_with(Config {
-        shutdown_delay: Duration::from_millis(800),
-        ..config(SigningAlg::Es256)
+    let mut server = TestServer::start(state_with({
+        let mut config = config(SigningAlg::Es256);
+        config.limits.shutdown_delay = Duration::from_millis(800);
+        config
     }))
     .await;
     let ready = reqwest::get(server.url("/readyz")).await.unwrap();
@@ -512,9 +516,10 @@ async fn readiness_fails_at_once_on_shutdown_while_the_listener_still_serves() {
 
 #[tokio::test]
 async fn a_client_that_trickles_its_headers_is_cut_off() {
-    let server = TestServer::start(state_with(Config {
-        header_read_timeout: Duration::from_millis(500),
-        ..config(SigningAlg::Es256)
+    let server = TestServer::start(state_with({
+        let mut config = config(SigningAlg::Es256);
+        config.limits.header_read_timeout = Duration::from_millis(500);
+        config
     }))
     .await;
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
@@ -535,9 +540,10 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
 
 #[tokio::test]
 async fn a_request_whose_body_never_finishes_times_out_with_408() {
-    let server = TestServer::start(state_with(Config {
-        request_timeout: Duration::from_millis(400),
-        ..config(SigningAlg::Es256)
+    let server = TestServer::start(state_with({
+        let mut config = config(SigningAlg::Es256);
+        config.limits.request_timeout = Duration::from_millis(400);
+        config
     }))
     .await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
@@ -560,9 +566,10 @@ async fn a_request_whose_body_never_finishes_times_out_with_408() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let server = TestServer::start(state_with(Config {
-        max_connections: 2,
-        ..config(SigningAlg::Es256)
+    let server = TestServer::start(state_with({
+        let mut config = config(SigningAlg::Es256);
+        config.limits.max_connections = 2;
+        config
     }))
     .await;
     let request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";

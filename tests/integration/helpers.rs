@@ -10,10 +10,11 @@ use http_body_util::BodyExt;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, TokenData, Validation, decode, decode_header};
 use macp_auth_service::clock::{Clock, SystemClock};
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::keys::ring::KeyRing;
+use macp_auth_service::keys::store::KeyStore;
 use macp_auth_service::keys::{KeySource, SigningKey, generate_private_jwk};
-use macp_auth_service::keystore::{KeyStore, RingSource};
-use macp_auth_service::ring::KeyRing;
+use macp_auth_service::reload::Source;
 use macp_auth_service::signer::SigningPool;
 use macp_auth_service::{AppState, Config, ServeError, router, run};
 use serde::Deserialize;
@@ -39,17 +40,18 @@ pub fn private_jwk(alg: SigningAlg) -> &'static str {
 
 /// Default settings, signing with `alg`.
 pub fn config(alg: SigningAlg) -> Config {
-    Config {
-        signing_alg: alg,
-        ..Config::default()
+    {
+        let mut config = Config::default();
+        config.keys.alg = alg;
+        config
     }
 }
 
 /// State signing with the cached pinned key for `alg`.
 pub fn state_with(config: Config) -> AppState {
     let key = SigningKey::from_jwk_json(
-        config.signing_alg,
-        private_jwk(config.signing_alg),
+        config.keys.alg,
+        private_jwk(config.keys.alg),
         KeySource::Env,
     )
     .unwrap();
@@ -60,9 +62,10 @@ pub fn state_with(config: Config) -> AppState {
 
 /// State serving the ring in `ring_text` (a JWK Set) by `clock`.
 pub fn state_with_ring(config: Config, ring_text: &str, clock: Arc<dyn Clock>) -> AppState {
-    let ring = KeyRing::parse(config.signing_alg, ring_text, KeySource::Env).unwrap();
-    ring.validate(clock.now(), config.max_ttl_seconds).unwrap();
-    let keys = Arc::new(KeyStore::new(&config, ring, RingSource::Env, clock.clone()));
+    let ring = KeyRing::parse(config.keys.alg, ring_text, KeySource::Env).unwrap();
+    ring.validate(clock.now(), config.tokens.max_ttl_seconds)
+        .unwrap();
+    let keys = Arc::new(KeyStore::new(&config, ring, Source::Inline, clock.clone()));
     AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap()).unwrap()
 }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use macp_auth_service::Config;
 use macp_auth_service::config::DEFAULT_DRAIN_TIMEOUT;
-use macp_auth_service::routes::{HEALTHZ_PATH, READYZ_PATH};
+use macp_auth_service::http::routes::{HEALTHZ_PATH, READYZ_PATH};
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
@@ -39,7 +39,7 @@ fn kubernetes_dir() -> PathBuf {
 
 /// The port the service listens on when `PORT` is unset.
 fn service_port() -> u64 {
-    u64::from(Config::default().port)
+    u64::from(Config::default().listen.port)
 }
 
 /// Every `.yaml`/`.yml` file under `deploy/kubernetes`, sorted.

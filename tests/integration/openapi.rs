@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
-use macp_auth_service::config::SigningAlg;
-use macp_auth_service::error::ApiError;
-use macp_auth_service::routes::ROUTES;
+use macp_auth_service::http::error::ApiError;
+use macp_auth_service::http::routes::ROUTES;
+use macp_auth_service::keys::SigningAlg;
 use serde_json::Value;
 
 use crate::helpers::{config, mint, send, state, state_with};

@@ -5,7 +5,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{private_jwk, token_parts, verify_like_runtime};
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"));

@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::BodyExt;
 use macp_auth_service::clock::{Clock, SystemClock, rfc3339};
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::keys::{
     KeySource, SigningKey, generate_private_jwk, public_jwk_from_private,
 };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use macp_auth_service::clock::{Clock, ManualClock};
-use macp_auth_service::config::SigningAlg;
+use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::keys::generate_private_jwk;
 use macp_auth_service::{AppState, Config};
 use serde_json::{Value, json};
@@ -226,13 +226,14 @@ fn state_from_file(dir: &str, text: &str, clock: &ManualClock) -> (AppState, std
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ring.json");
     std::fs::write(&path, text).unwrap();
-    let config = Config {
-        signing_key_file: Some(path.clone()),
-        ..es256()
+    let config = {
+        let mut config = es256();
+        config.keys.file = Some(path.clone());
+        config
     };
-    let (ring, source) = macp_auth_service::keystore::load_ring(&config, clock.now()).unwrap();
+    let (ring, source) = macp_auth_service::keys::store::load_ring(&config, clock.now()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let keys = Arc::new(macp_auth_service::keystore::KeyStore::new(
+    let keys = Arc::new(macp_auth_service::keys::store::KeyStore::new(
         &config,
         ring,
         source,
@@ -336,9 +337,10 @@ async fn the_jwks_carries_a_strong_etag_and_a_bounded_cache_lifetime() {
 async fn the_jwks_max_age_is_configurable() {
     let t0 = now();
     let state = state_with_ring(
-        Config {
-            jwks_max_age_seconds: 30,
-            ..es256()
+        {
+            let mut config = es256();
+            config.keys.jwks_max_age_seconds = 30;
+            config
         },
         &ring_text(&[&key("only", None)]),
         Arc::new(ManualClock::at(t0)),
@@ -352,10 +354,11 @@ async fn discovery_points_at_the_jwks_by_public_url_or_host() {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(now()));
     let ring = ring_text(&[&key("only", None)]);
     let pinned = state_with_ring(
-        Config {
-            public_url: Some("https://auth.example.com".into()),
-            issuer: "https://auth.example.com".into(),
-            ..es256()
+        {
+            let mut config = es256();
+            config.listen.public_url = Some("https://auth.example.com".into());
+            config.tokens.issuer = "https://auth.example.com".into();
+            config
         },
         &ring,
         clock.clone(),
@@ -378,15 +381,21 @@ async fn discovery_points_at_the_jwks_by_public_url_or_host() {
         reply.json["id_token_signing_alg_values_supported"],
         json!(["ES256"])
     );
+    assert_eq!(reply.headers["cache-control"], "public, max-age=300");
 
     let by_host = state_with_ring(es256(), &ring, clock);
     let request = axum::http::Request::get("/.well-known/openid-configuration")
         .header("host", "auth.internal:3200")
         .body(axum::body::Body::empty())
         .unwrap();
-    let response = tower::ServiceExt::oneshot(macp_auth_service::router(by_host), request)
+    let response = tower::ServiceExt::oneshot(macp_auth_service::router(by_host.clone()), request)
         .await
         .unwrap();
+    assert_eq!(
+        response.headers()["cache-control"],
+        "private, max-age=300",
+        "a Host-derived document is no shared cache's to keep"
+    );
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await
         .unwrap()
@@ -395,5 +404,24 @@ async fn discovery_points_at_the_jwks_by_public_url_or_host() {
     assert_eq!(
         document["jwks_uri"],
         "http://auth.internal:3200/.well-known/jwks.json"
+    );
+
+    let two_hosts = axum::http::Request::get("/.well-known/openid-configuration")
+        .header("host", "auth.internal:3200")
+        .header("host", "evil.example")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(macp_auth_service::router(by_host), two_hosts)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        error["error"],
+        "invalid request: send exactly one Host header"
     );
 }

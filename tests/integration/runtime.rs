@@ -1,7 +1,8 @@
 //! Tokens minted over a real socket and verified as the MACP runtime does.
 
-use macp_auth_service::config::{KeyMaterial, SigningAlg};
-use macp_auth_service::{AppState, Config};
+use macp_auth_service::AppState;
+use macp_auth_service::config::KeyMaterial;
+use macp_auth_service::keys::SigningAlg;
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -85,9 +86,10 @@ async fn the_runtime_rejects_tokens_for_another_audience_or_issuer() {
 #[tokio::test]
 async fn two_instances_sharing_a_pinned_key_verify_each_others_tokens() {
     for alg in [SigningAlg::Rs256, SigningAlg::Es256] {
-        let pinned = Config {
-            signing_key_json: Some(KeyMaterial::new(private_jwk(alg).to_owned())),
-            ..config(alg)
+        let pinned = {
+            let mut config = config(alg);
+            config.keys.inline = Some(KeyMaterial::new(private_jwk(alg).to_owned()));
+            config
         };
         let first = TestServer::start(state_with(pinned.clone())).await;
         let second = TestServer::start(AppState::from_config(pinned.clone()).unwrap()).await;

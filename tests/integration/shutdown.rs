@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use macp_auth_service::config::SigningAlg;
-use macp_auth_service::{Config, ServeError};
+use macp_auth_service::ServeError;
+use macp_auth_service::keys::SigningAlg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -74,9 +74,10 @@ async fn a_server_with_nothing_in_flight_stops_at_once() {
 
 #[tokio::test]
 async fn draining_past_the_deadline_is_reported_as_a_failure() {
-    let mut server = TestServer::start(state_with(Config {
-        drain_timeout: Duration::from_millis(300),
-        ..config(SigningAlg::Es256)
+    let mut server = TestServer::start(state_with({
+        let mut config = config(SigningAlg::Es256);
+        config.limits.drain_timeout = Duration::from_millis(300);
+        config
     }))
     .await;
     // A client that never finishes its body keeps the drain from completing.

@@ -5,12 +5,17 @@
 //! plain HTTP/1.1 through hyper (already part of the server), because it only
 //! ever targets the service on its own host.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use super::fail;
+use crate::config::Config;
+use crate::http::routes::HEALTHZ_PATH;
 
 /// How long the whole probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -77,6 +82,40 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| ProbeError::Timeout(timeout))?
+}
+
+/// The URL `healthcheck` probes when none is given: `/healthz` on the
+/// configured port, over loopback unless the service binds one address only.
+pub fn default_healthcheck_url(config: &Config) -> String {
+    let host = match config.listen.host {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    format!("http://{host}:{}{HEALTHZ_PATH}", config.listen.port)
+}
+
+/// Runs `healthcheck`: probes `url`, or `/healthz` on the configured port.
+pub fn run(url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        None => match Config::from_env() {
+            Ok(config) => default_healthcheck_url(&config),
+            Err(err) => return fail(format_args!("invalid configuration: {err}")),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format_args!("cannot start the async runtime: {err}")),
+    };
+    match runtime.block_on(probe(&url, PROBE_TIMEOUT)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(format_args!("unhealthy: {url} {err}")),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::signer::SignerError;
+
 /// The request body limit on `POST /tokens`, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -34,6 +36,12 @@ pub enum ApiError {
     /// The body exceeds [`MAX_BODY_BYTES`].
     #[error("request body exceeds the 64 KiB (65536-byte) limit")]
     PayloadTooLarge,
+    /// The body uses a transfer-coding other than `chunked` (such as gzip).
+    #[error("transfer-encoding not supported: send the body with Content-Length or chunked only")]
+    UnsupportedTransferEncoding,
+    /// More than one `Host` header, so the request's authority is ambiguous.
+    #[error("invalid request: send exactly one Host header")]
+    AmbiguousHost,
     /// No route has this path.
     #[error("not found")]
     NotFound,
@@ -81,6 +89,8 @@ impl ApiError {
             | ApiError::TtlNotPositive => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
+            ApiError::AmbiguousHost => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::MissingCredentials | ApiError::UnknownCredentials => StatusCode::UNAUTHORIZED,
@@ -89,6 +99,19 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<SignerError> for ApiError {
+    /// A full queue asks the client to retry; anything else is a server
+    /// failure whose cause is logged, never sent.
+    fn from(error: SignerError) -> Self {
+        match error {
+            SignerError::Overloaded => ApiError::Overloaded,
+            SignerError::Stopped => ApiError::Internal("signing threads have stopped"),
+            SignerError::Failed => ApiError::Internal("AWS-LC failed to sign"),
+            SignerError::Dropped => ApiError::Internal("a signing thread dropped its job"),
         }
     }
 }
@@ -163,6 +186,40 @@ mod tests {
             body,
             json!({"error": "rate limit exceeded: retry after 3 s"})
         );
+    }
+
+    #[test]
+    fn signer_errors_map_to_overload_or_an_internal_error_with_their_cause() {
+        let cases = [
+            (
+                SignerError::Overloaded,
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+            ),
+            (
+                SignerError::Stopped,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("signing threads have stopped"),
+            ),
+            (
+                SignerError::Failed,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("AWS-LC failed to sign"),
+            ),
+            (
+                SignerError::Dropped,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("a signing thread dropped its job"),
+            ),
+        ];
+        for (error, status, cause) in cases {
+            let api = ApiError::from(error);
+            assert_eq!(api.status(), status, "{error:?}");
+            match api {
+                ApiError::Internal(logged) => assert_eq!(Some(logged), cause),
+                other => assert!(cause.is_none(), "{other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

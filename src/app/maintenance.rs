@@ -8,8 +8,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::keystore::{ReloadOutcome, RingSource};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use crate::reload::{ReloadOutcome, Source};
 
 /// How often idle rate-limit buckets are forgotten.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
@@ -20,7 +20,7 @@ const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 /// future first runs, so a SIGHUP that arrives once serving has started can
 /// never meet the default action (terminating the process). Call it from
 /// within the Tokio runtime.
-pub fn maintain<F>(state: AppState, shutdown: F) -> impl Future<Output = ()> + Send
+pub(crate) fn maintain<F>(state: AppState, shutdown: F) -> impl Future<Output = ()> + Send
 where
     F: Future<Output = ()> + Send,
 {
@@ -29,7 +29,7 @@ where
     async move {
         // Intervals keep their own schedule across loop turns; a fresh sleep
         // per turn would restart whenever another branch fired first.
-        let poll = state.config().key_poll_interval;
+        let poll = state.config().keys.poll_interval;
         let mut file_check = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
         file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         file_check.tick().await;
@@ -77,13 +77,13 @@ where
 }
 
 /// Reloads both sources, logging failures; `trigger` names the cause.
-pub fn reload(state: &AppState, trigger: &str) {
+pub(crate) fn reload(state: &AppState, trigger: &str) {
     match state.keys().reload() {
-        Ok(ReloadOutcome::NotReloadable) if trigger == "SIGHUP" => {
+        Ok((ReloadOutcome::NotReloadable, _)) if trigger == "SIGHUP" => {
             tracing::info!(
                 "the signing key comes from {} and cannot change at runtime; nothing to reload",
                 match state.keys().source() {
-                    RingSource::Ephemeral => "an ephemeral key",
+                    Source::Unset => "an ephemeral key",
                     _ => "MACP_AUTH_SIGNING_KEY_JSON",
                 }
             );

@@ -33,8 +33,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
-use crate::routes::router;
-use crate::state::AppState;
+use crate::http::routes::router;
+use crate::http::stall::WriteDeadline;
+use crate::http::state::AppState;
 
 /// Why serving ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,7 @@ where
 {
     let config = state.config().clone();
     let draining_state = state.clone();
-    let delay = config.shutdown_delay;
+    let delay = config.limits.shutdown_delay;
     let stop_accepting = async move {
         shutdown.await;
         draining_state.start_draining();
@@ -68,17 +69,11 @@ where
             tokio::time::sleep(delay).await;
         }
     };
-    let draining = serve(
-        listener,
-        router(state),
-        config.max_connections,
-        config.header_read_timeout,
-        stop_accepting,
-    )
-    .await?;
-    tokio::time::timeout(config.drain_timeout, draining.finish())
+    let limits = ConnectionLimits::from_config(&config);
+    let draining = serve(listener, router(state), limits, stop_accepting).await?;
+    tokio::time::timeout(config.limits.drain_timeout, draining.finish())
         .await
-        .map_err(|_| ServeError::DrainTimeout(config.drain_timeout))
+        .map_err(|_| ServeError::DrainTimeout(config.limits.drain_timeout))
 }
 
 /// How long, once draining starts, a kept-alive connection that has already
@@ -93,32 +88,114 @@ const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// allows, so only handshakes already under way can still arrive).
 const BACKLOG_QUIET: Duration = Duration::from_millis(50);
 
+/// The largest request head (request line and headers) read from a client;
+/// a larger one gets `431 Request Header Fields Too Large`. 16 KiB holds any
+/// request this API expects, a workload-identity JWT included.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The most a connection buffers in either direction. hyper's default is
+/// about 400 KB per connection, which lets a few hundred slow clients hold
+/// more memory than a 128 MiB container has. Pipelined requests queue in
+/// this buffer too, so it also bounds pipelining.
+pub const MAX_BUFFER_BYTES: usize = 16 * 1024;
+
+/// What bounds each listener's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// Longest a write may make no progress before the connection closes.
+    pub write_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The limits `config` sets for the API listener.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        ConnectionLimits {
+            max_connections: config.limits.max_connections,
+            header_read_timeout: config.limits.header_read_timeout,
+            write_timeout: config.limits.request_timeout,
+        }
+    }
+}
+
+/// Descriptors kept free beside the connection cap: listeners, the metrics
+/// listener's connections, key and client files, logs, the signing threads.
+pub const DESCRIPTOR_HEADROOM: u64 = 128;
+
+/// Fits the connection cap to the open-file limit: raises the soft limit
+/// towards the hard one if it is short of `max_connections` plus headroom,
+/// and if it is still short, lowers the cap to what fits. Returns the cap to
+/// use and, when it was lowered, a warning that says what to raise.
+#[cfg(unix)]
+pub fn fit_to_descriptors(max_connections: usize) -> (usize, Option<String>) {
+    let wanted = max_connections as u64 + DESCRIPTOR_HEADROOM;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return (max_connections, None);
+        }
+        if limit.rlim_cur < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted.min(limit.rlim_max),
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = raised.rlim_cur;
+            }
+        }
+    }
+    if limit.rlim_cur >= wanted {
+        return (max_connections, None);
+    }
+    let fits = limit.rlim_cur.saturating_sub(DESCRIPTOR_HEADROOM).max(1) as usize;
+    let warning = format!(
+        "the open-file limit ({}) is below MACP_AUTH_MAX_CONNECTIONS ({max_connections}) plus {DESCRIPTOR_HEADROOM} for files and listeners: serving at most {fits} connections; raise the limit (ulimit -n, or the container runtime's nofile) to serve {max_connections}",
+        limit.rlim_cur
+    );
+    (fits, Some(warning))
+}
+
+/// Without `getrlimit`, the cap stands as configured.
+#[cfg(not(unix))]
+pub fn fit_to_descriptors(max_connections: usize) -> (usize, Option<String>) {
+    (max_connections, None)
+}
+
 /// Serves `app` on `listener` (the separate metrics listener too) until
 /// `stop_accepting` completes, then takes the connections already queued in
 /// the kernel and closes the listener. Returns a handle that drains.
 pub async fn serve<F>(
     listener: TcpListener,
     app: Router,
-    max_connections: usize,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     stop_accepting: F,
 ) -> Result<Draining, std::io::Error>
 where
     F: Future<Output = ()>,
 {
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (draining, _) = watch::channel(false);
     let (open, open_connections) = mpsc::channel::<()>(1);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_BUFFER_BYTES)
         .keep_alive(true);
     let connections = Connections {
         app,
         http,
         draining: draining.clone(),
         open,
-        header_read_timeout,
+        header_read_timeout: limits.header_read_timeout,
+        write_timeout: limits.write_timeout,
     };
     tokio::pin!(stop_accepting);
     loop {
@@ -233,6 +310,7 @@ struct Connections {
     /// once the last one ends.
     open: mpsc::Sender<()>,
     header_read_timeout: Duration,
+    write_timeout: Duration,
 }
 
 impl Connections {
@@ -259,6 +337,7 @@ impl Connections {
                 }
             },
         ));
+        let stream = WriteDeadline::new(stream, self.write_timeout);
         let connection = self.http.serve_connection(TokioIo::new(stream), service);
         let mut draining = self.draining.subscribe();
         let open = self.open.clone();

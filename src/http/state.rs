@@ -13,9 +13,10 @@ use crate::clients::{ClientStore, LoadClientsError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::SigningKey;
-use crate::keystore::{KeyStore, LoadKeyError, load_ring};
-use crate::metrics::Metrics;
+use crate::keys::store::{KeyStore, LoadKeyError, load_ring};
+use crate::metrics::{Live, Metrics, Reloads};
 use crate::ratelimit::MintRateLimiter;
+use crate::reload::ReloadTotals;
 use crate::signer::SigningPool;
 
 /// Shared per-process state.
@@ -45,6 +46,11 @@ pub enum StartupError {
     /// The client list is unusable.
     #[error("invalid configuration: {0}")]
     Clients(#[from] LoadClientsError),
+    /// The rate limit cannot be represented by the limiter.
+    #[error(
+        "invalid configuration: MACP_AUTH_RATE_LIMIT_PER_SECOND and MACP_AUTH_RATE_LIMIT_BURST would take more than 100 years to refill a bucket"
+    )]
+    RateLimit,
     /// The signing threads could not be started.
     #[error("cannot start the signing threads: {0}")]
     Threads(#[from] std::io::Error),
@@ -75,13 +81,17 @@ impl AppState {
         signer: SigningPool,
     ) -> Result<Self, StartupError> {
         let clients = Arc::new(ClientStore::from_config(&config)?);
-        let limiter = config.rate_limit.map(MintRateLimiter::new);
-        let metrics = Metrics::new(
-            signer.durations(),
-            keys.clone(),
-            clients.clone(),
-            clock.clone(),
-        );
+        let limiter = match config.clients.rate_limit {
+            None => None,
+            Some(limit) => Some(MintRateLimiter::new(limit).ok_or(StartupError::RateLimit)?),
+        };
+        let metrics = {
+            let (keys, clients, clock) = (keys.clone(), clients.clone(), clock.clone());
+            let started = clock.now();
+            Metrics::new(signer.durations(), move || {
+                live_metrics(&keys, &clients, clock.now(), started)
+            })
+        };
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
@@ -112,7 +122,7 @@ impl AppState {
     }
 
     /// The live client list.
-    pub fn clients(&self) -> &Arc<ClientStore> {
+    pub(crate) fn clients(&self) -> &Arc<ClientStore> {
         &self.inner.clients
     }
 
@@ -127,7 +137,7 @@ impl AppState {
     }
 
     /// The metrics registry.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
 
@@ -139,5 +149,37 @@ impl AppState {
     /// Whether shutdown has begun.
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// The metric values that live in the stores, read at scrape time. The
+/// signing key's age counts from its activation, or from `started` for a key
+/// that has always been active.
+fn live_metrics(keys: &KeyStore, clients: &ClientStore, now: u64, started: u64) -> Live {
+    let snapshot = keys.current();
+    let ring = keys.ring();
+    let kid = snapshot.signing.kid();
+    let activated = ring
+        .keys()
+        .iter()
+        .find(|entry| entry.key.kid() == kid)
+        .and_then(|entry| entry.activate_at)
+        .unwrap_or(started)
+        .max(started.min(now));
+    let reloads = |source, totals: ReloadTotals| Reloads {
+        source,
+        swapped: totals.swapped,
+        unchanged: totals.unchanged,
+        failed: totals.failed,
+    };
+    Live {
+        signing_kid: kid.to_owned(),
+        signing_key_age_seconds: now.saturating_sub(activated),
+        published_keys: snapshot.published_kids.len(),
+        ring_keys: ring.keys().len(),
+        reloads: vec![
+            reloads("keys", keys.reloads()),
+            reloads("clients", clients.reloads()),
+        ],
     }
 }

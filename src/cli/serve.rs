@@ -1,0 +1,46 @@
+//! `serve`: read the configuration, start logging, build the [`Service`],
+//! log its fingerprint and serve until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use super::fail;
+use crate::app::Service;
+use crate::config::Config;
+use crate::http::server::shutdown_signal;
+use crate::telemetry;
+
+/// Runs the service in the foreground; exit 0 after a clean drain.
+pub fn run() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return fail(format_args!("invalid configuration: {err}")),
+    };
+    // Held to the end of `run`: dropping it flushes every pending line.
+    let _log_writer = telemetry::init(&config.logging.filter, config.logging.format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format_args!("cannot start the async runtime: {err}")),
+    };
+    runtime.block_on(async move {
+        // Installs the signal handlers now, before the port opens.
+        let shutdown = shutdown_signal();
+        let service = match Service::build(config).await {
+            Ok(service) => service,
+            Err(err) => return fail(format_args!("{err}")),
+        };
+        service.fingerprint().log();
+        match service.run_until(shutdown).await {
+            Ok(()) => {
+                tracing::info!("all in-flight requests finished; exiting");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                tracing::error!("{err}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,178 @@
+//! The live client list: loaded from the configuration, swapped whole on
+//! reload, read by every mint with one atomic load.
+//!
+//! Reloading goes through [`crate::reload`], the same mechanism as the key
+//! ring's: an unchanged file is skipped, a broken one keeps the list in
+//! force, and every attempt is counted.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::list::{Client, ClientList, ClientsError};
+use crate::config::{Config, KeyMaterial, vars};
+use crate::reload::{ReloadOutcome, ReloadTotals, Reloader, Source, UnreadableFile, read_file};
+
+/// A client list that could not be loaded; names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadClientsError {
+    /// The list is unusable.
+    #[error("{variable} {source}")]
+    Invalid {
+        /// The variable naming the source.
+        variable: &'static str,
+        /// What is wrong.
+        source: ClientsError,
+    },
+    /// The file cannot be read.
+    #[error(transparent)]
+    Unreadable(#[from] UnreadableFile),
+}
+
+/// The live client list.
+pub struct ClientStore {
+    list: ArcSwap<Option<ClientList>>,
+    reloader: Reloader,
+}
+
+impl fmt::Debug for ClientStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientStore")
+            .field("source", self.reloader.source())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientStore {
+    /// Loads the list the configuration names (or none).
+    pub(crate) fn from_config(config: &Config) -> Result<Self, LoadClientsError> {
+        let (list, source, text) = match (&config.clients.inline, &config.clients.file) {
+            (Some(json), _) => (
+                Some(parse_named(json, vars::CLIENTS_JSON)?),
+                Source::Inline,
+                None,
+            ),
+            (None, Some(path)) => {
+                let text = read_file(vars::CLIENTS_FILE, path)?;
+                (
+                    Some(parse_named(
+                        &KeyMaterial::new(text.clone()),
+                        vars::CLIENTS_FILE,
+                    )?),
+                    Source::File(path.clone()),
+                    Some(text),
+                )
+            }
+            (None, None) => (None, Source::Unset, None),
+        };
+        Ok(ClientStore {
+            list: ArcSwap::from_pointee(list),
+            reloader: Reloader::new(source, vars::CLIENTS_FILE, text),
+        })
+    }
+
+    /// The list in force; `None` when authentication is off.
+    pub(crate) fn current(&self) -> Arc<Option<ClientList>> {
+        self.list.load_full()
+    }
+
+    /// Where the list comes from.
+    pub(crate) fn source(&self) -> &Source {
+        self.reloader.source()
+    }
+
+    /// The names of the clients in force, in list order (none when off).
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.current()
+            .as_ref()
+            .as_ref()
+            .map(|list| {
+                list.clients()
+                    .iter()
+                    .map(|client| client.name().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Reload attempts so far, by result.
+    pub(crate) fn reloads(&self) -> ReloadTotals {
+        self.reloader.totals()
+    }
+
+    /// Re-reads the client file; keeps the current list if the new one is
+    /// unusable.
+    pub(crate) fn reload(&self) -> Result<ReloadOutcome, LoadClientsError> {
+        self.reloader.reload(|path, text| {
+            let list = parse_named(&KeyMaterial::new(text.to_owned()), vars::CLIENTS_FILE)?;
+            let names: Vec<&str> = list.clients().iter().map(Client::name).collect();
+            tracing::info!(clients = %names.join(","), "client list reloaded from {}", path.display());
+            self.list.store(Arc::new(Some(list)));
+            Ok(())
+        })
+    }
+}
+
+fn parse_named(text: &KeyMaterial, variable: &'static str) -> Result<ClientList, LoadClientsError> {
+    ClientList::parse(text.expose())
+        .map_err(|source| LoadClientsError::Invalid { variable, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::secret_digest_hex;
+    use serde_json::json;
+
+    #[test]
+    fn reloading_a_client_file_swaps_good_lists_and_keeps_bad_ones_out() {
+        let dir = std::env::temp_dir().join(format!("macp-clients-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clients.json");
+        let entry = |name: &str, secret: &str| json!({"name": name, "secret_sha256": secret_digest_hex(secret), "senders": ["*"]});
+        std::fs::write(&path, json!([entry("a", "one")]).to_string()).unwrap();
+        let config = {
+            let mut config = Config::default();
+            config.clients.file = Some(path.clone());
+            config
+        };
+        let store = ClientStore::from_config(&config).unwrap();
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::Unchanged);
+        std::fs::write(
+            &path,
+            json!([entry("a", "one"), entry("b", "two")]).to_string(),
+        )
+        .unwrap();
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::Swapped);
+        assert_eq!(store.names(), ["a", "b"]);
+        std::fs::write(&path, "[").unwrap();
+        let err = store.reload().unwrap_err().to_string();
+        assert!(
+            err.starts_with("MACP_AUTH_CLIENTS_FILE must be a JSON array"),
+            "{err}"
+        );
+        assert_eq!(store.names(), ["a", "b"], "kept");
+        std::fs::remove_file(&path).unwrap();
+        let err = store.reload().unwrap_err();
+        assert!(matches!(err, LoadClientsError::Unreadable(_)), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "MACP_AUTH_CLIENTS_FILE names {path:?}, which cannot be read: "
+            )),
+            "{err}"
+        );
+        let totals = store.reloads();
+        assert_eq!((totals.swapped, totals.unchanged, totals.failed), (1, 1, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_a_file_there_is_nothing_to_reload() {
+        let store = ClientStore::from_config(&Config::default()).unwrap();
+        assert_eq!(store.source(), &Source::Unset);
+        assert!(store.current().is_none());
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::NotReloadable);
+        assert_eq!(store.reloads(), ReloadTotals::default());
+    }
+}

@@ -1,0 +1,326 @@
+//! `POST /tokens`: the mint decision, in order, and its audit record.
+//!
+//! Credentials (401), rate limit (429), content type (415), body (413, 400),
+//! sender policy (403), then signing. Validation and claim building live in
+//! `mint`, the private-key work in the signing pool, so the async worker only
+//! does microseconds of work per request.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::audit::{self, Caller, Issued, Outcome};
+use crate::clients::{Client, ClientList};
+use crate::http::error::{ApiError, MAX_BODY_BYTES};
+use crate::http::state::AppState;
+use crate::metrics::ClientLabels;
+use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
+use crate::ratelimit::{peer_bucket, retry_after_seconds};
+
+#[derive(Serialize)]
+struct MintResponse<'a> {
+    token: String,
+    sender: &'a str,
+    expires_in_seconds: u64,
+}
+
+/// What is known about a mint request so far, for the audit record of a
+/// refusal.
+#[derive(Default)]
+struct Attempt {
+    client: Option<String>,
+    sender: Option<String>,
+    requested_ttl: Option<f64>,
+}
+
+pub(crate) async fn mint(
+    State(state): State<AppState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let peer = connect.map(|Extension(ConnectInfo(peer))| peer);
+    let mut attempt = Attempt::default();
+    match issue(&state, peer, &headers, body, &mut attempt).await {
+        Ok(response) => response,
+        Err(error) => {
+            let outcome = outcome_of(&error);
+            let client = attempt.client.as_deref();
+            audit::denied(
+                outcome,
+                Caller { client, peer },
+                attempt.sender.as_deref(),
+                attempt.requested_ttl,
+                &error.to_string(),
+                state.clock().now(),
+            );
+            let metrics = state.metrics();
+            metrics.mint(outcome.as_str(), client);
+            match outcome {
+                Outcome::RateLimited => {
+                    metrics
+                        .rate_limited
+                        .get_or_create(&ClientLabels {
+                            client: client.unwrap_or("-").to_owned(),
+                        })
+                        .inc();
+                }
+                Outcome::Overloaded => {
+                    metrics.shed.inc();
+                }
+                _ => {}
+            }
+            error.into_response()
+        }
+    }
+}
+
+fn outcome_of(error: &ApiError) -> Outcome {
+    match error {
+        ApiError::MissingCredentials | ApiError::UnknownCredentials => Outcome::Unauthenticated,
+        ApiError::SenderNotAllowed { .. } => Outcome::Forbidden,
+        ApiError::RateLimited { .. } => Outcome::RateLimited,
+        ApiError::Overloaded => Outcome::Overloaded,
+        ApiError::Internal(_) => Outcome::Failed,
+        _ => Outcome::Invalid,
+    }
+}
+
+/// The mint decision, in order: credentials (401), rate limit (429),
+/// content type (415), body (413, 400), sender policy (403), then signing.
+async fn issue(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    body: Body,
+    attempt: &mut Attempt,
+) -> Result<Response, ApiError> {
+    let clients = state.clients().current();
+    let client = authenticate(clients.as_ref().as_ref(), headers)?;
+    attempt.client = client.map(|client| client.name().to_owned());
+    check_rate_limit(state, client, peer)?;
+    let body = read_body(headers, body).await?;
+    let request = parse_request(&body)?;
+    attempt.sender = Some(request.sender.clone());
+    attempt.requested_ttl = request.ttl_seconds;
+
+    let config = state.config();
+    if let Some(client) = client
+        && !client.may_mint_for(&request.sender)
+    {
+        return Err(ApiError::SenderNotAllowed {
+            client: client.name().to_owned(),
+            allowed: client.senders().join(", "),
+        });
+    }
+    let max_ttl = client
+        .and_then(|client| client.max_ttl_seconds())
+        .map_or(config.tokens.max_ttl_seconds, |ceiling| {
+            ceiling.min(config.tokens.max_ttl_seconds)
+        });
+    let key = state.keys().current().signing.clone();
+    let ttl = effective_ttl(
+        request.ttl_seconds,
+        config.tokens.default_ttl_seconds,
+        max_ttl,
+    );
+    let iat = state.clock().now();
+    let jti = new_jti()?;
+    let claims = Claims {
+        macp_scopes: &request.scopes,
+        iat,
+        exp: iat + ttl,
+        iss: &config.tokens.issuer,
+        aud: &config.tokens.audience,
+        sub: &request.sender,
+        jti: &jti,
+    };
+    let input = signing_input(key.header_b64(), &claims)?;
+    let (input, signature) = state.signer().sign(key.clone(), input).await?;
+    let token = compact_jws(input, &signature);
+
+    audit::issued(&Issued {
+        caller: Caller {
+            client: client.map(Client::name),
+            peer,
+        },
+        sender: &request.sender,
+        requested_ttl: request.ttl_seconds,
+        effective_ttl: ttl,
+        kid: key.kid(),
+        jti: &jti,
+        scopes: &request.scopes,
+        iat,
+    });
+    state
+        .metrics()
+        .mint(Outcome::Issued.as_str(), client.map(Client::name));
+    Ok(Json(MintResponse {
+        token,
+        sender: &request.sender,
+        expires_in_seconds: ttl,
+    })
+    .into_response())
+}
+
+/// The client the request's credentials name, when a client list is
+/// configured (`None` when minting is unauthenticated).
+fn authenticate<'a>(
+    clients: Option<&'a ClientList>,
+    headers: &HeaderMap,
+) -> Result<Option<&'a Client>, ApiError> {
+    let Some(list) = clients else {
+        return Ok(None);
+    };
+    let secret = bearer_token(headers).ok_or(ApiError::MissingCredentials)?;
+    let client = list
+        .authenticate(secret)
+        .ok_or(ApiError::UnknownCredentials)?;
+    Ok(Some(client))
+}
+
+/// Takes one mint from the caller's bucket: the client's, or the peer
+/// address's when minting is unauthenticated.
+fn check_rate_limit(
+    state: &AppState,
+    client: Option<&Client>,
+    peer: Option<SocketAddr>,
+) -> Result<(), ApiError> {
+    let Some(limiter) = state.rate_limiter() else {
+        return Ok(());
+    };
+    let key = match (client, peer) {
+        (Some(client), _) => format!("client:{}", client.name()),
+        (None, Some(peer)) => format!("peer:{}", peer_bucket(peer.ip())),
+        (None, None) => "peer:unknown".to_owned(),
+    };
+    limiter.check(&key).map_err(|wait| ApiError::RateLimited {
+        retry_after: retry_after_seconds(wait),
+    })
+}
+
+/// The body of a JSON request, read in full within the size limit. Runs
+/// only after credentials and the rate limit have passed, so an
+/// unauthenticated caller never gets its body read (nor a `100 Continue`),
+/// and a declared length over the limit is refused before any byte is read.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    if !is_json_content_type(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if !only_chunked(headers) {
+        return Err(ApiError::UnsupportedTransferEncoding);
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|err| {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge
+            } else {
+                // The body could not be read in full (the client went away or
+                // sent a broken chunked body): it is no valid JSON either.
+                ApiError::InvalidJson
+            }
+        })
+}
+
+/// Whether every `Transfer-Encoding` coding is `chunked` (or there is none).
+/// hyper removes `chunked` framing but no compression, so a gzip body would
+/// reach the JSON parser still compressed.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The credentials of `Authorization: Bearer <secret>` (scheme
+/// case-insensitive, as RFC 9110 says).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
+}
+
+/// `application/json` or any `application/*+json`, parameters ignored.
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", "json")) => true,
+        Some(("application", subtype)) => subtype.ends_with("+json"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        let cases = [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("abc", None),
+        ];
+        for (value, expected) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            assert_eq!(bearer_token(&headers), expected, "{value:?}");
+        }
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let cases = [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/vnd.api+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("text/json", false),
+            ("application/jsonp", false),
+            ("", false),
+        ];
+        for (value, expected) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            assert_eq!(is_json_content_type(&headers), expected, "{value:?}");
+        }
+        assert!(!is_json_content_type(&HeaderMap::new()));
+    }
+}

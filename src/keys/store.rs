@@ -1,0 +1,302 @@
+//! The live key ring: what requests read, what reloads replace, and what
+//! logs each activation, supersession and retirement.
+//!
+//! Requests get an immutable [`Snapshot`] (signing key, JWKS bytes, ETag,
+//! cache lifetime) through one atomic load. A snapshot is valid until the
+//! ring's next scheduled change; the first request after that instant, or the
+//! maintenance task woken for it, computes the next one. A reload swaps in a
+//! new ring only after it has been parsed and validated in full, so a broken
+//! secret never interrupts minting and never falls back to an ephemeral key.
+//!
+//! Every refresh and reload works out its transition [`Notice`]s as values,
+//! logs them here (so the log lines keep this module as their target) and
+//! returns them, so tests check what happened without reading log text.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::clock::{Clock, rfc3339};
+use crate::config::{Config, vars};
+use crate::keys::notices::{self, Notice};
+use crate::keys::ring::{KeyRing, RingError};
+use crate::keys::snapshot::Snapshot;
+use crate::keys::{KeySource, SigningKey};
+use crate::reload::{ReloadOutcome, ReloadTotals, Reloader, Source, UnreadableFile, read_file};
+
+#[cfg(test)]
+mod tests;
+
+/// A key source that cannot be used: names the variable, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadKeyError {
+    /// The pinned key source is unusable.
+    #[error("{variable} {source}")]
+    Ring {
+        /// The variable naming the source.
+        variable: &'static str,
+        /// What is wrong with it.
+        source: RingError,
+    },
+    /// The key file cannot be read.
+    #[error(transparent)]
+    Unreadable(#[from] UnreadableFile),
+    /// An ephemeral key could not be generated.
+    #[error("ephemeral signing key: {0}")]
+    Ephemeral(crate::keys::KeyError),
+}
+
+/// Reads and validates the ring the configuration names, as of `now`.
+pub fn load_ring(config: &Config, now: u64) -> Result<(KeyRing, Source), LoadKeyError> {
+    let (ring, source, variable) = if let Some(material) = &config.keys.inline {
+        (
+            KeyRing::parse(config.keys.alg, material.expose(), KeySource::Env),
+            Source::Inline,
+            vars::SIGNING_KEY_JSON,
+        )
+    } else if let Some(path) = &config.keys.file {
+        let text = read_file(vars::SIGNING_KEY_FILE, path)?;
+        (
+            KeyRing::parse(config.keys.alg, &text, KeySource::File),
+            Source::File(path.clone()),
+            vars::SIGNING_KEY_FILE,
+        )
+    } else {
+        let key = SigningKey::generate(config.keys.alg).map_err(LoadKeyError::Ephemeral)?;
+        return Ok((KeyRing::single(key), Source::Unset));
+    };
+    let ring = ring
+        .and_then(|ring| {
+            ring.validate(now, config.tokens.max_ttl_seconds)
+                .map(|()| ring)
+        })
+        .map_err(|source| LoadKeyError::Ring { variable, source })?;
+    Ok((ring, source))
+}
+
+/// Settings the store needs from the configuration.
+#[derive(Debug, Clone)]
+struct Settings {
+    alg: crate::keys::SigningAlg,
+    max_ttl: u64,
+    prepublish: u64,
+}
+
+/// The live key ring.
+pub struct KeyStore {
+    ring: ArcSwap<KeyRing>,
+    snapshot: ArcSwap<Snapshot>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    /// When this process first saw each key (by thumbprint of its public
+    /// JWK), to judge whether a key was published long enough before it signs.
+    first_seen: Mutex<HashMap<String, u64>>,
+    refresh: Mutex<()>,
+    reloader: Reloader,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("source", self.reloader.source())
+            .field("published", &self.snapshot.load().published_kids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    /// A store over `ring`, read from `source`, judged by `clock`.
+    pub fn new(config: &Config, ring: KeyRing, source: Source, clock: Arc<dyn Clock>) -> Self {
+        Self::open(config, ring, source, clock).0
+    }
+
+    /// [`KeyStore::new`], with the notices (short pre-publication) that
+    /// opening the ring gave rise to, already logged.
+    pub(crate) fn open(
+        config: &Config,
+        ring: KeyRing,
+        source: Source,
+        clock: Arc<dyn Clock>,
+    ) -> (Self, Vec<Notice>) {
+        let settings = Settings {
+            alg: config.keys.alg,
+            max_ttl: config.tokens.max_ttl_seconds,
+            prepublish: config.keys.prepublish_seconds,
+        };
+        let now = clock.now();
+        let snapshot =
+            Snapshot::of(&ring, now, settings.max_ttl).expect("a validated ring has a signing key");
+        let loaded_text = match &source {
+            Source::File(path) => std::fs::read_to_string(path).ok(),
+            _ => None,
+        };
+        let mut first_seen = HashMap::new();
+        let notices = notices::arrivals(
+            &ring,
+            None,
+            &mut first_seen,
+            now,
+            settings.max_ttl,
+            settings.prepublish,
+        );
+        notices.iter().for_each(log);
+        let store = KeyStore {
+            ring: ArcSwap::from_pointee(ring),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            clock,
+            settings,
+            first_seen: Mutex::new(first_seen),
+            refresh: Mutex::new(()),
+            reloader: Reloader::new(source, vars::SIGNING_KEY_FILE, loaded_text),
+        };
+        (store, notices)
+    }
+
+    /// A store over one key that has always been active.
+    pub fn single(config: &Config, key: SigningKey, clock: Arc<dyn Clock>) -> Self {
+        let source = match key.source() {
+            KeySource::Ephemeral => Source::Unset,
+            _ => Source::Inline,
+        };
+        Self::new(config, KeyRing::single(key), source, clock)
+    }
+
+    /// The snapshot for the current instant.
+    pub(crate) fn current(&self) -> Arc<Snapshot> {
+        let snapshot = self.snapshot.load_full();
+        if self.clock.now() < snapshot.valid_until {
+            return snapshot;
+        }
+        self.refresh().0
+    }
+
+    /// Recomputes the snapshot for the current instant; logs and returns
+    /// what changed (nothing when the snapshot is still valid).
+    pub(crate) fn refresh(&self) -> (Arc<Snapshot>, Vec<Notice>) {
+        let _guard = self
+            .refresh
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let now = self.clock.now();
+        let previous = self.snapshot.load_full();
+        if now < previous.valid_until {
+            // Another caller refreshed while this one waited.
+            return (previous, Vec::new());
+        }
+        let ring = self.ring.load_full();
+        match Snapshot::of(&ring, now, self.settings.max_ttl) {
+            Some(next) => {
+                let notices = notices::transitions(&ring, &previous, &next, now);
+                notices.iter().for_each(log);
+                let next = Arc::new(next);
+                self.snapshot.store(next.clone());
+                (next, notices)
+            }
+            None => (previous, Vec::new()),
+        }
+    }
+
+    /// The ring in force.
+    pub(crate) fn ring(&self) -> Arc<KeyRing> {
+        self.ring.load_full()
+    }
+
+    /// Where the ring comes from.
+    pub(crate) fn source(&self) -> &Source {
+        self.reloader.source()
+    }
+
+    /// The instant the ring next changes what it signs with or publishes.
+    pub(crate) fn next_change(&self) -> Option<u64> {
+        self.ring
+            .load()
+            .schedule(self.clock.now(), self.settings.max_ttl)
+            .next_change()
+    }
+
+    /// Reload attempts so far, by result.
+    pub(crate) fn reloads(&self) -> ReloadTotals {
+        self.reloader.totals()
+    }
+
+    /// Re-reads the key file and swaps in its ring if it parses and
+    /// validates; otherwise keeps the current ring and reports why. Returns
+    /// the notices the swap gave rise to, already logged.
+    pub fn reload(&self) -> Result<(ReloadOutcome, Vec<Notice>), LoadKeyError> {
+        let mut notices = Vec::new();
+        let outcome = self.reloader.reload(|path, text| {
+            notices = self.swap_in(path, text)?;
+            Ok::<(), LoadKeyError>(())
+        })?;
+        Ok((outcome, notices))
+    }
+
+    fn swap_in(&self, path: &Path, text: &str) -> Result<Vec<Notice>, LoadKeyError> {
+        let now = self.clock.now();
+        let max_ttl = self.settings.max_ttl;
+        let ring = KeyRing::parse(self.settings.alg, text, KeySource::File)
+            .and_then(|ring| ring.validate(now, max_ttl).map(|()| ring))
+            .map_err(|source| LoadKeyError::Ring {
+                variable: vars::SIGNING_KEY_FILE,
+                source,
+            })?;
+        let previous = self.ring.load_full();
+        let mut notices = {
+            let mut first_seen = self
+                .first_seen
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let window = self.settings.prepublish;
+            notices::arrivals(
+                &ring,
+                Some(&previous),
+                &mut first_seen,
+                now,
+                max_ttl,
+                window,
+            )
+        };
+        notices.extend(notices::removals(&ring, &previous, now, max_ttl));
+        let ring = Arc::new(ring);
+        self.ring.store(ring.clone());
+        // Force a recomputation against the new ring.
+        let _guard = self
+            .refresh
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let before = self.snapshot.load_full();
+        if let Some(next) = Snapshot::of(&ring, now, max_ttl) {
+            notices.extend(notices::transitions(&ring, &before, &next, now));
+            self.snapshot.store(Arc::new(next));
+        }
+        notices.iter().for_each(log);
+        tracing::info!(
+            keys = %self.snapshot.load().published_kids.join(","),
+            "key ring reloaded from {}",
+            path.display()
+        );
+        Ok(notices)
+    }
+}
+
+/// Logs one notice with today's wording and fields. Lives here, not in
+/// `notices`, so the lines keep `keys::store` as their target.
+fn log(notice: &Notice) {
+    let kid = notice.kid();
+    match notice {
+        Notice::Activated { at, .. }
+        | Notice::Superseded { at, .. }
+        | Notice::Retired { at, .. } => {
+            tracing::info!(kid, at = %rfc3339(*at), "{notice}");
+        }
+        Notice::ShortPrepublication { activate_at, .. } => {
+            tracing::warn!(kid, activate_at = %rfc3339(*activate_at), "{notice}");
+        }
+        Notice::EmergencyRotation { .. } | Notice::RemovedWhilePublished { .. } => {
+            tracing::warn!(kid, "{notice}");
+        }
+    }
+}
