@@ -31,6 +31,8 @@ pub enum Outcome {
     Invalid,
     /// The signing queue was full (503).
     Overloaded,
+    /// The external key store failed or timed out (503).
+    BackendUnavailable,
     /// A server-side failure (500).
     Failed,
 }
@@ -45,6 +47,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::Invalid => "invalid",
             Outcome::Overloaded => "overloaded",
+            Outcome::BackendUnavailable => "backend_unavailable",
             Outcome::Failed => "failed",
         }
     }

@@ -13,6 +13,7 @@
 //! in a range, URLs, socket addresses, inline-or-file sources), so every
 //! variable's rule is one line and every message has the same shape.
 
+mod custody;
 mod reader;
 mod sections;
 
@@ -20,6 +21,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
+pub use custody::{CustodySettings, DEFAULT_SIGNING_TIMEOUT};
 pub use sections::{
     ClientSettings, KeySettings, LimitSettings, ListenSettings, LogFormat, LoggingSettings,
     RateLimit, TokenSettings,
@@ -51,6 +53,10 @@ pub(crate) mod vars {
     pub const HEADER_READ_TIMEOUT: &str = "MACP_AUTH_HEADER_READ_TIMEOUT_SECONDS";
     pub const MAX_CONNECTIONS: &str = "MACP_AUTH_MAX_CONNECTIONS";
     pub const RUST_LOG: &str = "RUST_LOG";
+    pub const PKCS11_MODULE: &str = "MACP_AUTH_PKCS11_MODULE";
+    pub const PKCS11_PIN: &str = "MACP_AUTH_PKCS11_PIN";
+    pub const PKCS11_PIN_FILE: &str = "MACP_AUTH_PKCS11_PIN_FILE";
+    pub const SIGNING_TIMEOUT_MS: &str = "MACP_AUTH_SIGNING_TIMEOUT_MS";
 }
 
 /// Largest TTL any setting may name: about 136 years. Anything above it is a

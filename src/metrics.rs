@@ -62,7 +62,7 @@ pub(crate) struct Reloads {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct MintLabels {
     /// `issued`, `unauthenticated`, `forbidden`, `rate_limited`, `invalid`,
-    /// `overloaded` or `failed`.
+    /// `overloaded`, `backend_unavailable` or `failed`.
     pub(crate) outcome: &'static str,
     /// The client's name, or `-` when unauthenticated.
     pub(crate) client: String,
@@ -86,6 +86,41 @@ pub(crate) struct RouteLabels {
     pub(crate) status: u16,
 }
 
+/// Labels of one signature through an external key store.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BackendCallLabels {
+    /// `pkcs11` or `aws_kms`.
+    pub(crate) backend: &'static str,
+    /// `ok`, `error` or `timeout`.
+    pub(crate) outcome: &'static str,
+}
+
+/// The store label alone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BackendLabels {
+    /// `pkcs11` or `aws_kms`.
+    pub(crate) backend: &'static str,
+}
+
+/// Signatures through external key stores, by store: updated by the
+/// signing pool, registered here. Clones share the same series.
+#[derive(Clone, Debug)]
+pub(crate) struct BackendMetrics {
+    /// Signatures by store and outcome.
+    pub(crate) calls: Family<BackendCallLabels, Counter>,
+    /// Latency of each signature (queueing included), by store.
+    pub(crate) durations: Family<BackendLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for BackendMetrics {
+    fn default() -> Self {
+        BackendMetrics {
+            calls: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
 /// The service's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -105,7 +140,11 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric; `signing` is the signing pool's histogram,
     /// `live` reads the values that live elsewhere, at each scrape.
-    pub(crate) fn new(signing: Histogram, live: impl Fn() -> Live + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(
+        signing: Histogram,
+        backends: BackendMetrics,
+        live: impl Fn() -> Live + Send + Sync + 'static,
+    ) -> Self {
         let mut registry = Registry::with_prefix("macp_auth");
         let mint_requests = Family::<MintLabels, Counter>::default();
         registry.register(
@@ -129,6 +168,16 @@ impl Metrics {
             "signing_duration_seconds",
             "Time spent computing one signature",
             signing,
+        );
+        registry.register(
+            "backend_signatures",
+            "Signatures through an external key store (pkcs11, aws_kms), by store and outcome (ok, error, timeout)",
+            backends.calls,
+        );
+        registry.register(
+            "backend_signing_duration_seconds",
+            "Time for one signature through an external key store, by store",
+            backends.durations,
         );
         let request_duration: Family<RouteLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);

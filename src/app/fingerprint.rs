@@ -60,6 +60,11 @@ pub struct KeyLine {
     pub activate_at: Option<u64>,
     /// When it leaves (or left) the JWKS, if superseded.
     pub retire_at: Option<u64>,
+    /// Where its private key lives: `in-process`, or the external store
+    /// and the key's reference (never a PIN).
+    pub custody: String,
+    /// Whether an external store holds it.
+    pub external: bool,
 }
 
 /// Who may mint, as the fingerprint shows it.
@@ -118,6 +123,8 @@ impl Fingerprint {
                 status: ring.status(index, now, max_ttl),
                 activate_at: entry.activate_at,
                 retire_at: ring.retirement(index, max_ttl),
+                custody: entry.key.custody(),
+                external: entry.key.backend().is_some(),
             })
             .collect();
         let source = match source {
@@ -258,6 +265,9 @@ impl Fingerprint {
                 }
             }
         }
+        for key in self.keys.iter().filter(|key| key.external) {
+            tracing::info!("key {} is held by {}", key.kid, key.custody);
+        }
         tracing::info!("JWKS: {}{JWKS_PATH}", self.base_url);
         tracing::info!("Mint: POST {}{TOKENS_PATH}", self.base_url);
         self.log_findings(FindingKind::EphemeralKey);
@@ -366,5 +376,6 @@ fn key_detail(key: &KeyLine) -> String {
         };
         let _ = write!(detail, ", {verb} {}", rfc3339(retire_at));
     }
+    let _ = write!(detail, ", {}", key.custody);
     detail
 }

@@ -87,8 +87,10 @@ pub struct KeygenArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Add the private JWK on standard input (e.g. from `keygen`) to a ring
-    /// file, creating the file if needed
+    /// Add the private JWK on standard input (e.g. from `keygen`), or a
+    /// member naming a key in a PKCS#11 token or AWS KMS ({"pkcs11": ...} or
+    /// {"aws_kms": ...}, checked against its store first), to a ring file,
+    /// creating the file if needed
     Add {
         /// The ring file (JSON: {"keys": [...]}), written atomically, mode 0600.
         #[arg(long)]

@@ -1,5 +1,6 @@
 //! `keys add` and `keys prune`: edit a ring file safely. Every write is
-//! validated as a whole ring first and lands atomically, mode 0600.
+//! validated as a whole ring first (keys in external stores are reached and
+//! probed, as a load would) and lands atomically, mode 0600.
 
 use std::io::{Read, Write as _};
 use std::path::Path;
@@ -10,20 +11,47 @@ use serde_json::{Map, Value};
 use super::args::KeysCommand;
 use super::{CommandError, fail};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, CustodySettings};
+use crate::keys::backend::{describe_reference, named_backend};
 use crate::keys::ring::{ACTIVATE_AT, KeyRing, KeyStatus, RingError, ring_document};
-use crate::keys::{KeySource, SigningAlg, parse_jwk_object, public_jwk_from_private};
+use crate::keys::{
+    Backends, KeySource, SigningAlg, SigningKey, parse_jwk_object, public_jwk_from_private,
+};
 
-/// Adds the private JWK `new_key` to the ring file at `path` (created if
-/// absent) and returns the ring's kids. Refuses a key whose kid or key
-/// material is already in the ring, and a result that would not load.
-pub fn keys_add(path: &Path, new_key: &str) -> Result<Vec<String>, CommandError> {
+/// Adds `new_key` to the ring file at `path` (created if absent) and
+/// returns the ring's kids. `new_key` is a private JWK, or a member naming a
+/// key in an external store (`pkcs11`, `aws_kms`), which is opened through
+/// `backends` first, so a reference that does not reach its store is never
+/// written. Refuses a key whose kid, key material or reference is already in
+/// the ring, and a result that would not load.
+pub fn keys_add(
+    path: &Path,
+    new_key: &str,
+    backends: &Backends,
+) -> Result<Vec<String>, CommandError> {
     let new_key = parse_jwk_object(new_key.trim())?;
-    let new_public = public_jwk_from_private(&Value::Object(new_key.clone()).to_string())?;
     let mut keys = match std::fs::read_to_string(path) {
         Ok(text) => ring_document(&text)?,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(err) => return Err(io_error(path, &err)),
+    };
+    let new_public = match named_backend(&new_key)? {
+        None => public_jwk_from_private(&Value::Object(new_key.clone()).to_string())?,
+        Some((backend, reference)) => {
+            if keys
+                .iter()
+                .any(|existing| existing.get(backend.as_str()) == new_key.get(backend.as_str()))
+            {
+                return Err(CommandError::Usage(format!(
+                    "the ring already holds the {backend} key {}",
+                    describe_reference(backend, reference)
+                )));
+            }
+            let alg = ring_alg(std::slice::from_ref(&new_key)).or_else(|_| ring_alg(&keys))?;
+            SigningKey::from_member(alg, &new_key, KeySource::File, backends)?
+                .public_jwk()
+                .clone()
+        }
     };
     let same_material = |existing: &Map<String, Value>| {
         ["n", "e", "x", "y"]
@@ -52,17 +80,22 @@ pub fn keys_add(path: &Path, new_key: &str) -> Result<Vec<String>, CommandError>
         ));
     }
     keys.push(new_key);
-    let kids = write_ring(path, keys)?;
+    let kids = write_ring(path, keys, backends)?;
     Ok(kids)
 }
 
 /// Drops from the ring file at `path` every key retired at `now` (every
 /// token it signed has expired, given `max_ttl`) and returns the dropped kids.
-pub fn keys_prune(path: &Path, now: u64, max_ttl: u64) -> Result<Vec<String>, CommandError> {
+pub fn keys_prune(
+    path: &Path,
+    now: u64,
+    max_ttl: u64,
+    backends: &Backends,
+) -> Result<Vec<String>, CommandError> {
     let text = std::fs::read_to_string(path).map_err(|err| io_error(path, &err))?;
     let keys = ring_document(&text)?;
     let alg = ring_alg(&keys)?;
-    let ring = KeyRing::parse(alg, &text, KeySource::File)?;
+    let ring = KeyRing::parse_with(alg, &text, KeySource::File, Some(backends))?;
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for (index, jwk) in keys.into_iter().enumerate() {
@@ -73,35 +106,48 @@ pub fn keys_prune(path: &Path, now: u64, max_ttl: u64) -> Result<Vec<String>, Co
         }
     }
     if !dropped.is_empty() {
-        write_ring(path, kept)?;
+        write_ring(path, kept, backends)?;
     }
     Ok(dropped)
 }
 
-/// The algorithm of a ring's keys: the first key's `alg`, or its `kty`.
+/// The algorithm of a ring's keys: the first key's `alg`, or its `kty`
+/// (a key naming an external store has no `kty`; the next key's counts then).
 fn ring_alg(keys: &[Map<String, Value>]) -> Result<SigningAlg, CommandError> {
-    let first = keys.first().ok_or(RingError::Empty)?;
-    let from_alg = first
-        .get("alg")
-        .and_then(Value::as_str)
-        .and_then(SigningAlg::parse);
-    let from_kty = match first.get("kty").and_then(Value::as_str) {
-        Some("RSA") => Some(SigningAlg::Rs256),
-        Some("EC") => Some(SigningAlg::Es256),
-        _ => None,
+    if keys.is_empty() {
+        return Err(RingError::Empty.into());
+    }
+    let alg_of = |key: &Map<String, Value>| {
+        let from_alg = key
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(SigningAlg::parse);
+        let from_kty = match key.get("kty").and_then(Value::as_str) {
+            Some("RSA") => Some(SigningAlg::Rs256),
+            Some("EC") => Some(SigningAlg::Es256),
+            _ => None,
+        };
+        from_alg.or(from_kty)
     };
-    from_alg.or(from_kty).ok_or_else(|| {
-        CommandError::Usage("the ring's first key names no usable alg or kty".into())
+    keys.iter().find_map(alg_of).ok_or_else(|| {
+        CommandError::Usage(
+            "the ring's keys name no usable alg or kty: give the key an \"alg\" (RS256 or ES256)"
+                .into(),
+        )
     })
 }
 
 /// Validates `keys` as a ring and writes it atomically, readable by the
 /// owner only, as `{"keys": [...]}`.
-fn write_ring(path: &Path, keys: Vec<Map<String, Value>>) -> Result<Vec<String>, CommandError> {
+fn write_ring(
+    path: &Path,
+    keys: Vec<Map<String, Value>>,
+    backends: &Backends,
+) -> Result<Vec<String>, CommandError> {
     let alg = ring_alg(&keys)?;
     let document = serde_json::json!({ "keys": keys });
     let text = serde_json::to_string_pretty(&document).expect("JSON values serialise");
-    let ring = KeyRing::parse(alg, &text, KeySource::File)?;
+    let ring = KeyRing::parse_with(alg, &text, KeySource::File, Some(backends))?;
     let kids = ring
         .keys()
         .iter()
@@ -138,6 +184,14 @@ fn io_error(path: &Path, err: &std::io::Error) -> CommandError {
     }
 }
 
+/// How keys in external stores are reached, from `MACP_AUTH_PKCS11_*` and
+/// `MACP_AUTH_SIGNING_TIMEOUT_MS` alone (the commands need no other setting).
+fn backends_from_env() -> Result<Backends, ExitCode> {
+    CustodySettings::from_env()
+        .map(|settings| Backends::from_settings(&settings))
+        .map_err(|err| fail(format_args!("invalid configuration: {err}")))
+}
+
 /// Runs `keys add` or `keys prune`.
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
@@ -145,10 +199,14 @@ pub fn run(command: KeysCommand) -> ExitCode {
             let mut new_key = String::new();
             if let Err(err) = std::io::stdin().read_to_string(&mut new_key) {
                 return fail(format_args!(
-                    "cannot read a private JWK from standard input: {err}"
+                    "cannot read a private JWK or key reference from standard input: {err}"
                 ));
             }
-            match keys_add(&ring, &new_key) {
+            let backends = match backends_from_env() {
+                Ok(backends) => backends,
+                Err(code) => return code,
+            };
+            match keys_add(&ring, &new_key, &backends) {
                 Ok(kids) => {
                     let noun = if kids.len() == 1 { "key" } else { "keys" };
                     println!(
@@ -173,7 +231,11 @@ pub fn run(command: KeysCommand) -> ExitCode {
                     Err(err) => return fail(format_args!("invalid configuration: {err}")),
                 },
             };
-            match keys_prune(&ring, SystemClock.now(), max_ttl) {
+            let backends = match backends_from_env() {
+                Ok(backends) => backends,
+                Err(code) => return code,
+            };
+            match keys_prune(&ring, SystemClock.now(), max_ttl, &backends) {
                 Ok(dropped) if dropped.is_empty() => {
                     println!("{}: no retired keys", ring.display());
                     ExitCode::SUCCESS

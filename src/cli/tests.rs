@@ -16,7 +16,7 @@ use crate::config::KeyMaterial;
 use crate::keys::SigningKey;
 use crate::keys::ring::{ACTIVATE_AT, KeyRing, ring_document};
 use crate::keys::store::load_ring;
-use crate::keys::{KeySource, SigningAlg};
+use crate::keys::{Backends, KeySource, SigningAlg};
 use crate::reload::Source;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -31,11 +31,13 @@ fn old_and_new_ring(path: &Path, at: &str) {
     keys_add(
         path,
         &keygen(SigningAlg::Es256, Some("old"), 0, None).unwrap(),
+        &Backends::default(),
     )
     .unwrap();
     keys_add(
         path,
         &keygen(SigningAlg::Es256, Some("new"), 0, Some(at)).unwrap(),
+        &Backends::default(),
     )
     .unwrap();
 }
@@ -99,7 +101,7 @@ fn check_config_reports_the_fingerprint_without_private_material() {
     assert_eq!(source, Source::Inline);
     assert_eq!(
         report,
-        "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\nmetrics url: http://localhost:3200/metrics\nminting clients: none (minting is unauthenticated)\nerror: minting is unauthenticated and 0.0.0.0 is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path\n"
+        "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing, in-process\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\nmetrics url: http://localhost:3200/metrics\nminting clients: none (minting is unauthenticated)\nerror: minting is unauthenticated and 0.0.0.0 is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path\n"
     );
     assert!(!report.contains(&d));
 }
@@ -127,11 +129,11 @@ fn the_fingerprint_lists_each_key_with_its_schedule() {
     assert!(report.contains("key source: file\n"), "{report}");
     assert!(report.contains("kid: old\n"), "{report}");
     assert!(
-        report.contains("key old: signing, retires 1970-01-01T01:34:20Z\n"),
+        report.contains("key old: signing, retires 1970-01-01T01:34:20Z, in-process\n"),
         "{report}"
     );
     assert!(
-        report.contains("key new: pending, activates 1970-01-01T00:33:20Z\n"),
+        report.contains("key new: pending, activates 1970-01-01T00:33:20Z, in-process\n"),
         "{report}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -142,16 +144,25 @@ fn keys_add_builds_a_ring_and_refuses_duplicates() {
     let dir = temp_dir("add");
     let path = dir.join("ring.json");
     let first = keygen(SigningAlg::Es256, Some("a"), 0, None).unwrap();
-    assert_eq!(keys_add(&path, &first).unwrap(), ["a"]);
+    assert_eq!(
+        keys_add(&path, &first, &Backends::default()).unwrap(),
+        ["a"]
+    );
     let second = keygen(SigningAlg::Es256, Some("b"), 0, Some("2000000000")).unwrap();
-    assert_eq!(keys_add(&path, &second).unwrap(), ["a", "b"]);
+    assert_eq!(
+        keys_add(&path, &second, &Backends::default()).unwrap(),
+        ["a", "b"]
+    );
     let again = keygen(SigningAlg::Es256, Some("a"), 0, None).unwrap();
     assert!(matches!(
-        keys_add(&path, &again),
+        keys_add(&path, &again, &Backends::default()),
         Err(CommandError::Usage(_))
     ));
     let rsa = keygen(SigningAlg::Rs256, Some("r"), 2048, None).unwrap();
-    assert!(keys_add(&path, &rsa).is_err(), "one algorithm per ring");
+    assert!(
+        keys_add(&path, &rsa, &Backends::default()).is_err(),
+        "one algorithm per ring"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -174,12 +185,15 @@ fn keys_prune_drops_only_retired_keys() {
     let path = dir.join("ring.json");
     old_and_new_ring(&path, "1000");
     assert!(
-        keys_prune(&path, 1000 + 3600 + 59, 3600)
+        keys_prune(&path, 1000 + 3600 + 59, 3600, &Backends::default())
             .unwrap()
             .is_empty(),
         "still published"
     );
-    assert_eq!(keys_prune(&path, 1000 + 3600 + 60, 3600).unwrap(), ["old"]);
+    assert_eq!(
+        keys_prune(&path, 1000 + 3600 + 60, 3600, &Backends::default()).unwrap(),
+        ["old"]
+    );
     let keys = ring_document(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["kid"], "new");

@@ -80,6 +80,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         signer: SigningPool,
     ) -> Result<Self, StartupError> {
+        let signer = signer.with_backend_timeout(config.keys.custody.signing_timeout);
         let clients = Arc::new(ClientStore::from_config(&config)?);
         let limiter = match config.clients.rate_limit {
             None => None,
@@ -88,7 +89,7 @@ impl AppState {
         let metrics = {
             let (keys, clients, clock) = (keys.clone(), clients.clone(), clock.clone());
             let started = clock.now();
-            Metrics::new(signer.durations(), move || {
+            Metrics::new(signer.durations(), signer.backend_metrics(), move || {
                 live_metrics(&keys, &clients, clock.now(), started)
             })
         };

@@ -87,6 +87,7 @@ fn outcome_of(error: &ApiError) -> Outcome {
         ApiError::SenderNotAllowed { .. } => Outcome::Forbidden,
         ApiError::RateLimited { .. } => Outcome::RateLimited,
         ApiError::Overloaded => Outcome::Overloaded,
+        ApiError::BackendUnavailable { .. } => Outcome::BackendUnavailable,
         ApiError::Internal(_) => Outcome::Failed,
         _ => Outcome::Invalid,
     }

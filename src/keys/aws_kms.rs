@@ -25,7 +25,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -34,9 +34,10 @@ use aws_sdk_kms::Client;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyUsageType, MessageType, SigningAlgorithmSpec};
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
-use crate::config::SigningAlg;
+use crate::keys::SigningAlg;
 use crate::keys::custody::{BackendError, PROBE, PublicKey, ecdsa_der_to_jose, sha256};
 
 /// Calls to KMS in flight at once, across every KMS key of the process.
@@ -45,52 +46,79 @@ pub(crate) const MAX_IN_FLIGHT: usize = 64;
 /// The longest reference accepted (KMS's own limit on `KeyId`).
 const MAX_REFERENCE_LEN: usize = 2048;
 
-/// One KMS client per process, with the shared bound and deadline.
+/// How much longer than the call deadline a caller waits for the KMS
+/// runtime to report, so a wedged runtime cannot hold a caller forever.
+const REPORT_GRACE: Duration = Duration::from_millis(250);
+
+/// The process's one KMS client: the SDK client, the bound on calls in
+/// flight, and the small runtime every KMS call runs on.
+///
+/// KMS calls run on their own single-threaded runtime rather than the
+/// service's: whatever the SDK does (DNS, credential refresh, a stalled
+/// connection) happens there, so it can never occupy a worker that serves
+/// `/healthz` or the JWKS; callers only await a handle. It also lets a
+/// load-time check block on KMS from any thread, async or not.
 pub(crate) struct KmsClient {
+    runtime: Runtime,
     client: Client,
     limiter: Semaphore,
-    timeout: Duration,
     has_region: bool,
 }
 
 impl std::fmt::Debug for KmsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The SDK client's own Debug lists its configuration; keep it out.
-        f.debug_struct("KmsClient")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        f.debug_struct("KmsClient").finish_non_exhaustive()
     }
 }
 
 impl KmsClient {
-    /// Builds the client from the SDK's standard configuration chain.
-    /// Loading the chain sends nothing; credentials are fetched on first use.
-    pub(crate) async fn from_env(timeout: Duration, max_in_flight: usize) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        KmsClient {
+    /// The process's client, built on first use from the SDK's standard
+    /// chain. Nothing is sent until a key is opened; the service builds no
+    /// client at all unless a ring member names `aws_kms`.
+    pub(crate) fn shared() -> Result<Arc<KmsClient>, BackendError> {
+        static SHARED: Mutex<Option<Arc<KmsClient>>> = Mutex::new(None);
+        let mut shared = SHARED.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(client) = shared.as_ref() {
+            return Ok(client.clone());
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("macp-kms")
+            .enable_all()
+            .build()
+            .map_err(|err| BackendError::Failed(format!("cannot start the KMS runtime: {err}")))?;
+        let loader = aws_config::defaults(BehaviorVersion::latest()).load();
+        let config = wait(runtime.handle(), loader, Duration::from_secs(60))
+            .ok_or_else(|| BackendError::Failed("the AWS configuration did not load".into()))?;
+        let client = Arc::new(KmsClient {
             has_region: config.region().is_some(),
             client: Client::new(&config),
-            limiter: Semaphore::new(max_in_flight.max(1)),
-            timeout,
-        }
+            limiter: Semaphore::new(MAX_IN_FLIGHT),
+            runtime,
+        });
+        *shared = Some(client.clone());
+        Ok(client)
     }
 
-    /// Runs one KMS call under the process-wide bound and the deadline.
+    /// Runs one KMS call under the process-wide bound and `deadline`
+    /// (queueing for the bound included).
     async fn call<T, E>(
         &self,
         operation: &str,
         reference: &str,
+        deadline: Duration,
         request: impl Future<Output = Result<T, SdkError<E>>>,
     ) -> Result<T, BackendError>
     where
         E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     {
-        let millis = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let millis = millis(deadline);
         let bounded = async {
             let _permit = self.limiter.acquire().await;
             request.await
         };
-        match tokio::time::timeout(self.timeout, bounded).await {
+        match tokio::time::timeout(deadline, bounded).await {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(err)) => Err(sdk_error(operation, reference, millis, &err)),
             Err(_) => Err(BackendError::Timeout { millis }),
@@ -98,33 +126,76 @@ impl KmsClient {
     }
 }
 
+/// Runs `future` on `handle` and blocks the calling thread for its output,
+/// at most `limit`. Works from inside another runtime's worker, where
+/// `block_on` would panic.
+fn wait<T: Send + 'static>(
+    handle: &Handle,
+    future: impl Future<Output = T> + Send + 'static,
+    limit: Duration,
+) -> Option<T> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = sender.send(future.await);
+    });
+    receiver.recv_timeout(limit).ok()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// An asymmetric KMS key, resolved to its ARN, ready to sign.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct KmsKey {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     client: Arc<KmsClient>,
     reference: String,
     key_arn: String,
     alg: SigningAlg,
     public: PublicKey,
+    timeout: Duration,
 }
 
 impl KmsKey {
-    /// Resolves `reference` (key ID, key ARN, `alias/NAME` or alias ARN),
-    /// reads its public key, checks it is a SIGN_VERIFY key that suits `alg`,
-    /// and has KMS sign a probe that must verify with that public key.
-    pub(crate) async fn open(
+    /// [`KmsKey::open`] from any thread, blocking it until KMS answers.
+    pub(crate) fn open_blocking(
         client: Arc<KmsClient>,
         reference: &str,
         alg: SigningAlg,
+        timeout: Duration,
     ) -> Result<Self, BackendError> {
-        check_reference(reference)?;
+        let handle = client.runtime.handle().clone();
+        let open = Self::open(client, reference.to_owned(), alg, timeout);
+        // Two calls (GetPublicKey, the probe's Sign), each under `timeout`.
+        wait(&handle, open, 2 * timeout + REPORT_GRACE).unwrap_or(Err(BackendError::Timeout {
+            millis: millis(2 * timeout),
+        }))
+    }
+
+    /// Resolves `reference` (key ID, key ARN, `alias/NAME` or alias ARN),
+    /// reads its public key, checks it is a SIGN_VERIFY key that suits `alg`,
+    /// and has KMS sign a probe that must verify with that public key.
+    async fn open(
+        client: Arc<KmsClient>,
+        reference: String,
+        alg: SigningAlg,
+        timeout: Duration,
+    ) -> Result<Self, BackendError> {
+        check_reference(&reference)?;
         if !client.has_region {
             return Err(BackendError::BadReference(
                 "no AWS region: set AWS_REGION (or a region in the AWS profile)".into(),
             ));
         }
-        let request = client.client.get_public_key().key_id(reference).send();
-        let output = client.call("GetPublicKey", reference, request).await?;
+        let request = client.client.get_public_key().key_id(&reference).send();
+        let output = client
+            .call("GetPublicKey", &reference, timeout, request)
+            .await?;
         if output.key_usage() != Some(&KeyUsageType::SignVerify) {
             return Err(BackendError::WrongKey(format!(
                 "the KMS key's usage is {}; it must be SIGN_VERIFY",
@@ -145,36 +216,75 @@ impl KmsKey {
                 signing_algorithm(alg).as_str()
             )));
         }
-        let key = KmsKey {
+        let inner = Inner {
+            key_arn: output.key_id().unwrap_or(&reference).to_owned(),
             client,
-            reference: reference.to_owned(),
-            key_arn: output.key_id().unwrap_or(reference).to_owned(),
+            reference,
             alg,
             public,
+            timeout,
         };
-        let signature = key.sign(PROBE).await?;
-        key.public.check_probe(alg, &signature)?;
-        Ok(key)
+        let signature = inner.sign_digest(sha256(PROBE)).await?;
+        inner.public.check_probe(alg, &signature)?;
+        Ok(KmsKey {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The public key KMS returned.
     pub(crate) fn public_key(&self) -> &PublicKey {
-        &self.public
+        &self.inner.public
     }
 
     /// The reference as configured, and the key ARN it resolved to.
     pub(crate) fn description(&self) -> String {
-        if self.reference == self.key_arn {
-            self.reference.clone()
+        let inner = &self.inner;
+        if inner.reference == inner.key_arn {
+            inner.reference.clone()
         } else {
-            format!("{} ({})", self.reference, self.key_arn)
+            format!("{} ({})", inner.reference, inner.key_arn)
         }
     }
 
     /// Signs `message` (the JWS signing input) through KMS: PKCS#1 v1.5 for
-    /// RS256, `r || s` for ES256.
+    /// RS256, `r || s` for ES256. The call runs on the KMS runtime; this
+    /// future only waits for it, at most the deadline.
     pub(crate) async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
         let digest = sha256(message);
+        let inner = self.inner.clone();
+        let task = self
+            .inner
+            .client
+            .runtime
+            .spawn(async move { inner.sign_digest(digest).await });
+        match tokio::time::timeout(self.inner.timeout + REPORT_GRACE, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(BackendError::Failed("the KMS call was aborted".into())),
+            Err(_) => Err(BackendError::Timeout {
+                millis: millis(self.inner.timeout),
+            }),
+        }
+    }
+
+    /// [`KmsKey::sign`], blocking the calling thread.
+    pub(crate) fn sign_blocking(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let digest = sha256(message);
+        let inner = self.inner.clone();
+        let limit = self.inner.timeout + REPORT_GRACE;
+        wait(
+            self.inner.client.runtime.handle(),
+            async move { inner.sign_digest(digest).await },
+            limit,
+        )
+        .unwrap_or(Err(BackendError::Timeout {
+            millis: millis(self.inner.timeout),
+        }))
+    }
+}
+
+impl Inner {
+    /// One `Sign` call with `MessageType: DIGEST`; the signature in JOSE form.
+    async fn sign_digest(&self, digest: [u8; 32]) -> Result<Vec<u8>, BackendError> {
         let request = self
             .client
             .client
@@ -184,7 +294,10 @@ impl KmsKey {
             .message_type(MessageType::Digest)
             .signing_algorithm(signing_algorithm(self.alg))
             .send();
-        let output = self.client.call("Sign", &self.reference, request).await?;
+        let output = self
+            .client
+            .call("Sign", &self.reference, self.timeout, request)
+            .await?;
         let signature = output
             .signature()
             .ok_or_else(|| BackendError::Failed("Sign returned no signature".into()))?

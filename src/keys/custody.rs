@@ -15,6 +15,10 @@
 //! PIN, a PIN file's contents or a credential: the backends build them from
 //! fixed strings, error codes and the key reference only.
 
+// The store-side helpers (DER reading, digests, alg checks) have no caller
+// in a build without either store feature; they stay compiled and tested.
+#![cfg_attr(not(any(feature = "pkcs11", feature = "aws-kms")), allow(dead_code))]
+
 use std::fmt;
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -26,7 +30,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::config::SigningAlg;
+use crate::keys::SigningAlg;
 
 /// The smallest RSA modulus a backend key may have, in bits (as for JWKs).
 const MIN_RSA_BITS: usize = 2048;
@@ -107,6 +111,11 @@ pub enum BackendError {
     /// The token refused the PIN.
     #[error("wrong PIN (the token refused it)")]
     WrongPin,
+    /// The PIN is one the token refused before; not tried again.
+    #[error(
+        "wrong PIN (the token refused this PIN before; it is not tried again, so that retries cannot lock the token)"
+    )]
+    PinRefusedBefore,
     /// The token locked the PIN after too many wrong attempts.
     #[error("PIN locked: the token refuses further login attempts")]
     PinLocked,

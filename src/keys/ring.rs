@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::{parse_instant, rfc3339};
 use crate::keys::SigningAlg;
-use crate::keys::{KeyError, KeySource, SigningKey};
+use crate::keys::{Backends, KeyError, KeySource, SigningKey};
 
 /// Most keys a ring may publish at once.
 pub const MAX_PUBLISHED_KEYS: usize = 8;
@@ -156,8 +156,21 @@ impl KeyRing {
     }
 
     /// Parses a key source: one private JWK, a JWK Set, or one or more PEM
-    /// private keys. Every key must suit `alg`.
+    /// private keys. Every key must suit `alg`. Members naming a key in an
+    /// external store are refused; see [`KeyRing::parse_with`].
     pub fn parse(alg: SigningAlg, text: &str, source: KeySource) -> Result<Self, RingError> {
+        Self::parse_with(alg, text, source, None)
+    }
+
+    /// [`KeyRing::parse`], where JSON members may also name a key in an
+    /// external store (`pkcs11`, `aws_kms`), opened through `backends`:
+    /// each is reached, its public key read and a probe signed, in order.
+    pub fn parse_with(
+        alg: SigningAlg,
+        text: &str,
+        source: KeySource,
+        backends: Option<&Backends>,
+    ) -> Result<Self, RingError> {
         let trimmed = text.trim_start();
         let keys = if trimmed.starts_with('{') {
             let value: Value = serde_json::from_str(text).map_err(|err| {
@@ -173,18 +186,24 @@ impl KeyRing {
                 Some(Value::Array(members)) => {
                     let mut keys = Vec::with_capacity(members.len());
                     for (index, member) in members.iter().enumerate() {
-                        keys.push(ring_key_from_jwk(alg, index + 1, member, source)?);
+                        keys.push(ring_key_from_jwk(alg, index + 1, member, source, backends)?);
                     }
                     keys
                 }
                 Some(_) => return Err(RingError::KeysNotArray),
                 None => vec![
-                    ring_key_from_jwk(alg, 1, &Value::Object(object), source).map_err(|err| {
-                        match err {
-                            RingError::Key { source, .. } => RingError::Invalid(source),
+                    ring_key_from_jwk(alg, 1, &Value::Object(object), source, backends).map_err(
+                        |err| match err {
+                            // A store's failure keeps the kid it concerns.
+                            RingError::Key { source, kid, .. }
+                                if kid.is_empty()
+                                    || !matches!(source, KeyError::Backend { .. }) =>
+                            {
+                                RingError::Invalid(source)
+                            }
                             other => other,
-                        }
-                    })?,
+                        },
+                    )?,
                 ],
             }
         } else if trimmed.starts_with("-----BEGIN") {
@@ -324,6 +343,7 @@ fn ring_key_from_jwk(
     position: usize,
     member: &Value,
     source: KeySource,
+    backends: Option<&Backends>,
 ) -> Result<RingKey, RingError> {
     let kid = match member.get("kid").and_then(Value::as_str) {
         Some(kid) => format!(" (kid {kid:?})"),
@@ -353,7 +373,11 @@ fn ring_key_from_jwk(
             });
         }
     };
-    let key = SigningKey::from_jwk(alg, jwk, source).map_err(|source| RingError::Key {
+    let key = match backends {
+        Some(backends) => SigningKey::from_member(alg, jwk, source, backends),
+        None => SigningKey::from_jwk(alg, jwk, source),
+    };
+    let key = key.map_err(|source| RingError::Key {
         position,
         kid: kid.clone(),
         source,

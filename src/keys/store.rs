@@ -24,7 +24,7 @@ use crate::config::{Config, vars};
 use crate::keys::notices::{self, Notice};
 use crate::keys::ring::{KeyRing, RingError};
 use crate::keys::snapshot::Snapshot;
-use crate::keys::{KeySource, SigningKey};
+use crate::keys::{Backends, KeySource, SigningKey};
 use crate::reload::{ReloadOutcome, ReloadTotals, Reloader, Source, UnreadableFile, read_file};
 
 #[cfg(test)]
@@ -50,17 +50,25 @@ pub enum LoadKeyError {
 }
 
 /// Reads and validates the ring the configuration names, as of `now`.
+/// Members naming keys in external stores are opened here (reaching the
+/// store, reading the public key, signing a probe).
 pub fn load_ring(config: &Config, now: u64) -> Result<(KeyRing, Source), LoadKeyError> {
+    let backends = Backends::from_settings(&config.keys.custody);
     let (ring, source, variable) = if let Some(material) = &config.keys.inline {
         (
-            KeyRing::parse(config.keys.alg, material.expose(), KeySource::Env),
+            KeyRing::parse_with(
+                config.keys.alg,
+                material.expose(),
+                KeySource::Env,
+                Some(&backends),
+            ),
             Source::Inline,
             vars::SIGNING_KEY_JSON,
         )
     } else if let Some(path) = &config.keys.file {
         let text = read_file(vars::SIGNING_KEY_FILE, path)?;
         (
-            KeyRing::parse(config.keys.alg, &text, KeySource::File),
+            KeyRing::parse_with(config.keys.alg, &text, KeySource::File, Some(&backends)),
             Source::File(path.clone()),
             vars::SIGNING_KEY_FILE,
         )
@@ -83,6 +91,7 @@ struct Settings {
     alg: crate::keys::SigningAlg,
     max_ttl: u64,
     prepublish: u64,
+    backends: Backends,
 }
 
 /// The live key ring.
@@ -125,6 +134,7 @@ impl KeyStore {
             alg: config.keys.alg,
             max_ttl: config.tokens.max_ttl_seconds,
             prepublish: config.keys.prepublish_seconds,
+            backends: Backends::from_settings(&config.keys.custody),
         };
         let now = clock.now();
         let snapshot =
@@ -237,7 +247,8 @@ impl KeyStore {
     fn swap_in(&self, path: &Path, text: &str) -> Result<Vec<Notice>, LoadKeyError> {
         let now = self.clock.now();
         let max_ttl = self.settings.max_ttl;
-        let ring = KeyRing::parse(self.settings.alg, text, KeySource::File)
+        let backends = Some(&self.settings.backends);
+        let ring = KeyRing::parse_with(self.settings.alg, text, KeySource::File, backends)
             .and_then(|ring| ring.validate(now, max_ttl).map(|()| ring))
             .map_err(|source| LoadKeyError::Ring {
                 variable: vars::SIGNING_KEY_FILE,
