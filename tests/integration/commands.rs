@@ -19,7 +19,7 @@ fn binary(args: &[&str]) -> Command {
     command
 }
 
-fn run_with_stdin(mut command: Command, stdin: &str) -> Output {
+pub(crate) fn run_with_stdin(mut command: Command, stdin: &str) -> Output {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -16,11 +16,17 @@
 //! - `properties`: property tests: the JWKS never leaks private members, any
 //!   accepted request mints a token the runtime verifies, and any body gets a
 //!   200 or a JSON 4xx.
+//! - `custody_pkcs11`, `custody_kms`: signing keys in a PKCS#11 token
+//!   (SoftHSM2) and in AWS KMS (moto's server), started by the tests.
 //! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
 //!   malformed bodies.
 
 mod commands;
 mod contract;
+#[cfg(feature = "aws-kms")]
+mod custody_kms;
+#[cfg(feature = "pkcs11")]
+mod custody_pkcs11;
 mod drills;
 mod fuzz_regressions;
 mod hardening;
@@ -32,3 +38,4 @@ mod properties;
 mod rotation;
 mod runtime;
 mod shutdown;
+mod support;

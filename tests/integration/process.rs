@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use crate::helpers::{private_jwk, token_parts, verify_like_runtime};
 use macp_auth_service::keys::SigningAlg;
 
-fn binary() -> Command {
+pub(crate) fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"));
     command.env_clear();
     command
 }
 
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
     let start = Instant::now();
     while start.elapsed() < deadline {
         if let Some(status) = child.try_wait().unwrap() {
@@ -107,7 +107,7 @@ fn help_describes_the_service() {
     assert!(help.contains("serve"), "{help}");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -115,7 +115,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_until_healthy(base: &str, child: &mut Child) {
+pub(crate) async fn wait_until_healthy(base: &str, child: &mut Child) {
     let start = Instant::now();
     loop {
         if let Ok(response) = reqwest::get(format!("{base}/healthz")).await
@@ -188,7 +188,7 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
 }
 
 /// Starts the binary with `env` on a free loopback port and waits for it.
-async fn start_service(env: &[(&str, String)]) -> (Child, String) {
+pub(crate) async fn start_service(env: &[(&str, String)]) -> (Child, String) {
     let port = free_port();
     let mut command = binary();
     command
@@ -265,13 +265,13 @@ async fn wait_for_kids(base: &str, expected: &[&str]) {
 }
 
 /// Sends SIGTERM, requires a clean exit, and returns everything logged.
-fn stop(child: Child) -> String {
+pub(crate) fn stop(child: Child) -> String {
     stop_with(child, "TERM")
 }
 
 /// Sends `SIG<signal>`, requires exit 0 within the drain deadline, and
 /// returns everything the process logged.
-fn stop_with(mut child: Child, signal: &str) -> String {
+pub(crate) fn stop_with(mut child: Child, signal: &str) -> String {
     let kill = Command::new("kill")
         .args([format!("-{signal}"), child.id().to_string()])
         .status()

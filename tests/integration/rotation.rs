@@ -16,7 +16,7 @@ use crate::helpers::{config, mint, now, send, state_with_ring, token_parts, veri
 const MAX_TTL: u64 = 3600;
 const LEEWAY: u64 = 60;
 
-fn key(kid: &str, activate_at: Option<u64>) -> Value {
+pub(crate) fn key(kid: &str, activate_at: Option<u64>) -> Value {
     let mut jwk = generate_private_jwk(SigningAlg::Es256, 0, Some(kid)).unwrap();
     if let Some(at) = activate_at {
         jwk.insert("activate_at".into(), at.into());
@@ -24,7 +24,7 @@ fn key(kid: &str, activate_at: Option<u64>) -> Value {
     Value::Object(jwk)
 }
 
-fn ring_text(keys: &[&Value]) -> String {
+pub(crate) fn ring_text(keys: &[&Value]) -> String {
     json!({ "keys": keys }).to_string()
 }
 
@@ -32,7 +32,7 @@ fn es256() -> Config {
     config(SigningAlg::Es256)
 }
 
-async fn jwks_kids(state: &AppState) -> Vec<String> {
+pub(crate) async fn jwks_kids(state: &AppState) -> Vec<String> {
     let reply = send(state, Method::GET, "/.well-known/jwks.json", None, "").await;
     reply.json["keys"]
         .as_array()
@@ -148,7 +148,7 @@ impl CachingVerifier {
 }
 
 /// A change to the ring file at some instant, followed by a reload.
-struct RingChange<'a> {
+pub(crate) struct RingChange<'a> {
     at: u64,
     path: &'a std::path::Path,
     text: String,
@@ -158,7 +158,7 @@ struct RingChange<'a> {
 /// check each one when minted, half-way through its life and just before it
 /// expires; applies `change` when its time comes. Returns how many checks
 /// were rejected, and the kids that signed, in order.
-async fn rejections_across(
+pub(crate) async fn rejections_across(
     state: &AppState,
     clock: &ManualClock,
     t0: u64,

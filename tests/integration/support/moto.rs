@@ -45,9 +45,14 @@ impl Moto {
     /// python3 or moto is missing outside CI.
     pub fn start() -> Option<Moto> {
         if !have("python3") || !have_python_module("moto.server") || !have_python_module("boto3") {
-            return missing("python3 with moto[server] is not installed (pip install 'moto[server]')");
+            return missing(
+                "python3 with moto[server] is not installed (pip install 'moto[server]')",
+            );
         }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/support/moto_server.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/integration/support/moto_server.py"
+        );
         let mut child = Command::new("python3")
             .arg(script)
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -64,7 +69,11 @@ impl Moto {
             let _ = sender.send(line);
         });
         let line = receiver.recv_timeout(START_DEADLINE).unwrap_or_default();
-        let Some(port) = line.trim().strip_prefix("PORT ").and_then(|p| p.parse::<u16>().ok()) else {
+        let Some(port) = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
             let _ = child.kill();
             let _ = child.wait();
             panic!("moto_server.py did not report its port within {START_DEADLINE:?}: {line:?}");

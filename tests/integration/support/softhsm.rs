@@ -44,7 +44,9 @@ impl SoftHsm {
     pub fn create(name: &str) -> Option<SoftHsm> {
         for program in [MODULE, "softhsm2-util", "pkcs11-tool"] {
             if !have(program) {
-                return missing(&format!("{program} is not installed (Debian: softhsm2, opensc)"));
+                return missing(&format!(
+                    "{program} is not installed (Debian: softhsm2, opensc)"
+                ));
             }
         }
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -53,6 +55,11 @@ impl SoftHsm {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
+        Some(SoftHsm::initialise(dir, name))
+    }
+
+    /// Writes a configuration for `dir` and initialises a token in it.
+    fn initialise(dir: PathBuf, name: &str) -> SoftHsm {
         let tokens = dir.join("tokens");
         std::fs::create_dir_all(&tokens).unwrap();
         let conf = dir.join("softhsm2.conf");
@@ -71,9 +78,18 @@ impl SoftHsm {
         };
         hsm.run(
             "softhsm2-util",
-            &["--init-token", "--free", "--label", &hsm.token, "--pin", PIN, "--so-pin", SO_PIN],
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                &hsm.token,
+                "--pin",
+                PIN,
+                "--so-pin",
+                SO_PIN,
+            ],
         );
-        Some(hsm)
+        hsm
     }
 
     /// The environment a process needs to see this token.
@@ -99,8 +115,16 @@ impl SoftHsm {
             KeyKind::EcP256 => "EC:prime256v1",
         };
         self.pkcs11_tool(&[
-            "--login", "--pin", PIN, "--keypairgen", "--key-type", key_type, "--label", label,
-            "--id", id_hex,
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            key_type,
+            "--label",
+            label,
+            "--id",
+            id_hex,
         ]);
         let out = self.dir.join(format!("{label}.pub.der"));
         self.pkcs11_tool(&[
@@ -119,7 +143,14 @@ impl SoftHsm {
     /// give its point).
     pub fn delete_public(&self, label: &str) {
         self.pkcs11_tool(&[
-            "--login", "--pin", PIN, "--delete-object", "--type", "pubkey", "--label", label,
+            "--login",
+            "--pin",
+            PIN,
+            "--delete-object",
+            "--type",
+            "pubkey",
+            "--label",
+            label,
         ]);
     }
 
@@ -148,4 +179,38 @@ impl Drop for SoftHsm {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The directory of the token every in-process PKCS#11 test shares. A
+/// PKCS#11 module reads its configuration once per process, at
+/// `C_Initialize`, so in-process tests cannot each have their own; tests
+/// that start the binary use [`SoftHsm::create`] instead.
+fn shared_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("macp-softhsm-shared-{}", std::process::id()))
+}
+
+#[ctor::ctor(unsafe)]
+fn point_softhsm_at_the_shared_token() {
+    // SAFETY: constructors run before main, while the process has a single
+    // thread, so nothing reads the environment concurrently.
+    unsafe { std::env::set_var("SOFTHSM2_CONF", shared_dir().join("softhsm2.conf")) };
+}
+
+/// The token in-process tests share (this process's `SOFTHSM2_CONF` names
+/// it), created on first use; `None` (after printing why) when SoftHSM2 is
+/// missing outside CI. Each test generates keys under labels of its own.
+pub fn shared() -> Option<&'static SoftHsm> {
+    static SHARED: std::sync::OnceLock<Option<SoftHsm>> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            for program in [MODULE, "softhsm2-util", "pkcs11-tool"] {
+                if !have(program) {
+                    return missing(&format!(
+                        "{program} is not installed (Debian: softhsm2, opensc)"
+                    ));
+                }
+            }
+            Some(SoftHsm::initialise(shared_dir(), "shared"))
+        })
+        .as_ref()
 }
