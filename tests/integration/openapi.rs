@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use axum::http::{Method, StatusCode};
 use macp_auth_service::http::error::ApiError;
 use macp_auth_service::http::routes::ROUTES;
-use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::keys::{Backend, BackendError, SigningAlg};
 use serde_json::Value;
 
 use crate::helpers::{config, mint, send, state, state_with};
@@ -129,10 +129,17 @@ fn every_documented_error_string_is_one_the_service_sends() {
         },
         ApiError::RateLimited { retry_after: 1 },
         ApiError::RequestTimeout,
+        ApiError::BackendUnavailable {
+            backend: Backend::AwsKms,
+            cause: BackendError::Timeout { millis: 2000 },
+        },
     ]
     .iter()
     .map(ToString::to_string)
-    .chain(std::iter::once("not ready: shutting down".to_owned()))
+    .chain([
+        "not ready: shutting down".to_owned(),
+        "not ready: signing backend unavailable".to_owned(),
+    ])
     .collect();
     let mut documented = BTreeSet::new();
     collect_error_examples(&document(), &mut documented);
