@@ -3,8 +3,9 @@
 //! logs (with `MACP_AUTH_LOG_FORMAT=json` every field is a JSON member).
 //!
 //! A record names the outcome, the client (or `-` when minting is
-//! unauthenticated) and the peer address, the sender, the requested and
-//! effective TTL, the kid, the jti and the scopes. It never carries the token
+//! unauthenticated), the `sub` of a workload-JWT caller, the peer address,
+//! the sender, the requested and effective TTL, the kid, the jti, the scopes
+//! and any warning about them. It never carries the token, the caller's JWT
 //! or a client secret: the jti identifies the token without revealing it.
 
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub enum Outcome {
     RateLimited,
     /// The request was malformed (400, 413, 415).
     Invalid,
+    /// A workload JWT's issuer keys could not be fetched (503).
+    Unavailable,
     /// The signing queue was full (503).
     Overloaded,
     /// The external key store failed or timed out (503).
@@ -46,6 +49,7 @@ impl Outcome {
             Outcome::Forbidden => "forbidden",
             Outcome::RateLimited => "rate_limited",
             Outcome::Invalid => "invalid",
+            Outcome::Unavailable => "unavailable",
             Outcome::Overloaded => "overloaded",
             Outcome::BackendUnavailable => "backend_unavailable",
             Outcome::Failed => "failed",
@@ -58,6 +62,8 @@ impl Outcome {
 pub struct Caller<'a> {
     /// The authenticated client's name, if minting is authenticated.
     pub client: Option<&'a str>,
+    /// The `sub` of the caller's workload JWT, when it used one.
+    pub subject: Option<&'a str>,
     /// The peer address, when known.
     pub peer: Option<SocketAddr>,
 }
@@ -92,6 +98,8 @@ pub struct Issued<'a> {
     pub scopes: &'a Map<String, Value>,
     /// Issued at, Unix seconds.
     pub iat: u64,
+    /// A warning about the scopes (`allowed_modes_empty`), if any.
+    pub warning: Option<&'static str>,
 }
 
 /// Emits one audit event; `requested_ttl` becomes a number field when the
@@ -124,12 +132,14 @@ pub fn issued(record: &Issued<'_>) {
         outcome = Outcome::Issued.as_str(),
         time = %rfc3339(record.iat),
         client = record.caller.client(),
+        caller_sub = record.caller.subject.map(|sub| display(sub.escape_debug())),
         peer = %record.caller.peer(),
         sender = %record.sender.escape_debug(),
         ttl = record.effective_ttl,
         kid = %record.kid,
         jti = %record.jti,
         scopes = %Json(record.scopes),
+        warning = record.warning,
         "minted token"
     );
 }
@@ -148,6 +158,7 @@ pub fn denied(
         outcome = outcome.as_str(),
         time = %rfc3339(now),
         client = caller.client(),
+        caller_sub = caller.subject.map(|sub| display(sub.escape_debug())),
         peer = %caller.peer(),
         sender = %sender.unwrap_or("-").escape_debug(),
         reason,

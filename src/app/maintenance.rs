@@ -86,8 +86,11 @@ where
                     tracing::info!("received SIGHUP: reloading the key ring and the client list");
                     reload_off_worker(&state, "SIGHUP").await;
                 }
-                _ = backend_probe.tick() => {
+                // Only while the store is unavailable: a branch that fires
+                // every second would keep restarting the sleep above.
+                _ = backend_probe.tick(), if !state.signer().backend_available() => {
                     probe_backend(&state, &probing);
+                    keys.current();
                 }
                 _ = sweep.tick() => {
                     if let Some(limiter) = state.rate_limiter() {

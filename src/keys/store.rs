@@ -210,7 +210,7 @@ impl KeyStore {
     }
 
     /// The ring in force.
-    pub(crate) fn ring(&self) -> Arc<KeyRing> {
+    pub fn ring(&self) -> Arc<KeyRing> {
         self.ring.load_full()
     }
 

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{token_parts, verify_like_runtime};
-use crate::process::{binary, start_service, stop};
 use crate::support::jwk::{public_members, same_key};
 use crate::support::moto::Moto;
+use crate::support::{Spawned, binary, token_parts, verify_like_runtime};
 
 /// The environment of a service whose ring is `member`, using `moto` as KMS.
 fn service_env(moto: &Moto, alg: &str, member: &Value) -> Vec<(&'static str, String)> {
@@ -52,9 +51,10 @@ async fn rs256_and_es256_tokens_signed_by_kms_verify_like_the_runtime() {
     ];
     for (alg, reference, key, kid) in cases {
         let member = json!({"kid": kid, "alg": alg, "aws_kms": reference});
-        let (child, base) = start_service(&service_env(&moto, alg, &member)).await;
+        let service = Spawned::start(&service_env(&moto, alg, &member)).await;
+        let base = service.base();
         assert!(
-            thread_names(child.id())
+            thread_names(service.pid())
                 .iter()
                 .any(|name| name == "macp-kms")
         );
@@ -97,7 +97,7 @@ async fn rs256_and_es256_tokens_signed_by_kms_verify_like_the_runtime() {
             same_key(&jwks["keys"][0], &public_members(&key.spki)),
             "{alg}: the JWKS holds KMS's public key"
         );
-        let log = stop(child);
+        let log = service.stop().await;
         assert!(
             log.contains(&format!("key {kid} is held by aws_kms {reference}")),
             "{log}"
@@ -111,14 +111,14 @@ async fn rs256_and_es256_tokens_signed_by_kms_verify_like_the_runtime() {
 
 #[tokio::test]
 async fn a_service_with_in_process_keys_builds_no_aws_client() {
-    let (child, _base) = start_service(&[]).await;
-    let names = thread_names(child.id());
+    let service = Spawned::start(&[]).await;
+    let names = thread_names(service.pid());
     assert!(
         names.iter().any(|name| name.starts_with("macp-signer")),
         "{names:?}"
     );
     assert!(!names.iter().any(|name| name == "macp-kms"), "{names:?}");
-    stop(child);
+    service.stop().await;
 }
 
 #[test]
@@ -193,7 +193,8 @@ async fn a_stalled_kms_answers_503_within_the_deadline_and_readiness_follows_it_
         "MACP_AUTH_SIGNING_TIMEOUT_MS",
         deadline.as_millis().to_string(),
     ));
-    let (child, base) = start_service(&env).await;
+    let service = Spawned::start(&env).await;
+    let base = service.base();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -276,7 +277,7 @@ async fn a_stalled_kms_answers_503_within_the_deadline_and_readiness_follows_it_
     let recovered = mint().await.unwrap();
     assert_eq!(recovered.status(), 200);
 
-    let log = stop(child);
+    let log = service.stop().await;
     let refusals = log
         .lines()
         .filter(|line| {

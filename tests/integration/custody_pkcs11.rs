@@ -8,20 +8,20 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use macp_auth_service::clock::{Clock, ManualClock};
+use axum::http::Method;
+use macp_auth_service::AppState;
+use macp_auth_service::clock::ManualClock;
 use macp_auth_service::config::KeyMaterial;
 use macp_auth_service::keys::SigningAlg;
-use macp_auth_service::keys::store::{KeyStore, load_ring};
-use macp_auth_service::signer::SigningPool;
-use macp_auth_service::{AppState, Config};
 use serde_json::{Value, json};
 
-use crate::commands::run_with_stdin;
-use crate::helpers::{config, mint, now, token_parts, verify_like_runtime};
-use crate::process::{binary, start_service, stop};
-use crate::rotation::{jwks_kids, key, rejections_across, ring_text};
+use crate::rotation::rejections_across;
 use crate::support::jwk::{public_members, same_key, thumbprint};
 use crate::support::softhsm::{self, KeyKind, MODULE, PIN, SoftHsm};
+use crate::support::{
+    AppBuilder, Spawned, binary, es256_key, jwks_kids, mint, now, ring_text, run_with_stdin, send,
+    token_parts, verify_like_runtime,
+};
 
 /// The environment of a service whose ring is `ring`, reaching `hsm` with
 /// the module and PIN from the service's own variables.
@@ -60,7 +60,8 @@ async fn tokens_signed_in_the_token_verify_like_the_runtime_and_the_jwks_is_the_
         if let Some(kid) = kid {
             member["kid"] = kid.into();
         }
-        let (child, base) = start_service(&service_env(&hsm, alg, &member)).await;
+        let service = Spawned::start(&service_env(&hsm, alg, &member)).await;
+        let base = service.base();
         let http = reqwest::Client::new();
         let minted: Value = http
             .post(format!("{base}/tokens"))
@@ -102,7 +103,7 @@ async fn tokens_signed_in_the_token_verify_like_the_runtime_and_the_jwks_is_the_
         assert_eq!(published["kid"], kid, "{alg}: kid given, or the thumbprint");
         assert_eq!(token_parts(&token).0["kid"], kid);
 
-        let log = stop(child);
+        let log = service.stop().await;
         let held = format!("key {kid} is held by pkcs11 token=\"macp-mint\" object=\"{label}\"");
         assert!(log.contains(&held), "{alg}: log lacks {held:?}:\n{log}");
         assert!(!log.contains(PIN), "the PIN reached the log");
@@ -259,14 +260,21 @@ fn check_config_and_keys_add_reach_the_token_before_they_answer() {
 /// A service in this process whose ring is `ring`, reaching the shared
 /// token with the module and PIN from its configuration.
 fn in_process(ring: &str, clock: &ManualClock) -> AppState {
-    let mut config: Config = config(SigningAlg::Es256);
-    config.keys.inline = Some(KeyMaterial::new(ring.to_owned()));
-    config.keys.custody.pkcs11_module = Some(MODULE.into());
-    config.keys.custody.pkcs11_pin = Some(KeyMaterial::new(PIN.to_owned()));
-    let (ring, source) = load_ring(&config, clock.now()).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let keys = Arc::new(KeyStore::new(&config, ring, source, clock.clone()));
-    AppState::new(config, keys, clock, SigningPool::new(2, 64).unwrap()).unwrap()
+    AppBuilder::new(SigningAlg::Es256)
+        .configure(|config| {
+            config.keys.inline = Some(KeyMaterial::new(ring.to_owned()));
+            config.keys.custody.pkcs11_module = Some(MODULE.into());
+            config.keys.custody.pkcs11_pin = Some(KeyMaterial::new(PIN.to_owned()));
+        })
+        .keys_from_config()
+        .clock(Arc::new(clock.clone()))
+        .state()
+}
+
+async fn jwks(state: &AppState) -> Value {
+    send(state, Method::GET, "/.well-known/jwks.json", None, "")
+        .await
+        .json
 }
 
 #[tokio::test]
@@ -279,21 +287,14 @@ async fn a_ring_rotating_from_a_file_key_to_an_hsm_key_keeps_a_caching_verifier_
     let activation = t0 + 900;
     let clock = ManualClock::at(t0);
     let next = json!({"kid": "hsm-next", "alg": "ES256", "pkcs11": hsm.uri("rotation-next"), "activate_at": activation});
-    let state = in_process(&ring_text(&[&key("old", None), &next]), &clock);
+    let state = in_process(&ring_text(&[&es256_key("old", None), &next]), &clock);
     let end = activation + 3600 + 60 + 600;
     let (rejected, signers) = rejections_across(&state, &clock, t0, end, None).await;
     assert_eq!(signers, ["old", "hsm-next"], "the run spans the switch");
     assert_eq!(rejected, 0, "no verifier-visible failure at any moment");
-    assert_eq!(jwks_kids(&state).await, ["hsm-next"], "and the retirement");
-    let reply = crate::helpers::send(
-        &state,
-        axum::http::Method::GET,
-        "/.well-known/jwks.json",
-        None,
-        "",
-    )
-    .await;
-    assert!(same_key(&reply.json["keys"][0], &expected));
+    let published = jwks(&state).await;
+    assert_eq!(jwks_kids(&published), ["hsm-next"], "and the retirement");
+    assert!(same_key(&published["keys"][0], &expected));
 }
 
 #[tokio::test]
@@ -323,14 +324,6 @@ async fn after_the_application_is_logged_out_the_key_logs_in_again() {
     let second = mint(&state, r#"{"sender":"agent://relogin"}"#).await;
     assert_eq!(second.status, 200, "{:?}", second.json);
     let token = second.json["token"].as_str().unwrap();
-    let jwks = crate::helpers::send(
-        &state,
-        axum::http::Method::GET,
-        "/.well-known/jwks.json",
-        None,
-        "",
-    )
-    .await;
-    let jwks = serde_json::to_vec(&jwks.json).unwrap();
+    let jwks = serde_json::to_vec(&jwks(&state).await).unwrap();
     verify_like_runtime(token, &jwks, "macp-auth-service", "macp-runtime").unwrap();
 }

@@ -8,8 +8,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::TempDir;
 use super::deps::{have, missing};
 
 /// Debian's SoftHSM2 module.
@@ -32,6 +32,7 @@ pub enum KeyKind {
 /// A token in a temporary directory, deleted on drop.
 pub struct SoftHsm {
     dir: PathBuf,
+    _owned: Option<TempDir>,
     conf: PathBuf,
     /// The token's label.
     pub token: String,
@@ -49,13 +50,10 @@ impl SoftHsm {
                 ));
             }
         }
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "macp-softhsm-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        Some(SoftHsm::initialise(dir, name))
+        let owned = TempDir::new(&format!("softhsm-{name}"));
+        let mut hsm = SoftHsm::initialise(owned.join("hsm"), name);
+        hsm._owned = Some(owned);
+        Some(hsm)
     }
 
     /// Writes a configuration for `dir` and initialises a token in it.
@@ -73,6 +71,7 @@ impl SoftHsm {
         .unwrap();
         let hsm = SoftHsm {
             dir,
+            _owned: None,
             conf,
             token: format!("macp-{name}"),
         };
@@ -172,12 +171,6 @@ impl SoftHsm {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-    }
-}
-
-impl Drop for SoftHsm {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
