@@ -4,6 +4,11 @@
 //!
 //! A failed reload keeps what is in force and logs why (never key material);
 //! it never stops the service and never falls back to an ephemeral key.
+//!
+//! Reloads run on Tokio's blocking pool, never on an async worker: parsing a
+//! ring costs CPU, and reading a file on a hung mount can take forever. The
+//! read itself gives up after [`crate::reload::READ_TIMEOUT`], so this task
+//! (and shutdown, which waits for it) is never held longer than that.
 
 use std::future::Future;
 use std::time::Duration;
@@ -60,11 +65,11 @@ where
                     keys.current();
                 }
                 _ = file_check.tick(), if poll.is_some() => {
-                    reload(&state, "file check");
+                    reload_off_workers(&state, "file check").await;
                 }
                 () = hangup => {
                     tracing::info!("received SIGHUP: reloading the key ring and the client list");
-                    reload(&state, "SIGHUP");
+                    reload_off_workers(&state, "SIGHUP").await;
                 }
                 _ = sweep.tick() => {
                     if let Some(limiter) = state.rate_limiter() {
@@ -73,6 +78,14 @@ where
                 }
             }
         }
+    }
+}
+
+/// [`reload`] on the blocking pool.
+async fn reload_off_workers(state: &AppState, trigger: &'static str) {
+    let state = state.clone();
+    if let Err(err) = tokio::task::spawn_blocking(move || reload(&state, trigger)).await {
+        tracing::error!("reload ({trigger}) did not complete: {err}");
     }
 }
 

@@ -15,7 +15,7 @@ use crate::app::fingerprint::Fingerprint;
 use crate::config::KeyMaterial;
 use crate::keys::SigningKey;
 use crate::keys::ring::{ACTIVATE_AT, KeyRing, ring_document};
-use crate::keys::store::load_ring;
+use crate::keys::store::{LoadedRing, load_ring};
 use crate::keys::{KeySource, SigningAlg};
 use crate::reload::Source;
 
@@ -115,7 +115,7 @@ fn the_fingerprint_lists_each_key_with_its_schedule() {
         config.keys.file = Some(path.clone());
         config
     };
-    let (ring, source) = load_ring(&config, 1000).unwrap();
+    let LoadedRing { ring, source, .. } = load_ring(&config, 1000).unwrap();
     let report = Fingerprint::new(
         &config,
         &ring,

@@ -231,12 +231,11 @@ fn state_from_file(dir: &str, text: &str, clock: &ManualClock) -> (AppState, std
         config.keys.file = Some(path.clone());
         config
     };
-    let (ring, source) = macp_auth_service::keys::store::load_ring(&config, clock.now()).unwrap();
+    let loaded = macp_auth_service::keys::store::load_ring(&config, clock.now()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let keys = Arc::new(macp_auth_service::keys::store::KeyStore::new(
+    let keys = Arc::new(macp_auth_service::keys::store::KeyStore::loaded(
         &config,
-        ring,
-        source,
+        loaded,
         clock.clone(),
     ));
     let signer = macp_auth_service::signer::SigningPool::new(2, 64).unwrap();
