@@ -22,4 +22,5 @@ mod store;
 
 pub(crate) use list::new_client;
 pub use list::{Client, ClientList, ClientsError, secret_digest_hex};
+pub(crate) use store::no_clients;
 pub use store::{ClientStore, LoadClientsError};

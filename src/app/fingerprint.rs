@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use crate::clients::no_clients;
 use crate::clock::rfc3339;
 use crate::config::{Config, RateLimit};
 use crate::http::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH};
@@ -217,6 +218,11 @@ impl Fingerprint {
                     ),
                 );
             }
+        }
+        if let ClientsLine::List { variable, names } = &self.clients
+            && names.is_empty()
+        {
+            warn(FindingKind::Other, Severity::Error, no_clients(variable));
         }
         if self.default_ttl_seconds > self.max_ttl_seconds {
             warn(
