@@ -19,7 +19,6 @@ use crate::audit::{self, Caller, Issued, Outcome};
 use crate::clients::{Client, ClientList};
 use crate::http::error::{ApiError, MAX_BODY_BYTES};
 use crate::http::state::AppState;
-use crate::metrics::ClientLabels;
 use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
 use crate::ratelimit::{peer_bucket, retry_after_seconds};
 
@@ -63,14 +62,7 @@ pub(crate) async fn mint(
             let metrics = state.metrics();
             metrics.mint(outcome.as_str(), client);
             match outcome {
-                Outcome::RateLimited => {
-                    metrics
-                        .rate_limited
-                        .get_or_create(&ClientLabels {
-                            client: client.unwrap_or("-").to_owned(),
-                        })
-                        .inc();
-                }
+                Outcome::RateLimited => metrics.rate_limited(client),
                 Outcome::Overloaded => {
                     metrics.shed.inc();
                 }

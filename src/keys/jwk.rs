@@ -79,7 +79,9 @@ impl SigningKey {
         }
         let kid = match jwk.get("kid") {
             None => None,
-            Some(Value::String(kid)) if !kid.is_empty() => Some(kid.clone()),
+            Some(Value::String(kid)) if !kid.is_empty() && crate::text::is_printable(kid) => {
+                Some(kid.clone())
+            }
             Some(_) => return Err(KeyError::BadKid),
         };
 

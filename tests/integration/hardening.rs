@@ -276,6 +276,9 @@ async fn each_mint_decision_leaves_one_audit_record_without_the_token_or_secret(
         .with_writer(captured.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Interest is cached per callsite across test threads; recompute it now
+    // that this thread's subscriber exists.
+    tracing::callsite::rebuild_interest_cache();
 
     let state = authenticated();
     let bearer = format!("Bearer {SECRET}");
@@ -361,6 +364,9 @@ async fn a_crafted_sender_cannot_forge_an_audit_line() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Interest is cached per callsite across test threads; recompute it now
+    // that this thread's subscriber exists.
+    tracing::callsite::rebuild_interest_cache();
     let reply = mint(
         &state(),
         r#"{"sender":"agent://x\n2026-01-01T00:00:00Z  INFO minted token sender=admin"}"#,
@@ -373,7 +379,7 @@ async fn a_crafted_sender_cannot_forge_an_audit_line() {
         1,
         "one line, the newline escaped: {text}"
     );
-    assert!(text.contains(r"sender=agent://x\n2026"), "{text}");
+    assert!(text.contains(r#"sender="agent://x\n2026"#), "{text}");
 }
 
 #[tokio::test]
