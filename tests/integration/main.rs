@@ -16,12 +16,16 @@
 //! - `properties`: property tests: the JWKS never leaks private members, any
 //!   accepted request mints a token the runtime verifies, and any body gets a
 //!   200 or a JSON 4xx.
-//! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
-//!   malformed bodies.
+//! - `drills`: failure drills: SIGTERM under load, 3x overload, 10,000
+//!   malformed bodies, and header and body floods against the memory bound.
+//! - `faults`: the binary under faults and hostile clients: FIFOs named as
+//!   key or client files, revocation by an empty client list, bodies refused
+//!   before they are read, and clients that never read their answers.
 
 mod commands;
 mod contract;
 mod drills;
+mod faults;
 mod fuzz_regressions;
 mod hardening;
 mod helpers;

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use crate::helpers::{private_jwk, token_parts, verify_like_runtime};
 use macp_auth_service::keys::SigningAlg;
 
-fn binary() -> Command {
+pub(crate) fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"));
     command.env_clear();
     command
 }
 
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
     let start = Instant::now();
     while start.elapsed() < deadline {
         if let Some(status) = child.try_wait().unwrap() {
@@ -107,7 +107,7 @@ fn help_describes_the_service() {
     assert!(help.contains("serve"), "{help}");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -171,7 +171,7 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
             "ephemeral signing key: tokens minted now stop verifying when this process restarts"
                 .to_owned(),
             "minted token".to_owned(),
-            format!("jti={jti}"),
+            format!("jti=\"{jti}\""),
             format!("received SIG{signal}"),
         ] {
             assert!(
@@ -188,7 +188,7 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
 }
 
 /// Starts the binary with `env` on a free loopback port and waits for it.
-async fn start_service(env: &[(&str, String)]) -> (Child, String) {
+pub(crate) async fn start_service(env: &[(&str, String)]) -> (Child, String) {
     let port = free_port();
     let mut command = binary();
     command
@@ -205,7 +205,7 @@ async fn start_service(env: &[(&str, String)]) -> (Child, String) {
     (child, base)
 }
 
-async fn published_kids(base: &str) -> Vec<String> {
+pub(crate) async fn published_kids(base: &str) -> Vec<String> {
     let jwks: serde_json::Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
         .await
         .unwrap()
@@ -231,7 +231,7 @@ async fn mint_status(base: &str) -> u16 {
         .as_u16()
 }
 
-fn ring_file(name: &str, kids: &[&str]) -> std::path::PathBuf {
+pub(crate) fn ring_file(name: &str, kids: &[&str]) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("macp-process-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ring.json");
@@ -265,7 +265,7 @@ async fn wait_for_kids(base: &str, expected: &[&str]) {
 }
 
 /// Sends SIGTERM, requires a clean exit, and returns everything logged.
-fn stop(child: Child) -> String {
+pub(crate) fn stop(child: Child) -> String {
     stop_with(child, "TERM")
 }
 
