@@ -3,8 +3,9 @@
 //! logs (with `MACP_AUTH_LOG_FORMAT=json` every field is a JSON member).
 //!
 //! A record names the outcome, the client (or `-` when minting is
-//! unauthenticated) and the peer address, the sender, the requested and
-//! effective TTL, the kid, the jti and the scopes. It never carries the token
+//! unauthenticated), the `sub` of a workload-JWT caller, the peer address,
+//! the sender, the requested and effective TTL, the kid, the jti, the scopes
+//! and any warning about them. It never carries the token, the caller's JWT
 //! or a client secret: the jti identifies the token without revealing it.
 //!
 //! Callers shape the sender and the scopes, so every string field is
@@ -37,6 +38,8 @@ pub enum Outcome {
     RateLimited,
     /// The request was malformed (400, 413, 415).
     Invalid,
+    /// A workload JWT's issuer keys could not be fetched (503).
+    Unavailable,
     /// The signing queue was full (503).
     Overloaded,
     /// A server-side failure (500).
@@ -52,6 +55,7 @@ impl Outcome {
             Outcome::Forbidden => "forbidden",
             Outcome::RateLimited => "rate_limited",
             Outcome::Invalid => "invalid",
+            Outcome::Unavailable => "unavailable",
             Outcome::Overloaded => "overloaded",
             Outcome::Failed => "failed",
         }
@@ -63,6 +67,8 @@ impl Outcome {
 pub struct Caller<'a> {
     /// The authenticated client's name, if minting is authenticated.
     pub client: Option<&'a str>,
+    /// The `sub` of the caller's workload JWT, when it used one.
+    pub subject: Option<&'a str>,
     /// The peer address, when known.
     pub peer: Option<SocketAddr>,
 }
@@ -97,6 +103,8 @@ pub struct Issued<'a> {
     pub scopes: &'a Map<String, Value>,
     /// Issued at, Unix seconds.
     pub iat: u64,
+    /// A warning about the scopes (`allowed_modes_empty`), if any.
+    pub warning: Option<&'static str>,
 }
 
 /// Emits one audit event; `requested_ttl` becomes a number field when the
@@ -123,12 +131,14 @@ pub fn issued(record: &Issued<'_>) {
         outcome = Outcome::Issued.as_str(),
         time = time.as_str(),
         client = record.caller.client(),
+        caller_sub = record.caller.subject,
         peer = peer.as_str(),
         sender = record.sender,
         ttl = record.effective_ttl,
         kid = record.kid,
         jti = record.jti,
         scopes = scopes.as_str(),
+        warning = record.warning,
         "minted token"
     );
 }
@@ -149,6 +159,7 @@ pub fn denied(
         outcome = outcome.as_str(),
         time = time.as_str(),
         client = caller.client(),
+        caller_sub = caller.subject,
         peer = peer.as_str(),
         sender = sender.unwrap_or("-"),
         reason,
@@ -240,6 +251,7 @@ mod tests {
         issued(&Issued {
             caller: Caller {
                 client: Some("control-plane"),
+                subject: None,
                 peer: None,
             },
             sender,
@@ -249,11 +261,13 @@ mod tests {
             jti: "the-jti",
             scopes: &scopes,
             iat: 0,
+            warning: None,
         });
         denied(
             Outcome::Forbidden,
             Caller {
                 client: None,
+                subject: Some("system:serviceaccount:macp:evil\" outcome=\"issued"),
                 peer: None,
             },
             Some(sender),

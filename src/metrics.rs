@@ -78,6 +78,15 @@ pub(crate) struct ClientLabels {
     pub(crate) client: String,
 }
 
+/// Labels of a client authentication.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AuthLabels {
+    /// The client's name, or `-` when none was identified.
+    pub client: String,
+    /// `ok`, `unknown_secret`, or a workload-JWT failure reason.
+    pub result: &'static str,
+}
+
 /// Labels of a served request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RouteLabels {
@@ -97,6 +106,8 @@ pub struct Metrics {
     pub(crate) mint_requests: Family<MintLabels, Counter>,
     /// Rate-limit rejections by client.
     pub(crate) rate_limited: Family<ClientLabels, Counter>,
+    /// Client authentications by client and result.
+    pub(crate) client_authentications: Family<AuthLabels, Counter>,
     /// Mints shed because the signing queue was full.
     pub(crate) shed: Counter,
     /// Request latency by route, method and status.
@@ -121,6 +132,12 @@ impl Metrics {
             "rate_limited",
             "Mint requests refused by the rate limit, by client",
             rate_limited.clone(),
+        );
+        let client_authentications = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "client_authentications",
+            "Client authentications on POST /tokens, by client and result",
+            client_authentications.clone(),
         );
         let shed = Counter::default();
         registry.register(
@@ -151,6 +168,7 @@ impl Metrics {
             registry,
             mint_requests,
             rate_limited,
+            client_authentications,
             shed,
             request_duration,
             in_flight,
@@ -172,6 +190,16 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&ClientLabels {
                 client: label_value(client.unwrap_or("-")),
+            })
+            .inc();
+    }
+
+    /// Counts one client authentication.
+    pub(crate) fn client_authentication(&self, client: Option<&str>, result: &'static str) {
+        self.client_authentications
+            .get_or_create(&AuthLabels {
+                client: client.unwrap_or("-").to_owned(),
+                result,
             })
             .inc();
     }

@@ -354,11 +354,47 @@ fn expected_mint_outcome(body: &[u8]) -> Result<(), &'static str> {
         Some(_) => return Err("scopes must be an object"),
     }
     match object.get("ttl_seconds") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(ttl)) if ttl.as_f64().is_some_and(|t| t.is_finite() && t > 0.0) => {}
+        Some(_) => return Err("ttl_seconds must be a positive number"),
+    }
+    match object.get("scopes") {
+        Some(Value::Object(scopes)) => expected_scope_types(scopes),
+        _ => Ok(()),
+    }
+}
+
+/// The known scope members, typed as the MACP runtime reads them, checked
+/// on the scopes as sent: an integral float below 2^64 counts as the
+/// integer it will be written as.
+fn expected_scope_types(scopes: &Map<String, Value>) -> Result<(), &'static str> {
+    let flag = |key| matches!(scopes.get(key), None | Some(Value::Null | Value::Bool(_)));
+    if !flag("can_start_sessions") {
+        return Err("scopes.can_start_sessions must be a boolean or null");
+    }
+    if !flag("can_manage_mode_registry") {
+        return Err("scopes.can_manage_mode_registry must be a boolean or null");
+    }
+    if !flag("is_observer") {
+        return Err("scopes.is_observer must be a boolean or null");
+    }
+    match scopes.get("allowed_modes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(modes)) if modes.iter().all(Value::is_string) => {}
+        Some(_) => return Err("scopes.allowed_modes must be an array of strings or null"),
+    }
+    let unsigned = |number: &serde_json::Number| {
+        number.as_u64().is_some()
+            || number.as_f64().is_some_and(|float| {
+                float.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&float)
+            })
+    };
+    match scopes.get("max_open_sessions") {
         None | Some(Value::Null) => Ok(()),
-        Some(Value::Number(ttl)) if ttl.as_f64().is_some_and(|t| t.is_finite() && t > 0.0) => {
-            Ok(())
-        }
-        Some(_) => Err("ttl_seconds must be a positive number"),
+        Some(Value::Number(number)) if unsigned(number) => Ok(()),
+        Some(_) => Err(
+            "scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null",
+        ),
     }
 }
 

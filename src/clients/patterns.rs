@@ -19,6 +19,8 @@
 //! a control character, a line or paragraph separator or a bidirectional
 //! formatting character (which could make it display as a sender it is
 //! not). Patterns holding any of these are refused when the list is loaded.
+//!
+//! Workload-JWT `subjects` are matched in the same language.
 
 use std::fmt;
 
@@ -128,6 +130,12 @@ impl Pattern {
         }
         reachable[text.len()]
     }
+}
+
+/// Whether `text` matches `pattern`, in the same language (a pattern that
+/// does not parse matches nothing). Workload-JWT `subjects` use it.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    Pattern::parse(pattern).is_ok_and(|pattern| pattern.matches(text))
 }
 
 /// Whether a `/`-separated segment of `text` is `.` or `..`.

@@ -3,7 +3,12 @@
 //!
 //! Reloading goes through [`crate::reload`], the same mechanism as the key
 //! ring's: an unchanged file is skipped, a broken one keeps the list in
-//! force, and every attempt is counted.
+//! force, and every attempt is counted. The `jwt.jwks_file`s a list names
+//! are re-read with it: when one changed (the list itself unchanged, or
+//! inline), the list is rebuilt from the same text, so an issuer's keys kept
+//! in a file follow its rotation. The issuer key caches live in one
+//! registry for the life of the store, so a reload never forgets keys
+//! fetched before.
 //!
 //! An empty list (`[]`) is accepted and lets no one mint: writing it to the
 //! client file is the quickest way to revoke every client at once. It never
@@ -11,10 +16,11 @@
 //! logged as an error at startup and on every reload that swaps it in.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use super::jwt::KeyRegistry;
 use super::list::{Client, ClientList, ClientsError};
 use crate::config::{Config, KeyMaterial, vars};
 use crate::reload::{
@@ -41,6 +47,9 @@ pub enum LoadClientsError {
 pub struct ClientStore {
     list: ArcSwap<Option<ClientList>>,
     reloader: Reloader,
+    registry: KeyRegistry,
+    /// The text of the list in force and the contents of its `jwks_file`s.
+    loaded: Mutex<Option<(KeyMaterial, String)>>,
 }
 
 impl fmt::Debug for ClientStore {
@@ -60,28 +69,35 @@ impl ClientStore {
     /// [`ClientStore::from_config`], reading a client file through
     /// `reader`. The text parsed is the text later reloads compare with.
     pub(crate) fn load(config: &Config, reader: &FileReader) -> Result<Self, LoadClientsError> {
-        let (list, source, text) = match (&config.clients.inline, &config.clients.file) {
-            (Some(json), _) => (
-                Some(parse_named(json, vars::CLIENTS_JSON)?),
-                Source::Inline,
-                None,
-            ),
-            (None, Some(path)) => {
-                let text = read_with(reader, vars::CLIENTS_FILE, path)?;
-                (
-                    Some(parse_named(
-                        &KeyMaterial::new(text.clone()),
+        let registry = KeyRegistry::default();
+        let (text, variable, source, file_text) =
+            match (&config.clients.inline, &config.clients.file) {
+                (Some(json), _) => (json.clone(), vars::CLIENTS_JSON, Source::Inline, None),
+                (None, Some(path)) => {
+                    let text = read_with(reader, vars::CLIENTS_FILE, path)?;
+                    (
+                        KeyMaterial::new(text.clone()),
                         vars::CLIENTS_FILE,
-                    )?),
-                    Source::File(path.clone()),
-                    Some(text),
-                )
-            }
-            (None, None) => (None, Source::Unset, None),
-        };
+                        Source::File(path.clone()),
+                        Some(text),
+                    )
+                }
+                (None, None) => {
+                    return Ok(ClientStore {
+                        list: ArcSwap::from_pointee(None),
+                        reloader: Reloader::new(Source::Unset, vars::CLIENTS_FILE, None),
+                        registry,
+                        loaded: Mutex::new(None),
+                    });
+                }
+            };
+        let list = parse_named(&text, variable, &registry)?;
+        let jwks = jwks_fingerprint(&list);
         Ok(ClientStore {
-            list: ArcSwap::from_pointee(list),
-            reloader: Reloader::new(source, vars::CLIENTS_FILE, text),
+            list: ArcSwap::from_pointee(Some(list)),
+            reloader: Reloader::new(source, vars::CLIENTS_FILE, file_text),
+            registry,
+            loaded: Mutex::new(Some((text, jwks))),
         })
     }
 
@@ -114,11 +130,12 @@ impl ClientStore {
         self.reloader.totals()
     }
 
-    /// Re-reads the client file; keeps the current list if the new one is
-    /// unusable.
+    /// Re-reads the client file, then the `jwks_file`s of the list in
+    /// force; keeps the current list if the new one is unusable.
     pub(crate) fn reload(&self) -> Result<ReloadOutcome, LoadClientsError> {
-        self.reloader.reload(|path, text| {
-            let list = parse_named(&KeyMaterial::new(text.to_owned()), vars::CLIENTS_FILE)?;
+        let outcome = self.reloader.reload(|path, text| {
+            let text = KeyMaterial::new(text.to_owned());
+            let list = parse_named(&text, vars::CLIENTS_FILE, &self.registry)?;
             let names: Vec<&str> = list.clients().iter().map(Client::name).collect();
             if names.is_empty() {
                 tracing::error!(
@@ -129,9 +146,46 @@ impl ClientStore {
             } else {
                 tracing::info!(clients = ?names.join(","), "client list reloaded from {}", path.display());
             }
-            self.list.store(Arc::new(Some(list)));
-            Ok(())
-        })
+            self.swap(text, list);
+            Ok::<(), LoadClientsError>(())
+        })?;
+        match outcome {
+            ReloadOutcome::Swapped => Ok(outcome),
+            _ => Ok(self.reload_jwks_files()?.unwrap_or(outcome)),
+        }
+    }
+
+    /// Rebuilds the list in force from its own text when a `jwks_file` it
+    /// names changed; `None` when none did.
+    fn reload_jwks_files(&self) -> Result<Option<ReloadOutcome>, LoadClientsError> {
+        let current = self.current();
+        let Some(list) = current.as_ref() else {
+            return Ok(None);
+        };
+        if list.jwks_files().is_empty() {
+            return Ok(None);
+        }
+        let text = {
+            let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            match loaded.as_ref() {
+                Some((text, jwks)) if *jwks != jwks_fingerprint(list) => text.clone(),
+                _ => return Ok(None),
+            }
+        };
+        let variable = match self.source() {
+            Source::File(_) => vars::CLIENTS_FILE,
+            _ => vars::CLIENTS_JSON,
+        };
+        let list = parse_named(&text, variable, &self.registry)?;
+        tracing::info!("client list rebuilt: a jwt.jwks_file changed");
+        self.swap(text, list);
+        Ok(Some(ReloadOutcome::Swapped))
+    }
+
+    fn swap(&self, text: KeyMaterial, list: ClientList) {
+        let jwks = jwks_fingerprint(&list);
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some((text, jwks));
+        self.list.store(Arc::new(Some(list)));
     }
 }
 
@@ -142,8 +196,28 @@ pub(crate) fn no_clients(variable: &str) -> String {
     )
 }
 
-fn parse_named(text: &KeyMaterial, variable: &'static str) -> Result<ClientList, LoadClientsError> {
-    ClientList::parse(text.expose())
+/// The contents of each `jwks_file` the list names, in list order (one that
+/// cannot be read contributes a marker, so its return counts as a change).
+/// Read as the list itself is: regular files only, within the timeout.
+fn jwks_fingerprint(list: &ClientList) -> String {
+    let reader = FileReader::default();
+    let mut out = String::new();
+    for path in list.jwks_files() {
+        match read_with(&reader, "jwt.jwks_file", path) {
+            Ok(contents) => out.push_str(&contents),
+            Err(_) => out.push_str("\0unreadable"),
+        }
+        out.push('\0');
+    }
+    out
+}
+
+fn parse_named(
+    text: &KeyMaterial,
+    variable: &'static str,
+    registry: &KeyRegistry,
+) -> Result<ClientList, LoadClientsError> {
+    ClientList::parse_with(text.expose(), registry)
         .map_err(|source| LoadClientsError::Invalid { variable, source })
 }
 
@@ -158,6 +232,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("macp-clients-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("clients.json");
+        let entry = |name: &str, secret: &str| json!({"name": name, "secret_sha256": secret_digest_hex(secret), "senders": ["*"]});
         std::fs::write(&path, json!([entry("a", "one")]).to_string()).unwrap();
         let config = {
             let mut config = Config::default();
@@ -192,6 +267,15 @@ mod tests {
         let totals = store.reloads();
         assert_eq!((totals.swapped, totals.unchanged, totals.failed), (1, 1, 2));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_a_file_there_is_nothing_to_reload() {
+        let store = ClientStore::from_config(&Config::default()).unwrap();
+        assert_eq!(store.source(), &Source::Unset);
+        assert!(store.current().is_none());
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::NotReloadable);
+        assert_eq!(store.reloads(), ReloadTotals::default());
     }
 
     fn entry(name: &str, secret: &str) -> serde_json::Value {
@@ -247,11 +331,39 @@ mod tests {
     }
 
     #[test]
-    fn without_a_file_there_is_nothing_to_reload() {
-        let store = ClientStore::from_config(&Config::default()).unwrap();
-        assert_eq!(store.source(), &Source::Unset);
-        assert!(store.current().is_none());
-        assert_eq!(store.reload().unwrap(), ReloadOutcome::NotReloadable);
-        assert_eq!(store.reloads(), ReloadTotals::default());
+    fn a_changed_jwks_file_rebuilds_an_unchanged_list() {
+        let dir = std::env::temp_dir().join(format!("macp-clients-jwks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jwks = dir.join("jwks.json");
+        let key = |kid: &str| json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
+        std::fs::write(&jwks, json!({"keys": [key("a")]}).to_string()).unwrap();
+        let inline = json!([{"name": "k8s", "jwt": {"issuer": "https://k", "audiences": ["x"], "subjects": ["*"], "jwks_file": jwks}, "senders": ["*"]}]);
+        let mut config = Config::default();
+        config.clients.inline = Some(KeyMaterial::new(inline.to_string()));
+        let store = ClientStore::from_config(&config).unwrap();
+        assert_eq!(
+            store.reload().unwrap(),
+            ReloadOutcome::NotReloadable,
+            "nothing changed"
+        );
+        std::fs::write(&jwks, json!({"keys": [key("a"), key("b")]}).to_string()).unwrap();
+        assert_eq!(
+            store.reload().unwrap(),
+            ReloadOutcome::Swapped,
+            "the key file changed"
+        );
+        assert_eq!(
+            store.reload().unwrap(),
+            ReloadOutcome::NotReloadable,
+            "and is now loaded"
+        );
+        std::fs::write(&jwks, "{").unwrap();
+        let err = store.reload().unwrap_err().to_string();
+        assert!(
+            err.starts_with("MACP_AUTH_CLIENTS_JSON client 1 (\"k8s\"): \"jwt.jwks_file\""),
+            "{err}"
+        );
+        assert_eq!(store.names(), ["k8s"], "kept");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

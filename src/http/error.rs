@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::mint::MintError;
+
 use crate::signer::SignerError;
 
 /// The request body limit on `POST /tokens`, in bytes.
@@ -30,6 +32,9 @@ pub enum ApiError {
     /// `ttl_seconds` is present, not null, and not a positive number.
     #[error("ttl_seconds must be a positive number")]
     TtlNotPositive,
+    /// A known scope member has a type the runtime cannot read.
+    #[error(transparent)]
+    ScopeType(#[from] crate::mint::scopes::ScopeTypeError),
     /// The content type is missing or not JSON.
     #[error("content-type must be application/json")]
     UnsupportedMediaType,
@@ -54,6 +59,20 @@ pub enum ApiError {
     /// The credentials match no configured client.
     #[error("unknown client credentials")]
     UnknownCredentials,
+    /// A workload JWT was refused; the reason is for the audit record only.
+    #[error("invalid client token")]
+    InvalidClientToken(crate::clients::jwt::JwtFailure),
+    /// A workload JWT's issuer keys cannot be had right now.
+    #[error(
+        "client token cannot be verified now: its issuer's keys are unavailable, retry shortly"
+    )]
+    IssuerUnavailable {
+        /// Seconds until the next fetch attempt.
+        retry_after: u64,
+    },
+    /// The scopes exceed the client's ceiling.
+    #[error(transparent)]
+    ScopeCeiling(#[from] crate::clients::ceiling::CeilingRefusal),
     /// The client may not mint for this sender.
     #[error("client {client:?} may not mint for this sender (allowed senders: {allowed})")]
     SenderNotAllowed {
@@ -86,18 +105,23 @@ impl ApiError {
             ApiError::InvalidJson
             | ApiError::SenderRequired
             | ApiError::ScopesNotObject
-            | ApiError::TtlNotPositive => StatusCode::BAD_REQUEST,
+            | ApiError::TtlNotPositive
+            | ApiError::ScopeType(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
             ApiError::AmbiguousHost => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::MissingCredentials | ApiError::UnknownCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::SenderNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ApiError::MissingCredentials
+            | ApiError::UnknownCredentials
+            | ApiError::InvalidClientToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::SenderNotAllowed { .. } | ApiError::ScopeCeiling(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::IssuerUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,6 +140,20 @@ impl From<SignerError> for ApiError {
     }
 }
 
+impl From<MintError> for ApiError {
+    fn from(error: MintError) -> Self {
+        match error {
+            MintError::InvalidJson => ApiError::InvalidJson,
+            MintError::SenderRequired => ApiError::SenderRequired,
+            MintError::ScopesNotObject => ApiError::ScopesNotObject,
+            MintError::TtlNotPositive => ApiError::TtlNotPositive,
+            MintError::ScopeType(error) => ApiError::ScopeType(error),
+            MintError::Randomness => ApiError::Internal("system RNG failed"),
+            MintError::Claims => ApiError::Internal("claims did not serialise"),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
@@ -128,8 +166,14 @@ impl IntoResponse for ApiError {
             ApiError::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            ApiError::RateLimited { retry_after } => {
+            ApiError::RateLimited { retry_after } | ApiError::IssuerUnavailable { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::InvalidClientToken(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
             }
             ApiError::MissingCredentials | ApiError::UnknownCredentials => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -175,6 +219,22 @@ mod tests {
             assert_eq!(status, StatusCode::UNAUTHORIZED);
             assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
         }
+    }
+
+    #[tokio::test]
+    async fn refused_client_tokens_get_a_generic_error_and_an_invalid_token_challenge() {
+        use crate::clients::jwt::JwtFailure;
+        let (status, headers, body) =
+            render(ApiError::InvalidClientToken(JwtFailure::Expired)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            headers[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+        assert_eq!(body, json!({"error": "invalid client token"}));
+        let (status, headers, _) = render(ApiError::IssuerUnavailable { retry_after: 7 }).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "7");
     }
 
     #[tokio::test]

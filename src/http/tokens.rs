@@ -1,7 +1,8 @@
 //! `POST /tokens`: the mint decision, in order, and its audit record.
 //!
-//! Credentials (401), rate limit (429), content type (415), body (413, 400),
-//! sender policy (403), then signing. Validation and claim building live in
+//! Credentials (401, or 503 when a workload JWT's issuer is unreachable),
+//! rate limit (429), content type (415), body (413, 400), sender policy and
+//! scope ceiling (403), then signing. Validation and claim building live in
 //! `mint`, the private-key work in the signing pool, so the async worker only
 //! does microseconds of work per request.
 
@@ -16,10 +17,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::audit::{self, Caller, Issued, Outcome};
+use crate::clients::auth::{AuthFailure, Authenticated};
+use crate::clients::jwt::JwtFailure;
 use crate::clients::{Client, ClientList};
 use crate::http::error::{ApiError, MAX_BODY_BYTES};
 use crate::http::state::AppState;
-use crate::mint::{Claims, compact_jws, effective_ttl, new_jti, parse_request, signing_input};
+use crate::mint::scopes::known_scopes;
+use crate::mint::{
+    Claims, MintRequest, compact_jws, effective_ttl, new_jti, parse_request, signing_input,
+};
 use crate::ratelimit::{peer_bucket, retry_after_seconds};
 
 #[derive(Serialize)]
@@ -34,6 +40,7 @@ struct MintResponse<'a> {
 #[derive(Default)]
 struct Attempt {
     client: Option<String>,
+    subject: Option<String>,
     sender: Option<String>,
     requested_ttl: Option<f64>,
 }
@@ -51,12 +58,17 @@ pub(crate) async fn mint(
         Err(error) => {
             let outcome = outcome_of(&error);
             let client = attempt.client.as_deref();
+            let caller = Caller {
+                client,
+                subject: attempt.subject.as_deref(),
+                peer,
+            };
             audit::denied(
                 outcome,
-                Caller { client, peer },
+                caller,
                 attempt.sender.as_deref(),
                 attempt.requested_ttl,
-                &error.to_string(),
+                &audit_reason(&error),
                 state.clock().now(),
             );
             let metrics = state.metrics();
@@ -75,8 +87,11 @@ pub(crate) async fn mint(
 
 fn outcome_of(error: &ApiError) -> Outcome {
     match error {
-        ApiError::MissingCredentials | ApiError::UnknownCredentials => Outcome::Unauthenticated,
-        ApiError::SenderNotAllowed { .. } => Outcome::Forbidden,
+        ApiError::MissingCredentials
+        | ApiError::UnknownCredentials
+        | ApiError::InvalidClientToken(_) => Outcome::Unauthenticated,
+        ApiError::IssuerUnavailable { .. } => Outcome::Unavailable,
+        ApiError::SenderNotAllowed { .. } | ApiError::ScopeCeiling(_) => Outcome::Forbidden,
         ApiError::RateLimited { .. } => Outcome::RateLimited,
         ApiError::Overloaded => Outcome::Overloaded,
         ApiError::Internal(_) => Outcome::Failed,
@@ -84,8 +99,22 @@ fn outcome_of(error: &ApiError) -> Outcome {
     }
 }
 
-/// The mint decision, in order: credentials (401), rate limit (429),
-/// content type (415), body (413, 400), sender policy (403), then signing.
+/// The audit record's reason: the error the caller saw, plus the exact
+/// reason a workload JWT was refused, which the caller does not see.
+fn audit_reason(error: &ApiError) -> String {
+    match error {
+        ApiError::InvalidClientToken(reason) => format!("{error}: {}", reason.as_str()),
+        ApiError::IssuerUnavailable { .. } => format!(
+            "{error}: {}",
+            JwtFailure::KeysUnavailable { retry_after: 0 }.as_str()
+        ),
+        _ => error.to_string(),
+    }
+}
+
+/// The mint decision, in order: credentials (401, or 503 when a workload
+/// JWT's issuer is unreachable), rate limit (429), content type (415), body
+/// (413, 400), sender policy and scope ceiling (403), then signing.
 async fn issue(
     state: &AppState,
     peer: Option<SocketAddr>,
@@ -94,23 +123,21 @@ async fn issue(
     attempt: &mut Attempt,
 ) -> Result<Response, ApiError> {
     let clients = state.clients().current();
-    let client = authenticate(clients.as_ref().as_ref(), headers)?;
+    let caller = authenticate(state, clients.as_ref().as_ref(), headers).await?;
+    let client = caller.as_ref().map(|caller| caller.client);
+    let subject = caller.as_ref().and_then(|caller| caller.subject.as_deref());
     attempt.client = client.map(|client| client.name().to_owned());
+    attempt.subject = subject.map(str::to_owned);
     check_rate_limit(state, client, peer)?;
     let body = read_body(headers, body).await?;
     let request = parse_request(&body)?;
     attempt.sender = Some(request.sender.clone());
     attempt.requested_ttl = request.ttl_seconds;
 
-    let config = state.config();
-    if let Some(client) = client
-        && !client.may_mint_for(&request.sender)
-    {
-        return Err(ApiError::SenderNotAllowed {
-            client: client.name().to_owned(),
-            allowed: client.senders().join(", "),
-        });
+    if let Some(client) = client {
+        check_policy(client, &request)?;
     }
+    let config = state.config();
     let max_ttl = client
         .and_then(|client| client.max_ttl_seconds())
         .map_or(config.tokens.max_ttl_seconds, |ceiling| {
@@ -140,6 +167,7 @@ async fn issue(
     audit::issued(&Issued {
         caller: Caller {
             client: client.map(Client::name),
+            subject,
             peer,
         },
         sender: &request.sender,
@@ -149,6 +177,7 @@ async fn issue(
         jti: &jti,
         scopes: &request.scopes,
         iat,
+        warning: request.warning.map(|warning| warning.as_str()),
     });
     state
         .metrics()
@@ -161,20 +190,57 @@ async fn issue(
     .into_response())
 }
 
-/// The client the request's credentials name, when a client list is
-/// configured (`None` when minting is unauthenticated).
-fn authenticate<'a>(
+/// The caller the request's credentials name, when a client list is
+/// configured (`None` when minting is unauthenticated); every attempt is
+/// counted by client and result, and a refused JWT's reason is logged at
+/// debug level (never the token).
+async fn authenticate<'a>(
+    state: &AppState,
     clients: Option<&'a ClientList>,
     headers: &HeaderMap,
-) -> Result<Option<&'a Client>, ApiError> {
+) -> Result<Option<Authenticated<'a>>, ApiError> {
     let Some(list) = clients else {
         return Ok(None);
     };
-    let secret = bearer_token(headers).ok_or(ApiError::MissingCredentials)?;
-    let client = list
-        .authenticate(secret)
-        .ok_or(ApiError::UnknownCredentials)?;
-    Ok(Some(client))
+    let metrics = state.metrics();
+    let Some(credential) = bearer_token(headers) else {
+        metrics.client_authentication(None, "missing");
+        return Err(ApiError::MissingCredentials);
+    };
+    match list
+        .authenticate_bearer(credential, state.clock().now())
+        .await
+    {
+        Ok(caller) => {
+            metrics.client_authentication(Some(caller.client.name()), "ok");
+            Ok(Some(caller))
+        }
+        Err(failure) => {
+            metrics.client_authentication(None, failure.as_str());
+            tracing::debug!(reason = failure.as_str(), "client authentication failed");
+            Err(match failure {
+                AuthFailure::UnknownSecret => ApiError::UnknownCredentials,
+                AuthFailure::Jwt(JwtFailure::KeysUnavailable { retry_after }) => {
+                    ApiError::IssuerUnavailable { retry_after }
+                }
+                AuthFailure::Jwt(reason) => ApiError::InvalidClientToken(reason),
+            })
+        }
+    }
+}
+
+/// What the client may ask for: senders matching its patterns, scopes
+/// within its ceiling.
+fn check_policy(client: &Client, request: &MintRequest) -> Result<(), ApiError> {
+    if !client.may_mint_for(&request.sender) {
+        return Err(ApiError::SenderNotAllowed {
+            client: client.name().to_owned(),
+            allowed: client.senders().join(", "),
+        });
+    }
+    let known = known_scopes(&request.scopes)?;
+    client.ceiling().check(client.name(), &known)?;
+    Ok(())
 }
 
 /// Takes one mint from the caller's bucket: the client's, or the peer

@@ -7,17 +7,15 @@
 //! stays on 127.0.0.1.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use macp_auth_service::clients::secret_digest_hex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::process::{
-    binary, free_port, published_kids, ring_file, start_service, stop, wait_with_deadline,
-};
+use crate::support::{Spawned, TempDir, binary, es256_ring, free_port, jwks_kids};
 
 fn make_fifo(path: &Path) {
     use std::os::unix::ffi::OsStrExt;
@@ -27,18 +25,27 @@ fn make_fifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("macp-faults-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The exit status, if `child` exits within `limit`.
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
-fn hangup(child: &Child) {
-    // SAFETY: kill(2) only sends a signal, to the child this test owns.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
-        0
-    );
+/// The kids the service publishes now.
+async fn published_kids(service: &Spawned) -> Vec<String> {
+    let jwks: serde_json::Value = reqwest::get(service.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks_kids(&jwks)
 }
 
 /// The value of one series in a Prometheus exposition (0 when absent).
@@ -69,7 +76,7 @@ where
 
 #[test]
 fn a_fifo_named_as_the_key_or_client_file_stops_startup_at_once_with_one_line() {
-    let dir = scratch("fifo-startup");
+    let dir = TempDir::new("faults-fifo");
     let fifo = dir.join("secret.json");
     make_fifo(&fifo);
     for variable in ["MACP_AUTH_SIGNING_KEY_FILE", "MACP_AUTH_CLIENTS_FILE"] {
@@ -95,20 +102,22 @@ fn a_fifo_named_as_the_key_or_client_file_stops_startup_at_once_with_one_line() 
         );
         assert!(stderr.contains(&expected), "{variable}: {stderr:?}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_key_file_replaced_by_a_fifo_keeps_the_ring_and_the_service_answering() {
-    let path = ring_file("fifo-reload", &["first"]);
-    let (child, base) = start_service(&[
+    let dir = TempDir::new("faults-fifo-reload");
+    let path = dir.join("ring.json");
+    std::fs::write(&path, es256_ring(&["first"])).unwrap();
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_SIGNING_KEY_FILE", path.display().to_string()),
         ("MACP_AUTH_KEY_POLL_SECONDS", "0".into()),
     ])
     .await;
+    let base = service.base();
     make_fifo(&path);
-    hangup(&child);
+    service.signal(libc::SIGHUP);
     let failed = r#"macp_auth_reloads_total{source="keys",result="failed"}"#;
     eventually("the reload of a FIFO is counted as failed", || async {
         metric(&base, failed).await == 1.0
@@ -116,7 +125,7 @@ async fn a_key_file_replaced_by_a_fifo_keeps_the_ring_and_the_service_answering(
     .await;
     let healthz = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(healthz.status(), 200);
-    assert_eq!(published_kids(&base).await, ["first"], "the ring stays");
+    assert_eq!(published_kids(&service).await, ["first"], "the ring stays");
     let minted = reqwest::Client::new()
         .post(format!("{base}/tokens"))
         .json(&serde_json::json!({"sender": "agent://fifo"}))
@@ -125,14 +134,13 @@ async fn a_key_file_replaced_by_a_fifo_keeps_the_ring_and_the_service_answering(
         .unwrap();
     assert_eq!(minted.status(), 200, "minting continues");
     // `stop` requires a clean exit on SIGTERM within the drain deadline.
-    let log = stop(child);
+    let log = service.stop().await;
     assert!(
         log.contains(&format!(
             "key ring reload (SIGHUP) failed, keeping the current ring: MACP_AUTH_SIGNING_KEY_FILE names {path:?}, which cannot be read: not a regular file"
         )),
         "{log}"
     );
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 /// The status of a mint with `secret` (none: no `Authorization`).
@@ -148,27 +156,28 @@ async fn mint_status(base: &str, secret: Option<&str>) -> u16 {
 
 #[tokio::test]
 async fn writing_an_empty_client_list_revokes_every_client_and_keeps_authentication_on() {
-    let dir = scratch("revoke");
+    let dir = TempDir::new("faults-revoke");
     let path = dir.join("clients.json");
     let list = serde_json::json!([
         {"name": "control-plane", "secret_sha256": secret_digest_hex("s3cret"), "senders": ["agent://team-a/*"]}
     ]);
     std::fs::write(&path, list.to_string()).unwrap();
-    let (child, base) = start_service(&[
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_CLIENTS_FILE", path.display().to_string()),
         ("MACP_AUTH_KEY_POLL_SECONDS", "0".into()),
     ])
     .await;
+    let base = service.base();
     assert_eq!(mint_status(&base, Some("s3cret")).await, 200);
     std::fs::write(&path, "[]").unwrap();
-    hangup(&child);
+    service.signal(libc::SIGHUP);
     eventually("the leaked secret stops working", || async {
         mint_status(&base, Some("s3cret")).await == 401
     })
     .await;
     assert_eq!(mint_status(&base, None).await, 401, "never unauthenticated");
-    let log = stop(child);
+    let log = service.stop().await;
     let revoked = log
         .lines()
         .find(|line| line.contains("client list reloaded from"))
@@ -189,7 +198,6 @@ async fn writing_an_empty_client_list_revokes_every_client_and_keeps_authenticat
         stdout.contains("error: MACP_AUTH_CLIENTS_JSON lists no clients"),
         "{stdout}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Sends `request` on a fresh connection and returns what arrives before
@@ -218,13 +226,13 @@ async fn bodies_are_refused_before_they_are_read() {
     ]);
     // A request timeout far beyond the answers expected: a 408 instead of
     // the statuses below would mean the server waited for the body.
-    let (child, base) = start_service(&[
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_CLIENTS_JSON", list.to_string()),
         ("MACP_AUTH_REQUEST_TIMEOUT_SECONDS", "60".into()),
     ])
     .await;
-    let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let addr = service.addr;
     let head = |extra: &str| {
         format!("POST /tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{extra}\r\n")
     };
@@ -264,7 +272,7 @@ async fn bodies_are_refused_before_they_are_read() {
             assert!(!answer.contains("HTTP/1.1 100"), "{case}: {answer:?}");
         }
     }
-    stop(child);
+    service.stop().await;
 }
 
 /// A connection with a small receive buffer on which a background task
@@ -288,14 +296,14 @@ async fn never_reading(addr: SocketAddr, requests: usize) -> tokio::net::tcp::Ow
 
 #[tokio::test]
 async fn clients_that_never_read_are_cut_off_so_healthz_answers_at_the_connection_cap() {
-    let (child, base) = start_service(&[
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_MAX_CONNECTIONS", "3".into()),
         ("MACP_AUTH_REQUEST_TIMEOUT_SECONDS", "1".into()),
         ("RUST_LOG", "warn".into()),
     ])
     .await;
-    let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let addr = service.addr;
     let mut stalled = Vec::new();
     for _ in 0..3 {
         // Megabytes of answers: far more than the socket buffers hold.
@@ -323,5 +331,5 @@ async fn clients_that_never_read_are_cut_off_so_healthz_answers_at_the_connectio
         .await;
         assert!(ended.is_ok(), "the server closed the stalled connection");
     }
-    stop(child);
+    service.stop().await;
 }

@@ -1,11 +1,17 @@
 //! End-to-end tests of macp-auth-service, in one test binary so the shared
-//! helpers (and the slow RSA keys they cache) are built once.
+//! support (and the slow RSA keys it caches) is built once.
+//!
+//! - `support`: the one home of test plumbing: in-process apps, the spawned
+//!   binary, log capture, temporary directories, keys and the runtime's
+//!   verifier. New tests use it rather than growing their own.
 //!
 //! - `contract`: every row of the v1 wire contract, driven in process.
 //! - `runtime`: tokens minted over a real socket, verified the way the MACP
 //!   runtime does it, for both algorithms and across instances.
 //! - `rotation`: the key ring over time: pre-publication, switch, retirement.
 //! - `shutdown`: draining in-flight requests and the drain deadline.
+//! - `service`: the real `Service` in process: its metrics listener,
+//!   maintenance (polling, scheduled activation) and shutdown order.
 //! - `process`: the binary itself: startup log, signals, bad configuration.
 //! - `commands`: the operator subcommands and key interchange with Node.
 //! - `manifests`: the Dockerfile and Kubernetes manifests match the service.
@@ -16,23 +22,27 @@
 //! - `properties`: property tests: the JWKS never leaks private members, any
 //!   accepted request mints a token the runtime verifies, and any body gets a
 //!   200 or a JSON 4xx.
+//! - `callers`: workload-identity clients against a stand-in OIDC issuer,
+//!   scope ceilings, and known scope members typed as the runtime reads them.
 //! - `drills`: failure drills: SIGTERM under load, 3x overload, 10,000
 //!   malformed bodies, and header and body floods against the memory bound.
 //! - `faults`: the binary under faults and hostile clients: FIFOs named as
 //!   key or client files, revocation by an empty client list, bodies refused
 //!   before they are read, and clients that never read their answers.
 
+mod callers;
 mod commands;
 mod contract;
 mod drills;
 mod faults;
 mod fuzz_regressions;
 mod hardening;
-mod helpers;
 mod manifests;
 mod openapi;
 mod process;
 mod properties;
 mod rotation;
 mod runtime;
+mod service;
 mod shutdown;
+mod support;

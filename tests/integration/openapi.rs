@@ -5,12 +5,15 @@
 use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
+use macp_auth_service::clients::ceiling::ScopeCeiling;
+use macp_auth_service::clients::jwt::JwtFailure;
 use macp_auth_service::http::error::ApiError;
 use macp_auth_service::http::routes::ROUTES;
 use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::mint::scopes::{KnownScopes, ScopeField, ScopeTypeError};
 use serde_json::Value;
 
-use crate::helpers::{config, mint, send, state, state_with};
+use crate::support::{config, mint, send, state, state_with};
 
 const HTTP_METHODS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
 
@@ -129,6 +132,19 @@ fn every_documented_error_string_is_one_the_service_sends() {
         },
         ApiError::RateLimited { retry_after: 1 },
         ApiError::RequestTimeout,
+        ApiError::ScopeType(ScopeTypeError(ScopeField::CanStartSessions)),
+        ApiError::ScopeType(ScopeTypeError(ScopeField::AllowedModes)),
+        ApiError::ScopeType(ScopeTypeError(ScopeField::MaxOpenSessions)),
+        ApiError::InvalidClientToken(JwtFailure::Expired),
+        ApiError::IssuerUnavailable { retry_after: 1 },
+        ApiError::ScopeCeiling(
+            ScopeCeiling {
+                max_open_sessions: Some(5),
+                ..ScopeCeiling::default()
+            }
+            .check("control-plane", &KnownScopes::default())
+            .unwrap_err(),
+        ),
     ]
     .iter()
     .map(ToString::to_string)
