@@ -130,7 +130,7 @@ pub enum ClientsCommand {
     /// {"client": {...}}. With --secret-file the secret goes to that new
     /// file (mode 0600) and only the entry is printed, ready for
     /// `clients add`.
-    New(NewClientArgs),
+    New(Box<NewClientArgs>),
     /// Add the client-list entry on standard input to a client-list file
     ///
     /// Reads one entry (as `clients new --secret-file` prints it), refuses a

@@ -125,7 +125,7 @@ fn parse_entry(input: &str) -> Result<ClientEntry, CommandError> {
 /// Runs `clients new` or `clients add`.
 pub fn run(command: ClientsCommand) -> ExitCode {
     match command {
-        ClientsCommand::New(args) => match clients_new(args) {
+        ClientsCommand::New(args) => match clients_new(*args) {
             Ok(line) => {
                 println!("{line}");
                 ExitCode::SUCCESS

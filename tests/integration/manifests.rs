@@ -506,9 +506,13 @@ fn the_service_accepts_the_settings_the_deployment_gives_it() {
     let config = Config::from_lookup(|name| environment.get(name).map(OsString::from))
         .unwrap_or_else(|err| panic!("the deployment's settings are refused: {err}"));
 
-    assert_eq!(u64::from(config.port), port_named(container, PORT_NAME));
-    assert_eq!(config.port, Config::default().port);
+    assert_eq!(
+        u64::from(config.listen.port),
+        port_named(container, PORT_NAME)
+    );
+    assert_eq!(config.listen.port, Config::default().listen.port);
     let metrics = config
+        .listen
         .metrics_addr
         .expect("the deployment moves /metrics to its own port");
     assert!(
@@ -520,7 +524,7 @@ fn the_service_accepts_the_settings_the_deployment_gives_it() {
         port_named(container, METRICS_PORT_NAME)
     );
     assert!(
-        config.host.is_unspecified(),
+        config.listen.host.is_unspecified(),
         "the kubelet probes the pod IP"
     );
     for secret in MOUNTED_SECRETS {
@@ -530,9 +534,9 @@ fn the_service_accepts_the_settings_the_deployment_gives_it() {
             secret.inline_variable
         );
     }
-    assert!(config.signing_key_json.is_none() && config.clients_json.is_none());
+    assert!(config.keys.inline.is_none() && config.clients.inline.is_none());
     assert_eq!(
-        config.signing_key_file.as_deref().map(Path::to_str),
+        config.keys.file.as_deref().map(Path::to_str),
         Some(
             environment
                 .get("MACP_AUTH_SIGNING_KEY_FILE")
@@ -540,7 +544,7 @@ fn the_service_accepts_the_settings_the_deployment_gives_it() {
         )
     );
     assert_eq!(
-        config.clients_file.as_deref().map(Path::to_str),
+        config.clients.file.as_deref().map(Path::to_str),
         Some(
             environment
                 .get("MACP_AUTH_CLIENTS_FILE")
