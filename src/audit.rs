@@ -319,6 +319,7 @@ mod tests {
                 "outcome",
                 "time",
                 "client",
+                "caller_sub",
                 "peer",
                 "sender",
                 "reason"
