@@ -248,6 +248,16 @@ impl Fingerprint {
         if let Some(message) = metrics_clash(config) {
             warn(FindingKind::Other, Severity::Error, message);
         }
+        if config.listen.public_url.is_none() && !config.listen.host.is_loopback() {
+            warn(
+                FindingKind::Other,
+                Severity::Warning,
+                format!(
+                    "MACP_AUTH_PUBLIC_URL is unset and {} is not a loopback address: the discovery document builds jwks_uri from each request's Host header (served Cache-Control: private); set MACP_AUTH_PUBLIC_URL to the URL verifiers reach this service by",
+                    config.listen.host
+                ),
+            );
+        }
         for (name, guess) in &config.unknown_variables {
             let hint = guess.map_or_else(String::new, |known| format!(" (did you mean {known}?)"));
             warn(
