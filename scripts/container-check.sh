@@ -130,8 +130,9 @@ previous="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true
 started="$(stamp)"
 log "building $IMAGE from the Dockerfile (--pull=never)"
 podman build --pull=never --format docker "${ca_mount[@]}" --tag "$IMAGE" --file Dockerfile . >&2
+current="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null)" \
+    || die "podman build exited 0 but there is no $IMAGE (was the build interrupted?)"
 log "image built in $(elapsed "$started")"
-current="$(podman image inspect --format '{{.Id}}' "$IMAGE")"
 if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
     podman rmi "$previous" >/dev/null 2>&1 || true
 fi
