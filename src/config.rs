@@ -332,6 +332,16 @@ mod tests {
                 "MACP_AUTH_AUDIENCE must be a non-empty string",
             ),
             (
+                "MACP_AUTH_ISSUER",
+                "issuer\nINFO forged line",
+                "MACP_AUTH_ISSUER must not contain control characters, line or paragraph separators, or bidirectional formatting characters",
+            ),
+            (
+                "MACP_AUTH_AUDIENCE",
+                "macp-\u{202E}emitnur",
+                "MACP_AUTH_AUDIENCE must not contain control characters",
+            ),
+            (
                 "MACP_AUTH_MAX_TTL_SECONDS",
                 "0",
                 "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",

@@ -56,6 +56,9 @@ pub(crate) struct Reloads {
     pub(crate) unchanged: u64,
     /// Reloads that failed and kept what was in force.
     pub(crate) failed: u64,
+    /// Reloads whose file read did not finish in time (a hung mount); what
+    /// was in force stays.
+    pub(crate) timed_out: u64,
 }
 
 /// Labels of a mint decision.
@@ -226,7 +229,16 @@ impl Metrics {
         self.mint_requests
             .get_or_create(&MintLabels {
                 outcome,
-                client: client.unwrap_or("-").to_owned(),
+                client: label_value(client.unwrap_or("-")),
+            })
+            .inc();
+    }
+
+    /// Counts one rate-limit rejection.
+    pub(crate) fn rate_limited(&self, client: Option<&str>) {
+        self.rate_limited
+            .get_or_create(&ClientLabels {
+                client: label_value(client.unwrap_or("-")),
             })
             .inc();
     }
@@ -250,6 +262,29 @@ impl Metrics {
     }
 }
 
+/// A label value as the exposition may carry it. The encoder escapes only
+/// `\`, `"` and line feeds. Operators' names are validated as printable at
+/// load; anything that could still end a line or mislead a reader (a control
+/// character such as a carriage return, a line separator, a bidirectional
+/// override) is escaped here as `\u{…}`, so no value breaks the exposition.
+pub(crate) fn label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        let unsafe_char = c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}'
+            )
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        if unsafe_char {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads the live values at scrape time.
 struct LiveCollector(Box<dyn Fn() -> Live + Send + Sync>);
 
@@ -268,7 +303,8 @@ impl Collector for LiveCollector {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(1i64).encode(active.encode_family(&vec![("kid", live.signing_kid)])?)?;
+        ConstGauge::new(1i64)
+            .encode(active.encode_family(&vec![("kid", label_value(&live.signing_kid))])?)?;
         let gauges = [
             (
                 "signing_key_age_seconds",
@@ -301,6 +337,7 @@ impl Collector for LiveCollector {
                 ("swapped", counts.swapped),
                 ("unchanged", counts.unchanged),
                 ("failed", counts.failed),
+                ("timed_out", counts.timed_out),
             ] {
                 ConstCounter::new(value).encode(
                     reloads.encode_family(&vec![("source", counts.source), ("result", result)])?,
@@ -308,5 +345,38 @@ impl Collector for LiveCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_carry_a_line_break_or_a_bidi_override() {
+        let cases = [
+            ("control-plane", "control-plane"),
+            ("ünïcödé", "ünïcödé"),
+            ("a\rb", "a\\u{d}b"),
+            ("a\nb", "a\\u{a}b"),
+            ("a\u{2028}b", "a\\u{2028}b"),
+            ("a\u{85}b", "a\\u{85}b"),
+            ("a\u{202E}b", "a\\u{202e}b"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(label_value(value), expected, "{value:?}");
+        }
+        let metrics = Metrics::new(Histogram::new([1.0]), BackendMetrics::default(), || Live {
+            signing_kid: "kid\r".into(),
+            signing_key_age_seconds: 0,
+            published_keys: 1,
+            ring_keys: 1,
+            reloads: Vec::new(),
+        });
+        metrics.mint("issued", Some("evil\r\"name"));
+        let text = metrics.encode();
+        assert!(!text.contains('\r'), "{text:?}");
+        assert!(text.contains(r#"client="evil\\u{d}\"name""#), "{text}");
+        assert!(text.contains(r#"kid="kid\\u{d}""#), "{text}");
     }
 }

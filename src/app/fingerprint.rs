@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use crate::clients::no_clients;
 use crate::clock::rfc3339;
 use crate::config::{Config, RateLimit};
 use crate::http::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH};
@@ -236,6 +237,11 @@ impl Fingerprint {
                 ),
             );
         }
+        if let ClientsLine::List { variable, names } = &self.clients
+            && names.is_empty()
+        {
+            warn(FindingKind::Other, Severity::Error, no_clients(variable));
+        }
         if self.default_ttl_seconds > self.max_ttl_seconds {
             warn(
                 FindingKind::Other,
@@ -248,6 +254,16 @@ impl Fingerprint {
         }
         if let Some(message) = metrics_clash(config) {
             warn(FindingKind::Other, Severity::Error, message);
+        }
+        if config.listen.public_url.is_none() && !config.listen.host.is_loopback() {
+            warn(
+                FindingKind::Other,
+                Severity::Warning,
+                format!(
+                    "MACP_AUTH_PUBLIC_URL is unset and {} is not a loopback address: the discovery document builds jwks_uri from each request's Host header (served Cache-Control: private); set MACP_AUTH_PUBLIC_URL to the URL verifiers reach this service by",
+                    config.listen.host
+                ),
+            );
         }
         for (name, guess) in &config.unknown_variables {
             let hint = guess.map_or_else(String::new, |known| format!(" (did you mean {known}?)"));

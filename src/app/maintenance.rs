@@ -4,15 +4,19 @@
 //!
 //! A failed reload keeps what is in force and logs why (never key material);
 //! it never stops the service and never falls back to an ephemeral key.
-//! Reloads run on the blocking pool: opening a key in an external store
-//! (PKCS#11 login, KMS calls) can take up to the signing deadline, and must
-//! not hold an async worker meanwhile.
 //!
 //! While the external store of the signing key is unavailable (readiness
 //! fails after consecutive errors), a probe signature is tried every
 //! [`BACKEND_PROBE`], so the replica becomes ready again by itself once the
 //! store answers, even when readiness has taken it out of the load balancer
 //! and no mint reaches it.
+//!
+//! Reloads run on Tokio's blocking pool, never on an async worker: parsing a
+//! ring costs CPU, opening a key in an external store (PKCS#11 login, KMS
+//! calls) can take up to the signing deadline, and reading a file on a hung
+//! mount can take forever. The read itself gives up after
+//! [`crate::reload::READ_TIMEOUT`], so this task (and shutdown, which waits
+//! for it) is never held longer than that.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,11 +84,11 @@ where
                     keys.current();
                 }
                 _ = file_check.tick(), if poll.is_some() => {
-                    reload_off_worker(&state, "file check").await;
+                    reload_off_workers(&state, "file check").await;
                 }
                 () = hangup => {
                     tracing::info!("received SIGHUP: reloading the key ring and the client list");
-                    reload_off_worker(&state, "SIGHUP").await;
+                    reload_off_workers(&state, "SIGHUP").await;
                 }
                 // Only while the store is unavailable: a branch that fires
                 // every second would keep restarting the sleep above.
@@ -103,13 +107,10 @@ where
 }
 
 /// [`reload`] on the blocking pool.
-async fn reload_off_worker(state: &AppState, trigger: &'static str) {
+async fn reload_off_workers(state: &AppState, trigger: &'static str) {
     let state = state.clone();
-    if tokio::task::spawn_blocking(move || reload(&state, trigger))
-        .await
-        .is_err()
-    {
-        tracing::error!("key ring reload ({trigger}) stopped unexpectedly");
+    if let Err(err) = tokio::task::spawn_blocking(move || reload(&state, trigger)).await {
+        tracing::error!("reload ({trigger}) did not complete: {err}");
     }
 }
 

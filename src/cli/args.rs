@@ -151,7 +151,7 @@ pub struct NewClientArgs {
     /// The client's name, as logs, metrics and audit records show it.
     #[arg(long)]
     pub name: String,
-    /// Sender patterns it may mint for (`*` matches any run of characters).
+    /// Sender patterns it may mint for (`*` matches within one `/` segment, `**` across segments).
     #[arg(long, num_args = 1.., required = true)]
     pub senders: Vec<String>,
     /// Its own ceiling on token lifetime.

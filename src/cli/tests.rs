@@ -44,7 +44,7 @@ use crate::clients::ClientList;
 use crate::config::KeyMaterial;
 use crate::keys::SigningKey;
 use crate::keys::ring::{ACTIVATE_AT, KeyRing, ring_document};
-use crate::keys::store::load_ring;
+use crate::keys::store::{LoadedRing, load_ring};
 use crate::keys::{Backends, KeySource, SigningAlg};
 use crate::reload::Source;
 
@@ -134,7 +134,7 @@ fn check_config_reports_the_fingerprint_without_private_material() {
     assert_eq!(source, Source::Inline);
     assert_eq!(
         report,
-        "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing, in-process\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\nmetrics url: http://localhost:3200/metrics\nminting clients: none (minting is unauthenticated)\nerror: minting is unauthenticated and 0.0.0.0 is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path and set MACP_AUTH_ALLOW_UNAUTHENTICATED=true to say so\n"
+        "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing, in-process\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\nmetrics url: http://localhost:3200/metrics\nminting clients: none (minting is unauthenticated)\nerror: minting is unauthenticated and 0.0.0.0 is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path and set MACP_AUTH_ALLOW_UNAUTHENTICATED=true to say so\nwarning: MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address: the discovery document builds jwks_uri from each request's Host header (served Cache-Control: private); set MACP_AUTH_PUBLIC_URL to the URL verifiers reach this service by\n"
     );
     assert!(!report.contains(&d));
 }
@@ -150,7 +150,7 @@ fn the_fingerprint_lists_each_key_with_its_schedule() {
         config.keys.file = Some(path.clone());
         config
     };
-    let (ring, source) = load_ring(&config, 1000).unwrap();
+    let LoadedRing { ring, source, .. } = load_ring(&config, 1000).unwrap();
     let report = Fingerprint::new(
         &config,
         &ring,
@@ -262,7 +262,7 @@ fn clean_config(keys: &[String]) -> Config {
 }
 
 fn findings_of(config: &Config, clients: &ClientsLine, now: u64) -> Vec<Finding> {
-    let (ring, source) = load_ring(config, now).unwrap();
+    let LoadedRing { ring, source, .. } = load_ring(config, now).unwrap();
     Fingerprint::new(config, &ring, &source, clients.clone(), now).findings
 }
 
@@ -317,7 +317,10 @@ fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
         (
             "unauthenticated minting on a wildcard bind",
             vec![key.clone()],
-            Box::new(|c| c.listen.host = "0.0.0.0".parse().unwrap()),
+            Box::new(|c| {
+                c.listen.host = "0.0.0.0".parse().unwrap();
+                c.listen.public_url = Some("https://auth.example.com".into());
+            }),
             &ClientsLine::Off,
             Some((
                 Severity::Error,
@@ -329,12 +332,23 @@ fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
             vec![key.clone()],
             Box::new(|c| {
                 c.listen.host = "0.0.0.0".parse().unwrap();
+                c.listen.public_url = Some("https://auth.example.com".into());
                 c.clients.allow_unauthenticated = true;
             }),
             &ClientsLine::Off,
             Some((
                 Severity::Warning,
                 "minting is unauthenticated on 0.0.0.0, as MACP_AUTH_ALLOW_UNAUTHENTICATED=true says is intended",
+            )),
+        ),
+        (
+            "discovery following the Host header on a wildcard bind",
+            vec![key.clone()],
+            Box::new(|c| c.listen.host = "0.0.0.0".parse().unwrap()),
+            &listed,
+            Some((
+                Severity::Warning,
+                "MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address",
             )),
         ),
         (
@@ -440,7 +454,7 @@ fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
                 assert_eq!(findings.len(), 1, "{name}: {findings:?}");
                 assert_eq!(findings[0].severity, severity, "{name}");
                 assert!(findings[0].message.contains(text), "{name}: {findings:?}");
-                let (ring, source) = load_ring(&config, now).unwrap();
+                let LoadedRing { ring, source, .. } = load_ring(&config, now).unwrap();
                 let report =
                     Fingerprint::new(&config, &ring, &source, clients.clone(), now).report();
                 let label = if severity == Severity::Error {

@@ -22,7 +22,6 @@ use crate::clients::jwt::JwtFailure;
 use crate::clients::{Client, ClientList};
 use crate::http::error::{ApiError, MAX_BODY_BYTES};
 use crate::http::state::AppState;
-use crate::metrics::ClientLabels;
 use crate::mint::scopes::known_scopes;
 use crate::mint::{
     Claims, MintRequest, compact_jws, effective_ttl, new_jti, parse_request, signing_input,
@@ -75,14 +74,7 @@ pub(crate) async fn mint(
             let metrics = state.metrics();
             metrics.mint(outcome.as_str(), client);
             match outcome {
-                Outcome::RateLimited => {
-                    metrics
-                        .rate_limited
-                        .get_or_create(&ClientLabels {
-                            client: client.unwrap_or("-").to_owned(),
-                        })
-                        .inc();
-                }
+                Outcome::RateLimited => metrics.rate_limited(client),
                 Outcome::Overloaded => {
                     metrics.shed.inc();
                 }

@@ -68,7 +68,9 @@ pub enum KeyError {
         problem: &'static str,
     },
     /// `kid` is present but unusable.
-    #[error("member \"kid\" must be a non-empty string when present")]
+    #[error(
+        "member \"kid\" must be a non-empty string without control characters, line or paragraph separators, or bidirectional formatting characters when present"
+    )]
     BadKid,
     /// Multi-prime RSA is not supported.
     #[error("is a multi-prime RSA key (member \"oth\"), which is not supported")]

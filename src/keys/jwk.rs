@@ -116,7 +116,9 @@ pub(super) fn check_declared(alg: SigningAlg, jwk: &Map<String, Value>) -> Resul
 pub(super) fn declared_kid(jwk: &Map<String, Value>) -> Result<Option<String>, KeyError> {
     match jwk.get("kid") {
         None => Ok(None),
-        Some(Value::String(kid)) if !kid.is_empty() => Ok(Some(kid.clone())),
+        Some(Value::String(kid)) if !kid.is_empty() && crate::text::is_printable(kid) => {
+            Ok(Some(kid.clone()))
+        }
         Some(_) => Err(KeyError::BadKid),
     }
 }

@@ -522,6 +522,18 @@ mod tests {
                 "member \"kid\" must be a non-empty string",
             ),
             (
+                "kid with a line break",
+                SigningAlg::Rs256,
+                Value::Object(with(rsa, "kid", "k1\nINFO forged".into())).to_string(),
+                "member \"kid\" must be a non-empty string without control characters",
+            ),
+            (
+                "kid with a carriage return",
+                SigningAlg::Rs256,
+                Value::Object(with(rsa, "kid", "k1\r".into())).to_string(),
+                "member \"kid\" must be a non-empty string without control characters",
+            ),
+            (
                 "multi-prime",
                 SigningAlg::Rs256,
                 Value::Object(with(rsa, "oth", json!([]))).to_string(),

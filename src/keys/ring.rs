@@ -10,7 +10,16 @@
 //! until its successor's activation + the maximum TTL + the verifiers' 60 s
 //! leeway, and then leaves the JWKS by itself. Everything here depends only on
 //! the ring and the clock, so replicas sharing a secret agree to the second.
+//!
+//! One fact from outside the ring can only lengthen a key's publication:
+//! when this process stopped signing with it ([`KeyRing::with_stopped_signing`],
+//! supplied by the store). A successor whose `activate_at` is already in the
+//! past when it arrives (a late secret propagation, a typo) would otherwise
+//! retire the key that signed a second ago; instead a key stays published
+//! until the later of its successor's activation and the moment this process
+//! last signed with it, plus the maximum TTL and the leeway.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -43,6 +52,9 @@ pub struct RingKey {
     pub key: Arc<SigningKey>,
     /// When it starts signing, in Unix seconds; `None` means always.
     pub activate_at: Option<u64>,
+    /// When this process stopped signing with it, if it did; supplied by the
+    /// store, never read from the source.
+    pub(crate) stopped_signing: Option<u64>,
 }
 
 impl RingKey {
@@ -159,6 +171,7 @@ impl KeyRing {
             keys: vec![RingKey {
                 key: Arc::new(key),
                 activate_at: None,
+                stopped_signing: None,
             }],
             kid_defaulted: false,
         }
@@ -274,20 +287,36 @@ impl KeyRing {
         self.kid_defaulted
     }
 
-    /// When the key at `index` leaves the JWKS: its successor's activation
-    /// (the earliest later activation in the ring) + `max_ttl` + leeway.
+    /// The same ring, knowing when this process stopped signing with each
+    /// key (by kid). Keys not named keep no such fact.
+    pub(crate) fn with_stopped_signing(mut self, stopped: &HashMap<String, u64>) -> Self {
+        for entry in &mut self.keys {
+            entry.stopped_signing = stopped.get(entry.key.kid()).copied();
+        }
+        self
+    }
+
+    /// When the key at `index` leaves the JWKS: the later of its successor's
+    /// activation (the earliest later activation in the ring) and the moment
+    /// this process stopped signing with it, + `max_ttl` + leeway. `None`
+    /// while it has no successor.
     pub fn retirement(&self, index: usize, max_ttl: u64) -> Option<u64> {
-        let own = self.keys[index].activation();
-        self.keys
+        let entry = &self.keys[index];
+        let own = entry.activation();
+        let successor = self
+            .keys
             .iter()
             .map(RingKey::activation)
             .filter(|activation| *activation > own)
-            .min()
-            .map(|successor| {
-                successor
-                    .saturating_add(max_ttl)
-                    .saturating_add(VERIFIER_LEEWAY_SECONDS)
-            })
+            .min()?;
+        let last_signed = entry
+            .stopped_signing
+            .map_or(successor, |stopped| stopped.max(successor));
+        Some(
+            last_signed
+                .saturating_add(max_ttl)
+                .saturating_add(VERIFIER_LEEWAY_SECONDS),
+        )
     }
 
     /// Which key signs and which are published at `now`.
@@ -399,6 +428,7 @@ fn ring_key_from_jwk(
     Ok(RingKey {
         key: Arc::new(key),
         activate_at,
+        stopped_signing: None,
     })
 }
 
@@ -476,6 +506,7 @@ fn pem_ring_keys(
                 .map(|key| RingKey {
                     key: Arc::new(key),
                     activate_at: None,
+                    stopped_signing: None,
                 })
                 .map_err(|source| {
                     if single {

@@ -26,8 +26,11 @@
 //!   scope ceilings, and known scope members typed as the runtime reads them.
 //! - `custody_pkcs11`, `custody_kms`: signing keys in a PKCS#11 token
 //!   (SoftHSM2) and in AWS KMS (moto's server), started by the tests.
-//! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
-//!   malformed bodies.
+//! - `drills`: failure drills: SIGTERM under load, 3x overload, 10,000
+//!   malformed bodies, and header and body floods against the memory bound.
+//! - `faults`: the binary under faults and hostile clients: FIFOs named as
+//!   key or client files, revocation by an empty client list, bodies refused
+//!   before they are read, and clients that never read their answers.
 
 mod callers;
 mod commands;
@@ -37,6 +40,7 @@ mod custody_kms;
 #[cfg(feature = "pkcs11")]
 mod custody_pkcs11;
 mod drills;
+mod faults;
 mod fuzz_regressions;
 mod hardening;
 mod manifests;

@@ -121,6 +121,7 @@ fn every_documented_error_string_is_one_the_service_sends() {
         ApiError::TtlNotPositive,
         ApiError::UnsupportedMediaType,
         ApiError::PayloadTooLarge,
+        ApiError::UnsupportedTransferEncoding,
         ApiError::NotFound,
         ApiError::MethodNotAllowed,
         ApiError::Overloaded,
