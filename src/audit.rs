@@ -7,6 +7,14 @@
 //! the sender, the requested and effective TTL, the kid, the jti, the scopes
 //! and any warning about them. It never carries the token, the caller's JWT
 //! or a client secret: the jti identifies the token without revealing it.
+//!
+//! Callers shape the sender and the scopes, so every string field is
+//! recorded as a string value: the text format prints it quoted, with
+//! quotes, backslashes and control characters escaped (`sender="a\"b"`), and
+//! the JSON format as a JSON string. A sender holding ` outcome=forbidden`
+//! or a line feed stays inside its own quoted field, on its own line. The
+//! log writer ([`crate::telemetry`]) further escapes the Unicode line
+//! separators, which JSON leaves raw.
 
 use std::net::SocketAddr;
 
@@ -34,6 +42,8 @@ pub enum Outcome {
     Unavailable,
     /// The signing queue was full (503).
     Overloaded,
+    /// The external key store failed or timed out (503).
+    BackendUnavailable,
     /// A server-side failure (500).
     Failed,
 }
@@ -49,6 +59,7 @@ impl Outcome {
             Outcome::Invalid => "invalid",
             Outcome::Unavailable => "unavailable",
             Outcome::Overloaded => "overloaded",
+            Outcome::BackendUnavailable => "backend_unavailable",
             Outcome::Failed => "failed",
         }
     }
@@ -110,32 +121,26 @@ macro_rules! audit_event {
     };
 }
 
-/// Writes a JSON object when displayed; field values are only formatted
-/// when the event is enabled, so a filtered-out record costs nothing.
-struct Json<'a>(&'a Map<String, Value>);
-
-impl std::fmt::Display for Json<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?;
-        f.write_str(&text)
-    }
-}
-
-/// Records an issued token. Text fields are escaped (`escape_debug`), so a
-/// crafted sender cannot forge log lines, and carry no extra quoting.
+/// Records an issued token. Every string field is a quoted string value.
+/// (Formatting the time, peer and scopes up front costs a few microseconds
+/// per mint, noise beside a signature; `tracing::enabled!` would skip it but
+/// caches its answer per callsite, which misleads per-thread subscribers.)
 pub fn issued(record: &Issued<'_>) {
+    let time = rfc3339(record.iat);
+    let peer = record.caller.peer();
+    let scopes = serde_json::to_string(record.scopes).unwrap_or_default();
     audit_event!(
         record.requested_ttl,
         outcome = Outcome::Issued.as_str(),
-        time = %rfc3339(record.iat),
+        time = time.as_str(),
         client = record.caller.client(),
-        caller_sub = record.caller.subject.map(|sub| display(sub.escape_debug())),
-        peer = %record.caller.peer(),
-        sender = %record.sender.escape_debug(),
+        caller_sub = record.caller.subject,
+        peer = peer.as_str(),
+        sender = record.sender,
         ttl = record.effective_ttl,
-        kid = %record.kid,
-        jti = %record.jti,
-        scopes = %Json(record.scopes),
+        kid = record.kid,
+        jti = record.jti,
+        scopes = scopes.as_str(),
         warning = record.warning,
         "minted token"
     );
@@ -150,15 +155,181 @@ pub fn denied(
     reason: &str,
     now: u64,
 ) {
+    let time = rfc3339(now);
+    let peer = caller.peer();
     audit_event!(
         requested_ttl,
         outcome = outcome.as_str(),
-        time = %rfc3339(now),
+        time = time.as_str(),
         client = caller.client(),
-        caller_sub = caller.subject.map(|sub| display(sub.escape_debug())),
-        peer = %caller.peer(),
-        sender = %sender.unwrap_or("-").escape_debug(),
+        caller_sub = caller.subject,
+        peer = peer.as_str(),
+        sender = sender.unwrap_or("-"),
         reason,
         "mint refused"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    /// The `key=value` pairs of a logfmt line, as a logfmt parser reads
+    /// them: a value is either quoted (with backslash escapes) or runs to
+    /// the next space.
+    fn logfmt_pairs(line: &str) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        let mut rest = line;
+        while let Some(eq) = rest.find('=') {
+            let key = rest[..eq].rsplit(' ').next().unwrap_or("").to_owned();
+            let after = &rest[eq + 1..];
+            let (value, consumed) = if let Some(quoted) = after.strip_prefix('"') {
+                let mut value = String::new();
+                let mut chars = quoted.char_indices();
+                let mut end = quoted.len();
+                while let Some((index, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some((_, escaped)) = chars.next() {
+                                value.push(escaped);
+                            }
+                        }
+                        '"' => {
+                            end = index + 1;
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                (value, 1 + end)
+            } else {
+                let end = after.find(' ').unwrap_or(after.len());
+                (after[..end].to_owned(), end)
+            };
+            pairs.push((key, value));
+            rest = &after[consumed..];
+        }
+        pairs
+    }
+
+    #[test]
+    fn text_records_quote_every_string_field_so_callers_cannot_add_fields() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buffer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // Interest is cached per callsite across threads; recompute it now
+        // that this thread's subscriber exists.
+        tracing::callsite::rebuild_interest_cache();
+        let sender = "agent://x outcome=forbidden jti=forged\" kid=\"evil\nINFO next";
+        let scopes: Map<String, Value> =
+            serde_json::from_str(r#"{"a b":"c=d \" e","f":"line\nbreak"}"#).unwrap();
+        issued(&Issued {
+            caller: Caller {
+                client: Some("control-plane"),
+                subject: None,
+                peer: None,
+            },
+            sender,
+            requested_ttl: None,
+            effective_ttl: 60,
+            kid: "k1",
+            jti: "the-jti",
+            scopes: &scopes,
+            iat: 0,
+            warning: None,
+        });
+        denied(
+            Outcome::Forbidden,
+            Caller {
+                client: None,
+                subject: Some("system:serviceaccount:macp:evil\" outcome=\"issued"),
+                peer: None,
+            },
+            Some(sender),
+            Some(5.0),
+            "sender not allowed",
+            0,
+        );
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let issued_pairs = logfmt_pairs(lines[0]);
+        let keys: Vec<&str> = issued_pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "outcome", "time", "client", "peer", "sender", "ttl", "kid", "jti", "scopes"
+            ],
+            "{}",
+            lines[0]
+        );
+        let value = |pairs: &[(String, String)], key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(value(&issued_pairs, "outcome"), "issued");
+        assert_eq!(value(&issued_pairs, "jti"), "the-jti");
+        assert_eq!(value(&issued_pairs, "kid"), "k1");
+        // Escapes are read back as the character after the backslash.
+        assert_eq!(
+            value(&issued_pairs, "sender"),
+            sender.replace('\n', "n"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains("outcome=\"issued\" time=\""),
+            "{}",
+            lines[0]
+        );
+        let denied_pairs = logfmt_pairs(lines[1]);
+        let keys: Vec<&str> = denied_pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "requested_ttl",
+                "outcome",
+                "time",
+                "client",
+                "caller_sub",
+                "peer",
+                "sender",
+                "reason"
+            ],
+            "{}",
+            lines[1]
+        );
+        assert_eq!(value(&denied_pairs, "outcome"), "forbidden");
+    }
 }

@@ -29,4 +29,5 @@ mod store;
 
 pub use list::{Client, ClientList, ClientsError, secret_digest_hex};
 pub(crate) use list::{ClientEntry, NewClient, new_entry};
+pub(crate) use store::no_clients;
 pub use store::{ClientStore, LoadClientsError};

@@ -14,6 +14,7 @@
 //! in a range, URLs, socket addresses, inline-or-file sources), so every
 //! variable's rule is one line and every message has the same shape.
 
+mod custody;
 mod reader;
 mod sections;
 mod telemetry;
@@ -23,6 +24,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
+pub use custody::{CustodySettings, DEFAULT_SIGNING_TIMEOUT};
 pub use sections::{
     ClientSettings, KeySettings, LimitSettings, ListenSettings, LogFormat, LoggingSettings,
     RateLimit, TokenSettings,
@@ -80,8 +82,7 @@ pub(crate) mod vars {
     pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
     pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
     pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
-    // Read by the key custody backends (PKCS#11, signing deadline), not by
-    // `Config`: known, so never reported as misspellings.
+    // Keys in external stores (config/custody.rs).
     pub const PKCS11_MODULE: &str = "MACP_AUTH_PKCS11_MODULE";
     pub const PKCS11_PIN: &str = "MACP_AUTH_PKCS11_PIN";
     pub const PKCS11_PIN_FILE: &str = "MACP_AUTH_PKCS11_PIN_FILE";
@@ -358,6 +359,16 @@ mod tests {
                 "MACP_AUTH_AUDIENCE",
                 "",
                 "MACP_AUTH_AUDIENCE must be a non-empty string",
+            ),
+            (
+                "MACP_AUTH_ISSUER",
+                "issuer\nINFO forged line",
+                "MACP_AUTH_ISSUER must not contain control characters, line or paragraph separators, or bidirectional formatting characters",
+            ),
+            (
+                "MACP_AUTH_AUDIENCE",
+                "macp-\u{202E}emitnur",
+                "MACP_AUTH_AUDIENCE must not contain control characters",
             ),
             (
                 "MACP_AUTH_MAX_TTL_SECONDS",

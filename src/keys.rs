@@ -16,21 +16,34 @@
 //! - [`store`]: the live ring behind one atomic pointer and its reloads; it
 //!   logs the notices each refresh and reload gives rise to and returns them.
 //!
-//! Private-key operations happen only inside AWS-LC, or (later) inside an
-//! external key store; nothing here formats private material into an error,
-//! a log line or a `Debug` string.
+//! - [`custody`], [`backend`], and the stores behind Cargo features
+//!   (`pkcs11`, `aws_kms`): keys that never enter the process. A ring member
+//!   may name one instead of carrying a private key; it is opened, its
+//!   public key read and a probe signed through the store at every load.
+//!
+//! Private-key operations happen only inside AWS-LC or inside an external
+//! key store (PKCS#11, AWS KMS); nothing here formats private material, a
+//! PIN or a credential into an error, a log line or a `Debug` string.
 
 pub mod alg;
+#[cfg(feature = "aws-kms")]
+pub(crate) mod aws_kms;
+pub mod backend;
+pub mod custody;
 pub mod error;
 pub mod jwk;
 pub mod key;
 pub mod notices;
 pub mod pem;
+#[cfg(feature = "pkcs11")]
+pub(crate) mod pkcs11;
 pub mod ring;
 pub(crate) mod snapshot;
 pub mod store;
 
 pub use alg::SigningAlg;
+pub use backend::Backends;
+pub use custody::{Backend, BackendError};
 pub use error::{KeyError, SignError};
 pub use jwk::{default_kid, generate_private_jwk, parse_jwk_object, public_jwk_from_private};
 pub use key::{EPHEMERAL_KID, KeySource, MIN_RSA_BITS, SigningKey, jwks_json};

@@ -45,6 +45,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod signer;
 pub mod telemetry;
+pub(crate) mod text;
 
 pub use config::Config;
 pub use http::routes::router;

@@ -56,13 +56,16 @@ pub(crate) struct Reloads {
     pub(crate) unchanged: u64,
     /// Reloads that failed and kept what was in force.
     pub(crate) failed: u64,
+    /// Reloads whose file read did not finish in time (a hung mount); what
+    /// was in force stays.
+    pub(crate) timed_out: u64,
 }
 
 /// Labels of a mint decision.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct MintLabels {
     /// `issued`, `unauthenticated`, `forbidden`, `rate_limited`, `invalid`,
-    /// `overloaded` or `failed`.
+    /// `overloaded`, `backend_unavailable` or `failed`.
     pub(crate) outcome: &'static str,
     /// The client's name, or `-` when unauthenticated.
     pub(crate) client: String,
@@ -95,6 +98,41 @@ pub(crate) struct RouteLabels {
     pub(crate) status: u16,
 }
 
+/// Labels of one signature through an external key store.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BackendCallLabels {
+    /// `pkcs11` or `aws_kms`.
+    pub(crate) backend: &'static str,
+    /// `ok`, `error` or `timeout`.
+    pub(crate) outcome: &'static str,
+}
+
+/// The store label alone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BackendLabels {
+    /// `pkcs11` or `aws_kms`.
+    pub(crate) backend: &'static str,
+}
+
+/// Signatures through external key stores, by store: updated by the
+/// signing pool, registered here. Clones share the same series.
+#[derive(Clone, Debug)]
+pub(crate) struct BackendMetrics {
+    /// Signatures by store and outcome.
+    pub(crate) calls: Family<BackendCallLabels, Counter>,
+    /// Latency of each signature (queueing included), by store.
+    pub(crate) durations: Family<BackendLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for BackendMetrics {
+    fn default() -> Self {
+        BackendMetrics {
+            calls: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
 /// The service's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -116,7 +154,11 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric; `signing` is the signing pool's histogram,
     /// `live` reads the values that live elsewhere, at each scrape.
-    pub(crate) fn new(signing: Histogram, live: impl Fn() -> Live + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(
+        signing: Histogram,
+        backends: BackendMetrics,
+        live: impl Fn() -> Live + Send + Sync + 'static,
+    ) -> Self {
         let mut registry = Registry::with_prefix("macp_auth");
         let mint_requests = Family::<MintLabels, Counter>::default();
         registry.register(
@@ -146,6 +188,16 @@ impl Metrics {
             "signing_duration_seconds",
             "Time spent computing one signature",
             signing,
+        );
+        registry.register(
+            "backend_signatures",
+            "Signatures through an external key store (pkcs11, aws_kms), by store and outcome (ok, error, timeout)",
+            backends.calls,
+        );
+        registry.register(
+            "backend_signing_duration_seconds",
+            "Time for one signature through an external key store, by store",
+            backends.durations,
         );
         let request_duration: Family<RouteLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
@@ -177,7 +229,16 @@ impl Metrics {
         self.mint_requests
             .get_or_create(&MintLabels {
                 outcome,
-                client: client.unwrap_or("-").to_owned(),
+                client: label_value(client.unwrap_or("-")),
+            })
+            .inc();
+    }
+
+    /// Counts one rate-limit rejection.
+    pub(crate) fn rate_limited(&self, client: Option<&str>) {
+        self.rate_limited
+            .get_or_create(&ClientLabels {
+                client: label_value(client.unwrap_or("-")),
             })
             .inc();
     }
@@ -201,6 +262,29 @@ impl Metrics {
     }
 }
 
+/// A label value as the exposition may carry it. The encoder escapes only
+/// `\`, `"` and line feeds. Operators' names are validated as printable at
+/// load; anything that could still end a line or mislead a reader (a control
+/// character such as a carriage return, a line separator, a bidirectional
+/// override) is escaped here as `\u{…}`, so no value breaks the exposition.
+pub(crate) fn label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        let unsafe_char = c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}'
+            )
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        if unsafe_char {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads the live values at scrape time.
 struct LiveCollector(Box<dyn Fn() -> Live + Send + Sync>);
 
@@ -219,7 +303,8 @@ impl Collector for LiveCollector {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(1i64).encode(active.encode_family(&vec![("kid", live.signing_kid)])?)?;
+        ConstGauge::new(1i64)
+            .encode(active.encode_family(&vec![("kid", label_value(&live.signing_kid))])?)?;
         let gauges = [
             (
                 "signing_key_age_seconds",
@@ -252,6 +337,7 @@ impl Collector for LiveCollector {
                 ("swapped", counts.swapped),
                 ("unchanged", counts.unchanged),
                 ("failed", counts.failed),
+                ("timed_out", counts.timed_out),
             ] {
                 ConstCounter::new(value).encode(
                     reloads.encode_family(&vec![("source", counts.source), ("result", result)])?,
@@ -259,5 +345,38 @@ impl Collector for LiveCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_carry_a_line_break_or_a_bidi_override() {
+        let cases = [
+            ("control-plane", "control-plane"),
+            ("ünïcödé", "ünïcödé"),
+            ("a\rb", "a\\u{d}b"),
+            ("a\nb", "a\\u{a}b"),
+            ("a\u{2028}b", "a\\u{2028}b"),
+            ("a\u{85}b", "a\\u{85}b"),
+            ("a\u{202E}b", "a\\u{202e}b"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(label_value(value), expected, "{value:?}");
+        }
+        let metrics = Metrics::new(Histogram::new([1.0]), BackendMetrics::default(), || Live {
+            signing_kid: "kid\r".into(),
+            signing_key_age_seconds: 0,
+            published_keys: 1,
+            ring_keys: 1,
+            reloads: Vec::new(),
+        });
+        metrics.mint("issued", Some("evil\r\"name"));
+        let text = metrics.encode();
+        assert!(!text.contains('\r'), "{text:?}");
+        assert!(text.contains(r#"client="evil\\u{d}\"name""#), "{text}");
+        assert!(text.contains(r#"kid="kid\\u{d}""#), "{text}");
     }
 }

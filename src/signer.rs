@@ -12,23 +12,43 @@
 //! and request parsing stay fast while minting is saturated, and signing
 //! still gets every cycle the workers leave idle.
 //!
+//! Keys in external stores take two other routes. A PKCS#11 key signs on the
+//! same threads (each thread uses a token session of its own), but the
+//! request waits at most `MACP_AUTH_SIGNING_TIMEOUT_MS` for it. A KMS key
+//! signs asynchronously through its client, which bounds calls in flight
+//! and has the same deadline, without occupying a thread. The route is one
+//! match on the key; the in-process path is unchanged. Every external
+//! signature is counted by store and outcome with its latency, and after
+//! [`UNREADY_AFTER_FAILURES`] consecutive failures the pool reports the
+//! store unavailable (readiness fails) until the next success.
+//!
 //! In a trace (when tracing is on), each signature is a `sign` span, child
 //! of the mint, from enqueueing to the answer, with the time spent waiting
 //! in the queue and the time spent signing as attributes; the signing thread
 //! adds a `signature` child span around the private-key operation itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::oneshot;
+#[cfg(feature = "aws-kms")]
+use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::keys::{SignError, SigningKey};
+use crate::config::DEFAULT_SIGNING_TIMEOUT;
+use crate::keys::{Backend, BackendError, SignError, SigningKey};
+use crate::metrics::{BackendCallLabels, BackendLabels, BackendMetrics};
 use crate::telemetry::TRACE_TARGET;
+
+/// Consecutive failed external signatures after which readiness fails: one
+/// failure can be a blip, three in a row (a few seconds at the default
+/// deadline) mean the store is down for this replica. The next success
+/// makes it ready again.
+pub const UNREADY_AFTER_FAILURES: u32 = 3;
 
 /// Jobs allowed to wait per signing thread before requests are shed.
 const QUEUE_PER_THREAD: usize = 128;
@@ -39,7 +59,7 @@ const SIGNER_NICENESS: i32 = 10;
 
 /// Why a signature could not be made. Turned into an HTTP answer at the
 /// edge (`http::error`), never here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignerError {
     /// Every thread is busy and the queue is full: shed, retry shortly.
     #[error("the signing queue is full")]
@@ -53,6 +73,14 @@ pub enum SignerError {
     /// A signing thread dropped the job without answering.
     #[error("a signing thread dropped its job")]
     Dropped,
+    /// The external store holding the key failed or missed the deadline.
+    #[error("{backend}: {error}")]
+    Backend {
+        /// The store.
+        backend: Backend,
+        /// What failed.
+        error: BackendError,
+    },
 }
 
 /// Signing-time buckets from 100 µs to about 15 s: the same bounds as the
@@ -78,6 +106,9 @@ pub struct SigningPool {
     jobs: Sender<Job>,
     signatures: Arc<AtomicU64>,
     durations: Histogram,
+    backend_timeout: Duration,
+    backends: BackendMetrics,
+    consecutive_failures: AtomicU32,
 }
 
 impl SigningPool {
@@ -103,7 +134,34 @@ impl SigningPool {
             jobs,
             signatures,
             durations,
+            backend_timeout: DEFAULT_SIGNING_TIMEOUT,
+            backends: BackendMetrics::default(),
+            consecutive_failures: AtomicU32::new(0),
         })
+    }
+
+    /// The same pool, waiting at most `timeout` for a PKCS#11 signature
+    /// (`MACP_AUTH_SIGNING_TIMEOUT_MS`; KMS keys carry their own deadline).
+    pub fn with_backend_timeout(mut self, timeout: Duration) -> Self {
+        self.backend_timeout = timeout;
+        self
+    }
+
+    /// The per-store counters and latencies, for the metrics registry.
+    pub(crate) fn backend_metrics(&self) -> BackendMetrics {
+        self.backends.clone()
+    }
+
+    /// Forgets past failures, once the signing key is no longer in the
+    /// store that failed.
+    pub(crate) fn clear_backend_failures(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the external store of the signing key answers: false after
+    /// [`UNREADY_AFTER_FAILURES`] consecutive failures, until a success.
+    pub fn backend_available(&self) -> bool {
+        self.consecutive_failures.load(Ordering::Relaxed) < UNREADY_AFTER_FAILURES
     }
 
     /// A pool sized to the machine: one thread per available core.
@@ -122,8 +180,10 @@ impl SigningPool {
         self.signatures.load(Ordering::Relaxed)
     }
 
-    /// Signs `message` with `key` on a pool thread and hands the message back
-    /// with its signature, so the caller can finish the token without a copy.
+    /// Signs `message` with `key` and hands the message back with its
+    /// signature, so the caller can finish the token without a copy: on a
+    /// pool thread for in-process and PKCS#11 keys, through the KMS client
+    /// for KMS keys.
     pub(crate) async fn sign(
         &self,
         key: Arc<SigningKey>,
@@ -135,6 +195,101 @@ impl SigningPool {
             macp.signer.queue_wait_us = Empty,
             macp.signer.signature_us = Empty,
         );
+        let Some(backend) = key.backend() else {
+            return self.on_thread(key, message, span).await;
+        };
+        let started = Instant::now();
+        let result = self.through_backend(backend, key, message, span).await;
+        self.record(backend, started.elapsed(), &result);
+        result
+    }
+
+    async fn through_backend(
+        &self,
+        backend: Backend,
+        key: Arc<SigningKey>,
+        message: String,
+        span: tracing::Span,
+    ) -> Result<(String, Vec<u8>), SignerError> {
+        #[cfg(feature = "aws-kms")]
+        if let Some(kms) = key.kms() {
+            let started = Instant::now();
+            let signed = kms.sign(message.as_bytes()).instrument(span.clone()).await;
+            span.record(
+                "macp.signer.signature_us",
+                started.elapsed().as_micros() as i64,
+            );
+            return match signed {
+                Ok(signature) => Ok((message, signature)),
+                Err(error) => Err(SignerError::Backend { backend, error }),
+            };
+        }
+        match tokio::time::timeout(self.backend_timeout, self.on_thread(key, message, span)).await {
+            Ok(result) => result,
+            Err(_) => Err(SignerError::Backend {
+                backend,
+                error: BackendError::Timeout {
+                    millis: u64::try_from(self.backend_timeout.as_millis()).unwrap_or(u64::MAX),
+                },
+            }),
+        }
+    }
+
+    /// Counts one external signature by outcome, observes its latency, and
+    /// tracks consecutive failures for readiness. Pool-level refusals (a
+    /// full queue) say nothing about the store and are not counted here.
+    fn record(
+        &self,
+        backend: Backend,
+        elapsed: Duration,
+        result: &Result<(String, Vec<u8>), SignerError>,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(SignerError::Backend {
+                error: BackendError::Timeout { .. },
+                ..
+            }) => "timeout",
+            Err(SignerError::Backend { .. }) => "error",
+            Err(_) => return,
+        };
+        let name = backend.as_str();
+        self.backends
+            .calls
+            .get_or_create(&BackendCallLabels {
+                backend: name,
+                outcome,
+            })
+            .inc();
+        self.backends
+            .durations
+            .get_or_create(&BackendLabels { backend: name })
+            .observe(elapsed.as_secs_f64());
+        if outcome == "ok" {
+            let before = self.consecutive_failures.swap(0, Ordering::Relaxed);
+            if before >= UNREADY_AFTER_FAILURES {
+                tracing::info!(
+                    backend = name,
+                    "signing backend {name} answers again: ready"
+                );
+            }
+        } else {
+            let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures == UNREADY_AFTER_FAILURES {
+                tracing::error!(
+                    backend = name,
+                    "signing backend {name} failed {failures} times in a row: not ready until a signature succeeds"
+                );
+            }
+        }
+    }
+
+    async fn on_thread(
+        &self,
+        key: Arc<SigningKey>,
+        message: String,
+        span: tracing::Span,
+    ) -> Result<(String, Vec<u8>), SignerError> {
         let queued = (!span.is_disabled()).then(Instant::now);
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -151,7 +306,10 @@ impl SigningPool {
             })?;
         match answer.await {
             Ok((message, Ok(signature))) => Ok((message, signature)),
-            Ok((_, Err(SignError))) => Err(SignerError::Failed),
+            Ok((_, Err(SignError::Local))) => Err(SignerError::Failed),
+            Ok((_, Err(SignError::Backend { backend, error }))) => {
+                Err(SignerError::Backend { backend, error })
+            }
             Err(_) => Err(SignerError::Dropped),
         }
     }
@@ -279,6 +437,9 @@ mod tests {
             jobs,
             signatures: Arc::default(),
             durations: Histogram::new(signing_buckets()),
+            backend_timeout: DEFAULT_SIGNING_TIMEOUT,
+            backends: BackendMetrics::default(),
+            consecutive_failures: AtomicU32::new(0),
         }
     }
 

@@ -10,7 +10,8 @@
 //! Lines are written by a dedicated thread, so a slow or blocked stdout
 //! never holds up an async worker mid-request. The hand-off is not lossy:
 //! when the thread falls behind, callers wait rather than drop an audit
-//! record, and [`Telemetry`] flushes everything when dropped.
+//! record, and [`Telemetry`] flushes everything when dropped. Each record
+//! is one line to every reader, whatever the values in it ([`escape`]).
 //!
 //! Traces ([`otel`], off unless an OTLP endpoint is configured): spans
 //! opened under [`TRACE_TARGET`] go to the exporter and nowhere else, and
@@ -21,6 +22,7 @@
 //! This module is a leaf, like `metrics`: the http layer and the signer name
 //! [`TRACE_TARGET`] and call [`continue_trace`], nothing here calls them.
 
+mod escape;
 pub(crate) mod otel;
 
 use std::io::IsTerminal;
@@ -34,6 +36,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LoggingSettings, TelemetrySettings};
+pub use escape::{Escaping, EscapingWriter};
 pub use otel::StartError;
 pub(crate) use otel::{SHUTDOWN_FLUSH_TIMEOUT, Tracing, continue_trace};
 
@@ -73,7 +76,13 @@ pub fn init(
         .lossy(false)
         .thread_name("macp-log-writer")
         .finish(std::io::stdout());
-    let ansi = std::io::stdout().is_terminal();
+    // Colour codes only help a person at a terminal; in a log pipeline they
+    // are noise that breaks grep and parsers.
+    let ansi = logging.format == LogFormat::Text && std::io::stdout().is_terminal();
+    let writer = Escaping {
+        inner: writer,
+        keep_ansi: ansi,
+    };
     let _ = subscriber(logging, writer, ansi, traces.as_ref()).try_init();
     Ok(Telemetry {
         _log_writer: guard,
@@ -99,8 +108,6 @@ where
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(writer)
             .with_target(false)
-            // Colour codes only help a person at a terminal; in a log
-            // pipeline they are noise that breaks grep and parsers.
             .with_ansi(ansi)
             .with_filter(filter)
             .boxed(),

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use crate::clients::no_clients;
 use crate::clock::rfc3339;
 use crate::config::{Config, RateLimit, TraceSettings};
 use crate::http::routes::{JWKS_PATH, METRICS_PATH, TOKENS_PATH};
@@ -65,6 +66,11 @@ pub struct KeyLine {
     pub activate_at: Option<u64>,
     /// When it leaves (or left) the JWKS, if superseded.
     pub retire_at: Option<u64>,
+    /// Where its private key lives: `in-process`, or the external store
+    /// and the key's reference (never a PIN).
+    pub custody: String,
+    /// Whether an external store holds it.
+    pub external: bool,
 }
 
 /// Who may mint, as the fingerprint shows it.
@@ -125,6 +131,8 @@ impl Fingerprint {
                 status: ring.status(index, now, max_ttl),
                 activate_at: entry.activate_at,
                 retire_at: ring.retirement(index, max_ttl),
+                custody: entry.key.custody(),
+                external: entry.key.backend().is_some(),
             })
             .collect();
         let source = match source {
@@ -233,6 +241,11 @@ impl Fingerprint {
                 ),
             );
         }
+        if let ClientsLine::List { variable, names } = &self.clients
+            && names.is_empty()
+        {
+            warn(FindingKind::Other, Severity::Error, no_clients(variable));
+        }
         if self.default_ttl_seconds > self.max_ttl_seconds {
             warn(
                 FindingKind::Other,
@@ -245,6 +258,16 @@ impl Fingerprint {
         }
         if let Some(message) = metrics_clash(config) {
             warn(FindingKind::Other, Severity::Error, message);
+        }
+        if config.listen.public_url.is_none() && !config.listen.host.is_loopback() {
+            warn(
+                FindingKind::Other,
+                Severity::Warning,
+                format!(
+                    "MACP_AUTH_PUBLIC_URL is unset and {} is not a loopback address: the discovery document builds jwks_uri from each request's Host header (served Cache-Control: private); set MACP_AUTH_PUBLIC_URL to the URL verifiers reach this service by",
+                    config.listen.host
+                ),
+            );
         }
         for (name, guess) in &config.unknown_variables {
             let hint = guess.map_or_else(String::new, |known| format!(" (did you mean {known}?)"));
@@ -285,6 +308,9 @@ impl Fingerprint {
                     None => tracing::info!("key {}: {}", key.kid, key.status),
                 }
             }
+        }
+        for key in self.keys.iter().filter(|key| key.external) {
+            tracing::info!("key {} is held by {}", key.kid, key.custody);
         }
         tracing::info!("JWKS: {}{JWKS_PATH}", self.base_url);
         tracing::info!("Mint: POST {}{TOKENS_PATH}", self.base_url);
@@ -486,5 +512,6 @@ fn key_detail(key: &KeyLine) -> String {
         };
         let _ = write!(detail, ", {verb} {}", rfc3339(retire_at));
     }
+    let _ = write!(detail, ", {}", key.custody);
     detail
 }

@@ -4,8 +4,23 @@
 //!
 //! A failed reload keeps what is in force and logs why (never key material);
 //! it never stops the service and never falls back to an ephemeral key.
+//!
+//! While the external store of the signing key is unavailable (readiness
+//! fails after consecutive errors), a probe signature is tried every
+//! [`BACKEND_PROBE`], so the replica becomes ready again by itself once the
+//! store answers, even when readiness has taken it out of the load balancer
+//! and no mint reaches it.
+//!
+//! Reloads run on Tokio's blocking pool, never on an async worker: parsing a
+//! ring costs CPU, opening a key in an external store (PKCS#11 login, KMS
+//! calls) can take up to the signing deadline, and reading a file on a hung
+//! mount can take forever. The read itself gives up after
+//! [`crate::reload::READ_TIMEOUT`], so this task (and shutdown, which waits
+//! for it) is never held longer than that.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::http::state::AppState;
@@ -13,6 +28,12 @@ use crate::reload::{ReloadOutcome, Source};
 
 /// How often idle rate-limit buckets are forgotten.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+/// How often an unavailable key store is probed with a signature.
+const BACKEND_PROBE: Duration = Duration::from_secs(1);
+
+/// What the recovery probe signs: any input does, as nobody sees it.
+const PROBE_INPUT: &str = "macp-auth-service backend probe";
 
 /// Runs the upkeep for `state` until `shutdown`.
 ///
@@ -35,6 +56,9 @@ where
         file_check.tick().await;
         let mut sweep = tokio::time::interval(LIMITER_SWEEP);
         sweep.tick().await;
+        let mut backend_probe = tokio::time::interval(BACKEND_PROBE);
+        backend_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let probing = Arc::new(AtomicBool::new(false));
         tokio::pin!(shutdown);
         loop {
             let keys = state.keys();
@@ -60,11 +84,17 @@ where
                     keys.current();
                 }
                 _ = file_check.tick(), if poll.is_some() => {
-                    reload(&state, "file check");
+                    reload_off_workers(&state, "file check").await;
                 }
                 () = hangup => {
                     tracing::info!("received SIGHUP: reloading the key ring and the client list");
-                    reload(&state, "SIGHUP");
+                    reload_off_workers(&state, "SIGHUP").await;
+                }
+                // Only while the store is unavailable: a branch that fires
+                // every second would keep restarting the sleep above.
+                _ = backend_probe.tick(), if !state.signer().backend_available() => {
+                    probe_backend(&state, &probing);
+                    keys.current();
                 }
                 _ = sweep.tick() => {
                     if let Some(limiter) = state.rate_limiter() {
@@ -74,6 +104,35 @@ where
             }
         }
     }
+}
+
+/// [`reload`] on the blocking pool.
+async fn reload_off_workers(state: &AppState, trigger: &'static str) {
+    let state = state.clone();
+    if let Err(err) = tokio::task::spawn_blocking(move || reload(&state, trigger)).await {
+        tracing::error!("reload ({trigger}) did not complete: {err}");
+    }
+}
+
+/// While the signing key's store is unavailable, signs one probe in the
+/// background (never more than one at a time); its outcome counts like a
+/// mint's, so a success makes the replica ready again.
+fn probe_backend(state: &AppState, probing: &Arc<AtomicBool>) {
+    if state.signer().backend_available() || probing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let state = state.clone();
+    let probing = probing.clone();
+    tokio::spawn(async move {
+        let key = state.keys().current().signing.clone();
+        if key.backend().is_some() {
+            let _ = state.signer().sign(key, PROBE_INPUT.to_owned()).await;
+        } else {
+            // The failing store no longer holds the signing key.
+            state.signer().clear_backend_failures();
+        }
+        probing.store(false, Ordering::Release);
+    });
 }
 
 /// Reloads both sources, logging failures; `trigger` names the cause.

@@ -96,8 +96,10 @@ pub struct KeygenArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Add the private JWK on standard input (e.g. from `keygen`) to a ring
-    /// file, creating the file if needed
+    /// Add the private JWK on standard input (e.g. from `keygen`), or a
+    /// member naming a key in a PKCS#11 token or AWS KMS ({"pkcs11": ...} or
+    /// {"aws_kms": ...}, checked against its store first), to a ring file,
+    /// creating the file if needed
     ///
     /// Warns when the new key activates sooner than
     /// MACP_AUTH_KEY_PREPUBLISH_SECONDS (default 600) from now, or in the
@@ -149,7 +151,7 @@ pub struct NewClientArgs {
     /// The client's name, as logs, metrics and audit records show it.
     #[arg(long)]
     pub name: String,
-    /// Sender patterns it may mint for (`*` matches any run of characters).
+    /// Sender patterns it may mint for (`*` matches within one `/` segment, `**` across segments).
     #[arg(long, num_args = 1.., required = true)]
     pub senders: Vec<String>,
     /// Its own ceiling on token lifetime.

@@ -9,7 +9,7 @@ use crate::clients::{Client, ClientStore};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::server::fit_to_descriptors;
-use crate::keys::store::load_ring;
+use crate::keys::store::{LoadedRing, load_ring};
 use crate::ratelimit::MintRateLimiter;
 use crate::reload::Source;
 
@@ -23,7 +23,7 @@ pub type Checked = (Source, Fingerprint, Vec<String>);
 /// startup fails here too.
 pub fn check_config(config: &Config) -> Result<Checked, CommandError> {
     let now = SystemClock.now();
-    let (ring, source) = load_ring(config, now)?;
+    let LoadedRing { ring, source, .. } = load_ring(config, now)?;
     let clients = ClientStore::from_config(config)?;
     if let Some(limit) = config.clients.rate_limit {
         // Built as serving builds it, so a limit serving would refuse fails here.

@@ -1,5 +1,6 @@
 //! `keys add` and `keys prune`: edit a ring file safely. Every write is
-//! validated as a whole ring first and lands atomically, mode 0600. Both say
+//! validated as a whole ring first (keys in external stores are reached and
+//! probed, as a load would) and lands atomically, mode 0600. Both say
 //! what the edit means for the schedule: `add` warns when the new key would
 //! sign before verifiers can have fetched it, `prune` says when the next key
 //! retires.
@@ -14,9 +15,12 @@ use super::args::KeysCommand;
 use super::files::{io_error, read_if_exists, write_atomically};
 use super::{CommandError, fail};
 use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::config::Config;
+use crate::config::{Config, CustodySettings};
+use crate::keys::backend::{describe_reference, named_backend};
 use crate::keys::ring::{ACTIVATE_AT, KeyRing, KeyStatus, RingError, ring_document};
-use crate::keys::{KeySource, SigningAlg, parse_jwk_object, public_jwk_from_private};
+use crate::keys::{
+    Backends, KeySource, SigningAlg, SigningKey, parse_jwk_object, public_jwk_from_private,
+};
 
 /// What `keys add` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,25 +31,28 @@ pub struct Added {
     pub warning: Option<String>,
 }
 
-/// Adds the private JWK `new_key` to the ring file at `path` (created if
-/// absent). Refuses a key of another algorithm than the ring's, a kid or key
-/// material already in the ring, and a result that would not load. Judges
-/// the new key's activation against `now` and the pre-publication window
-/// `prepublish` (seconds).
+/// Adds `new_key` to the ring file at `path` (created if absent): a private
+/// JWK, or a member naming a key in an external store (`pkcs11`,
+/// `aws_kms`), which is opened through `backends` first, so a reference that
+/// does not reach its store is never written. Refuses a key of another
+/// algorithm than the ring's, a kid, key material or reference already in the
+/// ring, and a result that would not load. Judges the new key's activation
+/// against `now` and the pre-publication window `prepublish` (seconds).
 pub fn keys_add(
     path: &Path,
     new_key: &str,
     now: u64,
     prepublish: u64,
+    backends: &Backends,
 ) -> Result<Added, CommandError> {
     let new_key = parse_jwk_object(new_key.trim())?;
-    let new_public = public_jwk_from_private(&Value::Object(new_key.clone()).to_string())?;
     let mut keys = match read_if_exists(path)? {
         Some(text) => ring_document(&text)?,
         None => Vec::new(),
     };
-    if let Some(first) = keys.first() {
-        let ring = ring_alg(std::slice::from_ref(first))?;
+    let new_public = new_public_jwk(&new_key, &keys, backends)?;
+    if !keys.is_empty() {
+        let ring = ring_alg(&keys)?;
         let new = new_public["alg"].as_str().unwrap_or_default();
         if ring.as_str() != new {
             return Err(CommandError::Usage(format!(
@@ -62,7 +69,7 @@ pub fn keys_add(
         ));
     }
     keys.push(new_key);
-    let ring = write_ring(path, keys)?;
+    let ring = write_ring(path, keys, backends)?;
     let added = ring.keys().last().expect("the new key is in the ring");
     let warning = match added.activate_at {
         Some(at) if rotating => activation_warning(added.key.kid(), at, now, prepublish),
@@ -72,6 +79,32 @@ pub fn keys_add(
         kids: kids(&ring),
         warning,
     })
+}
+
+/// The public JWK of the key to add: derived from a private JWK, or read
+/// from the store a member names (after the same checks as a load).
+fn new_public_jwk(
+    new_key: &Map<String, Value>,
+    keys: &[Map<String, Value>],
+    backends: &Backends,
+) -> Result<Map<String, Value>, CommandError> {
+    let Some((backend, reference)) = named_backend(new_key)? else {
+        let text = Value::Object(new_key.clone()).to_string();
+        return Ok(public_jwk_from_private(&text)?);
+    };
+    let name = backend.as_str();
+    if keys
+        .iter()
+        .any(|existing| existing.get(name) == new_key.get(name))
+    {
+        return Err(CommandError::Usage(format!(
+            "the ring already holds the {backend} key {}",
+            describe_reference(backend, reference)
+        )));
+    }
+    let alg = ring_alg(std::slice::from_ref(new_key)).or_else(|_| ring_alg(keys))?;
+    let key = SigningKey::from_member(alg, new_key, KeySource::File, backends)?;
+    Ok(key.public_jwk().clone())
 }
 
 fn refuse_duplicates(
@@ -135,11 +168,16 @@ pub struct Pruned {
 /// Drops from the ring file at `path` every key retired at `now` (every
 /// token it signed has expired, given `max_ttl`), and says which key retires
 /// next.
-pub fn keys_prune(path: &Path, now: u64, max_ttl: u64) -> Result<Pruned, CommandError> {
+pub fn keys_prune(
+    path: &Path,
+    now: u64,
+    max_ttl: u64,
+    backends: &Backends,
+) -> Result<Pruned, CommandError> {
     let text = std::fs::read_to_string(path).map_err(|err| io_error(path, &err))?;
     let keys = ring_document(&text)?;
     let alg = ring_alg(&keys)?;
-    let ring = KeyRing::parse(alg, &text, KeySource::File)?;
+    let ring = KeyRing::parse_with(alg, &text, KeySource::File, Some(backends))?;
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     let mut next_retirement: Option<(String, u64)> = None;
@@ -157,7 +195,7 @@ pub fn keys_prune(path: &Path, now: u64, max_ttl: u64) -> Result<Pruned, Command
         kept.push(jwk);
     }
     if !dropped.is_empty() {
-        write_ring(path, kept)?;
+        write_ring(path, kept, backends)?;
     }
     Ok(Pruned {
         dropped,
@@ -165,32 +203,42 @@ pub fn keys_prune(path: &Path, now: u64, max_ttl: u64) -> Result<Pruned, Command
     })
 }
 
-/// The algorithm of a ring's keys: the first key's `alg`, or its `kty`.
+/// The algorithm of a ring's keys: the first key's `alg`, or its `kty` (a
+/// key naming an external store has no `kty`; the next key's counts then).
 fn ring_alg(keys: &[Map<String, Value>]) -> Result<SigningAlg, CommandError> {
-    let first = keys.first().ok_or(RingError::Empty)?;
-    let from_alg = first
-        .get("alg")
-        .and_then(Value::as_str)
-        .and_then(SigningAlg::parse);
-    let from_kty = match first.get("kty").and_then(Value::as_str) {
-        Some("RSA") => Some(SigningAlg::Rs256),
-        Some("EC") => Some(SigningAlg::Es256),
-        _ => None,
+    if keys.is_empty() {
+        return Err(RingError::Empty.into());
+    }
+    let alg_of = |key: &Map<String, Value>| {
+        let from_alg = key
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(SigningAlg::parse);
+        let from_kty = match key.get("kty").and_then(Value::as_str) {
+            Some("RSA") => Some(SigningAlg::Rs256),
+            Some("EC") => Some(SigningAlg::Es256),
+            _ => None,
+        };
+        from_alg.or(from_kty)
     };
-    from_alg.or(from_kty).ok_or_else(|| {
+    keys.iter().find_map(alg_of).ok_or_else(|| {
         CommandError::Usage(
-            "the ring's first key names no usable alg or kty: check the file is a ring of RS256 or ES256 keys".into(),
+            "the ring's keys name no usable alg or kty: check the file is a ring of RS256 or ES256 keys, and give a key in an HSM or KMS its \"alg\"".into(),
         )
     })
 }
 
 /// Validates `keys` as a ring and writes it atomically, readable by the
 /// owner only, as `{"keys": [...]}`; returns the ring written.
-fn write_ring(path: &Path, keys: Vec<Map<String, Value>>) -> Result<KeyRing, CommandError> {
+fn write_ring(
+    path: &Path,
+    keys: Vec<Map<String, Value>>,
+    backends: &Backends,
+) -> Result<KeyRing, CommandError> {
     let alg = ring_alg(&keys)?;
     let document = serde_json::json!({ "keys": keys });
     let text = serde_json::to_string_pretty(&document).expect("JSON values serialise");
-    let ring = KeyRing::parse(alg, &text, KeySource::File)?;
+    let ring = KeyRing::parse_with(alg, &text, KeySource::File, Some(backends))?;
     write_atomically(path, &text)?;
     Ok(ring)
 }
@@ -216,6 +264,14 @@ fn prepublish_from_env() -> Result<u64, crate::config::ConfigError> {
     Ok(config.keys.prepublish_seconds)
 }
 
+/// How keys in external stores are reached, from `MACP_AUTH_PKCS11_*` and
+/// `MACP_AUTH_SIGNING_TIMEOUT_MS` alone (the commands need no other setting).
+fn backends_from_env() -> Result<Backends, ExitCode> {
+    CustodySettings::from_env()
+        .map(|settings| Backends::from_settings(&settings))
+        .map_err(|err| fail(format_args!("invalid configuration: {err}")))
+}
+
 /// Runs `keys add` or `keys prune`.
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
@@ -223,14 +279,18 @@ pub fn run(command: KeysCommand) -> ExitCode {
             let mut new_key = String::new();
             if let Err(err) = std::io::stdin().read_to_string(&mut new_key) {
                 return fail(format_args!(
-                    "cannot read a private JWK from standard input: {err}; pipe one in, e.g. from `keygen`"
+                    "cannot read a private JWK or key reference from standard input: {err}; pipe one in, e.g. from `keygen`"
                 ));
             }
             let prepublish = match prepublish_from_env() {
                 Ok(prepublish) => prepublish,
                 Err(err) => return fail(format_args!("invalid configuration: {err}")),
             };
-            match keys_add(&ring, &new_key, SystemClock.now(), prepublish) {
+            let backends = match backends_from_env() {
+                Ok(backends) => backends,
+                Err(code) => return code,
+            };
+            match keys_add(&ring, &new_key, SystemClock.now(), prepublish, &backends) {
                 Ok(added) => {
                     let noun = if added.kids.len() == 1 { "key" } else { "keys" };
                     println!(
@@ -262,7 +322,11 @@ fn run_prune(ring: &Path, max_ttl_seconds: Option<u64>) -> ExitCode {
             Err(err) => return fail(format_args!("invalid configuration: {err}")),
         },
     };
-    match keys_prune(ring, SystemClock.now(), max_ttl) {
+    let backends = match backends_from_env() {
+        Ok(backends) => backends,
+        Err(code) => return code,
+    };
+    match keys_prune(ring, SystemClock.now(), max_ttl, &backends) {
         Ok(pruned) => {
             let done = if pruned.dropped.is_empty() {
                 "no retired keys".to_owned()

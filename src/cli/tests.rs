@@ -44,8 +44,8 @@ use crate::clients::ClientList;
 use crate::config::KeyMaterial;
 use crate::keys::SigningKey;
 use crate::keys::ring::{ACTIVATE_AT, KeyRing, ring_document};
-use crate::keys::store::load_ring;
-use crate::keys::{KeySource, SigningAlg};
+use crate::keys::store::{LoadedRing, load_ring};
+use crate::keys::{Backends, KeySource, SigningAlg};
 use crate::reload::Source;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -57,7 +57,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// `keys add` at instant 0 with the default pre-publication window.
 fn add(path: &Path, jwk: &str) -> Result<Vec<String>, CommandError> {
-    keys_add(path, jwk, 0, 600).map(|added| added.kids)
+    keys_add(path, jwk, 0, 600, &Backends::default()).map(|added| added.kids)
 }
 
 /// A ring file with key "old" (always active) and "new" activating at `at`.
@@ -134,7 +134,7 @@ fn check_config_reports_the_fingerprint_without_private_material() {
     assert_eq!(source, Source::Inline);
     assert_eq!(
         report,
-        "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\nmetrics url: http://localhost:3200/metrics\nminting clients: none (minting is unauthenticated)\ntraces: off\nerror: minting is unauthenticated and 0.0.0.0 is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path and set MACP_AUTH_ALLOW_UNAUTHENTICATED=true to say so\n"
+        "listen: 0.0.0.0:3200\nissuer: macp-auth-service\naudience: macp-runtime\nkey source: env\nalg: ES256\nkid: ops-key\nkey ops-key: signing, in-process\nmax ttl seconds: 3600\ndefault ttl seconds: 300\njwks url: http://localhost:3200/.well-known/jwks.json\nmint url: POST http://localhost:3200/tokens\nmetrics url: http://localhost:3200/metrics\nminting clients: none (minting is unauthenticated)\ntraces: off\nerror: minting is unauthenticated and 0.0.0.0 is not a loopback address: anyone who can reach this port can mint a token for any sender; set MACP_AUTH_CLIENTS_FILE or MACP_AUTH_CLIENTS_JSON, or restrict the network path and set MACP_AUTH_ALLOW_UNAUTHENTICATED=true to say so\nwarning: MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address: the discovery document builds jwks_uri from each request's Host header (served Cache-Control: private); set MACP_AUTH_PUBLIC_URL to the URL verifiers reach this service by\n"
     );
     assert!(!report.contains(&d));
 }
@@ -150,7 +150,7 @@ fn the_fingerprint_lists_each_key_with_its_schedule() {
         config.keys.file = Some(path.clone());
         config
     };
-    let (ring, source) = load_ring(&config, 1000).unwrap();
+    let LoadedRing { ring, source, .. } = load_ring(&config, 1000).unwrap();
     let report = Fingerprint::new(
         &config,
         &ring,
@@ -162,11 +162,11 @@ fn the_fingerprint_lists_each_key_with_its_schedule() {
     assert!(report.contains("key source: file\n"), "{report}");
     assert!(report.contains("kid: old\n"), "{report}");
     assert!(
-        report.contains("key old: signing, retires 1970-01-01T01:34:20Z\n"),
+        report.contains("key old: signing, retires 1970-01-01T01:34:20Z, in-process\n"),
         "{report}"
     );
     assert!(
-        report.contains("key new: pending, activates 1970-01-01T00:33:20Z\n"),
+        report.contains("key new: pending, activates 1970-01-01T00:33:20Z, in-process\n"),
         "{report}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -205,14 +205,14 @@ fn keys_prune_drops_only_retired_keys() {
     let dir = temp_dir("prune");
     let path = dir.join("ring.json");
     old_and_new_ring(&path, "1000");
-    let early = keys_prune(&path, 1000 + 3600 + 59, 3600).unwrap();
+    let early = keys_prune(&path, 1000 + 3600 + 59, 3600, &Backends::default()).unwrap();
     assert!(early.dropped.is_empty(), "still published");
     assert_eq!(
         early.next_retirement,
         Some(("old".to_owned(), 1000 + 3600 + 60)),
         "says when to prune again"
     );
-    let pruned = keys_prune(&path, 1000 + 3600 + 60, 3600).unwrap();
+    let pruned = keys_prune(&path, 1000 + 3600 + 60, 3600, &Backends::default()).unwrap();
     assert_eq!(pruned.dropped, ["old"]);
     assert_eq!(pruned.next_retirement, None, "the last key never retires");
     let keys = ring_document(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -262,7 +262,7 @@ fn clean_config(keys: &[String]) -> Config {
 }
 
 fn findings_of(config: &Config, clients: &ClientsLine, now: u64) -> Vec<Finding> {
-    let (ring, source) = load_ring(config, now).unwrap();
+    let LoadedRing { ring, source, .. } = load_ring(config, now).unwrap();
     Fingerprint::new(config, &ring, &source, clients.clone(), now).findings
 }
 
@@ -317,7 +317,10 @@ fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
         (
             "unauthenticated minting on a wildcard bind",
             vec![key.clone()],
-            Box::new(|c| c.listen.host = "0.0.0.0".parse().unwrap()),
+            Box::new(|c| {
+                c.listen.host = "0.0.0.0".parse().unwrap();
+                c.listen.public_url = Some("https://auth.example.com".into());
+            }),
             &ClientsLine::Off,
             Some((
                 Severity::Error,
@@ -329,12 +332,23 @@ fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
             vec![key.clone()],
             Box::new(|c| {
                 c.listen.host = "0.0.0.0".parse().unwrap();
+                c.listen.public_url = Some("https://auth.example.com".into());
                 c.clients.allow_unauthenticated = true;
             }),
             &ClientsLine::Off,
             Some((
                 Severity::Warning,
                 "minting is unauthenticated on 0.0.0.0, as MACP_AUTH_ALLOW_UNAUTHENTICATED=true says is intended",
+            )),
+        ),
+        (
+            "discovery following the Host header on a wildcard bind",
+            vec![key.clone()],
+            Box::new(|c| c.listen.host = "0.0.0.0".parse().unwrap()),
+            &listed,
+            Some((
+                Severity::Warning,
+                "MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address",
             )),
         ),
         (
@@ -440,7 +454,7 @@ fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
                 assert_eq!(findings.len(), 1, "{name}: {findings:?}");
                 assert_eq!(findings[0].severity, severity, "{name}");
                 assert!(findings[0].message.contains(text), "{name}: {findings:?}");
-                let (ring, source) = load_ring(&config, now).unwrap();
+                let LoadedRing { ring, source, .. } = load_ring(&config, now).unwrap();
                 let report =
                     Fingerprint::new(&config, &ring, &source, clients.clone(), now).report();
                 let label = if severity == Severity::Error {
@@ -497,13 +511,13 @@ fn keys_add_warns_when_a_key_would_sign_before_verifiers_can_have_fetched_it() {
     let dir = temp_dir("add-warning");
     let path = dir.join("ring.json");
     let first = keygen(SigningAlg::Es256, Some("k1"), 0, Some("5")).unwrap();
-    let added = keys_add(&path, &first, 10_000, 600).unwrap();
+    let added = keys_add(&path, &first, 10_000, 600, &Backends::default()).unwrap();
     assert_eq!(
         added.warning, None,
         "a first key has nothing to be published before"
     );
     let next = keygen(SigningAlg::Es256, Some("k2"), 0, Some("10300")).unwrap();
-    let added = keys_add(&path, &next, 10_000, 600).unwrap();
+    let added = keys_add(&path, &next, 10_000, 600, &Backends::default()).unwrap();
     assert!(
         added
             .warning

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::{IssuerKeys, KeyRegistry, KeySet};
 
-use super::patterns::glob_match;
+use super::patterns::{Pattern, glob_match};
 
 /// Leeway on `exp` and `nbf`, for clock skew between the platform and us.
 pub const LEEWAY_SECONDS: u64 = 30;
@@ -41,7 +41,8 @@ pub struct JwtTrust {
     pub issuer: String,
     /// Accepted `aud` values; a token needs at least one of them.
     pub audiences: Vec<String>,
-    /// Glob patterns of accepted `sub` values.
+    /// Patterns of accepted `sub` values, in the `senders` language (`*`
+    /// within a `/`-segment, `**` across).
     pub subjects: Vec<String>,
     /// Where the issuer publishes its JWKS; found by discovery when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +67,11 @@ impl JwtTrust {
         }
         if self.subjects.is_empty() || self.subjects.iter().any(|s| s.is_empty()) {
             return Err("\"jwt.subjects\" must list at least one non-empty pattern");
+        }
+        if self.subjects.iter().any(|s| Pattern::parse(s).is_err()) {
+            return Err(
+                "\"jwt.subjects\" patterns must not contain control characters, line or paragraph separators, bidirectional formatting characters, or \".\" or \"..\" segments",
+            );
         }
         match (&self.jwks_uri, &self.jwks_file) {
             (Some(_), Some(_)) => Err("\"jwt\" may name \"jwks_uri\" or \"jwks_file\", not both"),

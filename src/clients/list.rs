@@ -17,7 +17,8 @@ use subtle::{Choice, ConstantTimeEq};
 
 use super::ceiling::ScopeCeiling;
 use super::jwt::{self, JwtClient, JwtTrust, KeyRegistry};
-use super::patterns::glob_match;
+use super::patterns::{Pattern, PatternError};
+use crate::text::{PRINTABLE_RULE, is_printable};
 
 /// One entry of the client list, as operators write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,8 +32,7 @@ pub(crate) struct ClientEntry {
     /// The workload identity it may authenticate with instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) jwt: Option<JwtTrust>,
-    /// Glob patterns (`*` matches any run of characters) of the senders it
-    /// may mint for.
+    /// Patterns of the senders it may mint for (see [`super::patterns`]).
     pub(crate) senders: Vec<String>,
     /// Its own ceiling on token lifetime, below the service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +49,7 @@ pub struct Client {
     digest: Option<[u8; 32]>,
     jwt: Option<JwtClient>,
     senders: Vec<String>,
+    patterns: Vec<Pattern>,
     max_ttl_seconds: Option<u64>,
     ceiling: ScopeCeiling,
 }
@@ -135,9 +136,7 @@ impl Client {
 
     /// Whether it may mint for `sender`.
     pub(crate) fn may_mint_for(&self, sender: &str) -> bool {
-        self.senders
-            .iter()
-            .any(|pattern| glob_match(pattern, sender))
+        self.patterns.iter().any(|pattern| pattern.matches(sender))
     }
 }
 
@@ -160,6 +159,9 @@ impl Client {
         if entry.name.trim().is_empty() {
             return Err(problem("\"name\" must be a non-empty string"));
         }
+        if !is_printable(&entry.name) {
+            return Err(problem(&format!("\"name\" {PRINTABLE_RULE}")));
+        }
         let digest = match &entry.secret_sha256 {
             Some(hex) => Some(
                 parse_digest(hex)
@@ -170,11 +172,17 @@ impl Client {
             }
             None => None,
         };
-        if entry.senders.is_empty() || entry.senders.iter().any(|p| p.is_empty()) {
+        if entry.senders.is_empty() {
             return Err(problem(
                 "\"senders\" must list at least one non-empty pattern",
             ));
         }
+        let patterns = entry
+            .senders
+            .iter()
+            .map(|text| Pattern::parse(text))
+            .collect::<Result<Vec<_>, PatternError>>()
+            .map_err(|err| problem(&format!("\"senders\": {err}")))?;
         if entry.max_ttl_seconds == Some(0) {
             return Err(problem("\"max_ttl_seconds\" must be a positive integer"));
         }
@@ -206,13 +214,16 @@ impl Client {
             digest,
             jwt,
             senders: entry.senders,
+            patterns,
             max_ttl_seconds: entry.max_ttl_seconds,
             ceiling: entry.scopes,
         })
     }
 }
 
-/// The configured clients.
+/// The configured clients. An empty list is valid and lets no one mint: it
+/// is how an operator revokes every client at once without turning
+/// authentication off.
 #[derive(Debug, Clone, Default)]
 pub struct ClientList {
     clients: Vec<Client>,
@@ -221,14 +232,18 @@ pub struct ClientList {
 /// A client list that cannot be used. Never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientsError {
-    /// Not JSON of the expected shape.
+    /// Not JSON of the expected shape. Only the position is reported:
+    /// serde's own message quotes the offending value, which may be a
+    /// secret pasted in the wrong place.
     #[error(
-        "must be a JSON array of {{\"name\", \"secret_sha256\"?, \"jwt\"?, \"senders\", \"max_ttl_seconds\"?, \"scopes\"?}} objects ({0})"
+        "must be a JSON array of {{\"name\", \"secret_sha256\"?, \"jwt\"?, \"senders\", \"max_ttl_seconds\"?, \"scopes\"?}} objects (invalid at line {line}, column {column})"
     )]
-    Shape(String),
-    /// An empty list would lock every minter out.
-    #[error("lists no clients; unset it to turn caller authentication off")]
-    Empty,
+    Shape {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+    },
     /// One entry is unusable.
     #[error("client {position} ({name:?}): {problem}")]
     Entry {
@@ -239,6 +254,9 @@ pub enum ClientsError {
         /// What is wrong.
         problem: String,
     },
+    /// The system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Rng,
     /// Two clients share a name or a secret.
     #[error("has two clients with the same {0}")]
     Duplicate(&'static str),
@@ -254,13 +272,11 @@ impl ClientList {
     /// Parses and validates a JSON client list; JWT clients take their
     /// remote key caches from `registry`, so a reload keeps them.
     pub(crate) fn parse_with(text: &str, registry: &KeyRegistry) -> Result<Self, ClientsError> {
-        // The shape error comes from serde; it names fields and types, and
-        // the list holds only digests, never secrets.
         let entries: Vec<ClientEntry> =
-            serde_json::from_str(text).map_err(|err| ClientsError::Shape(err.to_string()))?;
-        if entries.is_empty() {
-            return Err(ClientsError::Empty);
-        }
+            serde_json::from_str(text).map_err(|err| ClientsError::Shape {
+                line: err.line(),
+                column: err.column(),
+            })?;
         let mut clients: Vec<Client> = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
             let client =
@@ -367,8 +383,7 @@ pub(crate) fn new_entry(spec: NewClient) -> Result<(Option<String>, ClientEntry)
         Some(_) => None,
         None => {
             let mut bytes = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut bytes)
-                .map_err(|_| ClientsError::Shape("the system RNG failed".into()))?;
+            aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ClientsError::Rng)?;
             Some(URL_SAFE_NO_PAD.encode(bytes))
         }
     };
@@ -440,7 +455,6 @@ mod tests {
         let digest = secret_digest_hex("x");
         let cases = [
             (json!({}), "must be a JSON array"),
-            (json!([]), "lists no clients"),
             (
                 json!([{"name": "a", "secret_sha256": digest, "senders": ["*"], "extra": 1}]),
                 "must be a JSON array",
@@ -456,6 +470,18 @@ mod tests {
             (
                 json!([{"name": "a", "secret_sha256": digest, "senders": []}]),
                 "client 1 (\"a\"): \"senders\" must list",
+            ),
+            (
+                json!([{"name": "a", "secret_sha256": digest, "senders": [""]}]),
+                "client 1 (\"a\"): \"senders\": a pattern must not be empty",
+            ),
+            (
+                json!([{"name": "a\nINFO forged startup line", "secret_sha256": digest, "senders": ["*"]}]),
+                "client 1 (\"a\\nINFO forged startup line\"): \"name\" must not contain control characters",
+            ),
+            (
+                json!([{"name": "a\u{202E}b", "secret_sha256": digest, "senders": ["*"]}]),
+                "client 1 (\"a\\u{202e}b\"): \"name\" must not contain control characters",
             ),
             (
                 json!([{"name": "a", "secret_sha256": digest, "senders": ["*"], "max_ttl_seconds": 0}]),
@@ -480,6 +506,37 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_list_is_valid_and_authenticates_no_one() {
+        let clients = ClientList::parse("[]").unwrap();
+        assert!(clients.clients().is_empty());
+        assert!(clients.authenticate("").is_none());
+        assert!(clients.authenticate("anything").is_none());
+    }
+
+    #[test]
+    fn a_shape_error_reports_where_it_is_and_never_the_value() {
+        let secret = "hunter2-the-actual-secret";
+        let cases = [
+            (
+                format!(r#"[{{"name": "a", "secret_sha256": "{secret}", "senders": "{secret}"}}]"#),
+                "(invalid at line 1, column ",
+            ),
+            (
+                format!("[\n  {{\"name\": \"a\",\n   \"{secret}\": 1}}]"),
+                "(invalid at line 3, column ",
+            ),
+            (format!("[\"{secret}\"]"), "(invalid at line 1, column "),
+            (secret.to_owned(), "(invalid at line 1, column 1)"),
+        ];
+        for (text, position) in cases {
+            let err = ClientList::parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with("must be a JSON array of"), "{err}");
+            assert!(err.contains(position), "{text}: {err}");
+            assert!(!err.contains("hunter2"), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn a_new_client_gets_a_256_bit_secret_matching_its_entry() {
         let (secret, entry) = new_client("cp", vec!["agent://team-a/*".into()], Some(600)).unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(&secret).unwrap().len(), 32);
@@ -488,9 +545,9 @@ mod tests {
         let client = clients.authenticate(&secret).unwrap();
         assert!(client.may_mint_for("agent://team-a/risk"));
         assert!(!client.may_mint_for("agent://team-b/risk"));
-        let (other, _) = new_client("cp", vec!["*".into()], None).unwrap();
+        let (other, _) = new_client("cp", vec!["**".into()], None).unwrap();
         assert_ne!(secret, other);
-        assert!(new_client("", vec!["*".into()], None).is_err());
+        assert!(new_client("", vec!["**".into()], None).is_err());
     }
 
     #[test]

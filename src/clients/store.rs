@@ -9,6 +9,11 @@
 //! in a file follow its rotation. The issuer key caches live in one
 //! registry for the life of the store, so a reload never forgets keys
 //! fetched before.
+//!
+//! An empty list (`[]`) is accepted and lets no one mint: writing it to the
+//! client file is the quickest way to revoke every client at once. It never
+//! turns authentication off; only unsetting both variables does that. It is
+//! logged as an error at startup and on every reload that swaps it in.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -18,7 +23,9 @@ use arc_swap::ArcSwap;
 use super::jwt::KeyRegistry;
 use super::list::{Client, ClientList, ClientsError};
 use crate::config::{Config, KeyMaterial, vars};
-use crate::reload::{ReloadOutcome, ReloadTotals, Reloader, Source, UnreadableFile, read_file};
+use crate::reload::{
+    FileReader, ReloadOutcome, ReloadTotals, Reloader, Source, UnreadableFile, read_with,
+};
 
 /// A client list that could not be loaded; names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,12 +63,18 @@ impl fmt::Debug for ClientStore {
 impl ClientStore {
     /// Loads the list the configuration names (or none).
     pub(crate) fn from_config(config: &Config) -> Result<Self, LoadClientsError> {
+        Self::load(config, &FileReader::default())
+    }
+
+    /// [`ClientStore::from_config`], reading a client file through
+    /// `reader`. The text parsed is the text later reloads compare with.
+    pub(crate) fn load(config: &Config, reader: &FileReader) -> Result<Self, LoadClientsError> {
         let registry = KeyRegistry::default();
         let (text, variable, source, file_text) =
             match (&config.clients.inline, &config.clients.file) {
                 (Some(json), _) => (json.clone(), vars::CLIENTS_JSON, Source::Inline, None),
                 (None, Some(path)) => {
-                    let text = read_file(vars::CLIENTS_FILE, path)?;
+                    let text = read_with(reader, vars::CLIENTS_FILE, path)?;
                     (
                         KeyMaterial::new(text.clone()),
                         vars::CLIENTS_FILE,
@@ -124,7 +137,15 @@ impl ClientStore {
             let text = KeyMaterial::new(text.to_owned());
             let list = parse_named(&text, vars::CLIENTS_FILE, &self.registry)?;
             let names: Vec<&str> = list.clients().iter().map(Client::name).collect();
-            tracing::info!(clients = %names.join(","), "client list reloaded from {}", path.display());
+            if names.is_empty() {
+                tracing::error!(
+                    "client list reloaded from {}: {}",
+                    path.display(),
+                    no_clients(vars::CLIENTS_FILE)
+                );
+            } else {
+                tracing::info!(clients = ?names.join(","), "client list reloaded from {}", path.display());
+            }
             self.swap(text, list);
             Ok::<(), LoadClientsError>(())
         })?;
@@ -168,12 +189,21 @@ impl ClientStore {
     }
 }
 
+/// What an empty list means, for the logs and `check-config`.
+pub(crate) fn no_clients(variable: &str) -> String {
+    format!(
+        "{variable} lists no clients: every mint is refused with 401 until a client is added (authentication stays on; this is how to revoke every client at once)"
+    )
+}
+
 /// The contents of each `jwks_file` the list names, in list order (one that
 /// cannot be read contributes a marker, so its return counts as a change).
+/// Read as the list itself is: regular files only, within the timeout.
 fn jwks_fingerprint(list: &ClientList) -> String {
+    let reader = FileReader::default();
     let mut out = String::new();
     for path in list.jwks_files() {
-        match std::fs::read_to_string(path) {
+        match read_with(&reader, "jwt.jwks_file", path) {
             Ok(contents) => out.push_str(&contents),
             Err(_) => out.push_str("\0unreadable"),
         }
@@ -246,6 +276,58 @@ mod tests {
         assert!(store.current().is_none());
         assert_eq!(store.reload().unwrap(), ReloadOutcome::NotReloadable);
         assert_eq!(store.reloads(), ReloadTotals::default());
+    }
+
+    fn entry(name: &str, secret: &str) -> serde_json::Value {
+        json!({"name": name, "secret_sha256": secret_digest_hex(secret), "senders": ["**"]})
+    }
+
+    fn file_config(name: &str, text: &str) -> (Config, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("macp-clients-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clients.json");
+        std::fs::write(&path, text).unwrap();
+        let mut config = Config::default();
+        config.clients.file = Some(path.clone());
+        (config, path)
+    }
+
+    #[test]
+    fn an_empty_list_revokes_every_client_without_turning_authentication_off() {
+        let (config, path) = file_config("empty", &json!([entry("a", "one")]).to_string());
+        let store = ClientStore::from_config(&config).unwrap();
+        std::fs::write(&path, "[]").unwrap();
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::Swapped);
+        let current = store.current();
+        let list = current.as_ref().as_ref().expect("authentication stays on");
+        assert!(list.authenticate("one").is_none());
+        assert!(store.names().is_empty());
+        std::fs::write(&path, " [ ]\n").unwrap();
+        let restarted = ClientStore::from_config(&config).unwrap();
+        assert!(
+            restarted.current().is_some(),
+            "an empty list loads at startup too"
+        );
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_client_store_remembers_the_text_it_parsed_not_a_second_read() {
+        let (config, path) = file_config("race", &json!([entry("a", "one")]).to_string());
+        let newer = json!([entry("a", "one"), entry("b", "two")]).to_string();
+        let reader = FileReader::with(
+            move |path| {
+                let text = std::fs::read_to_string(path).unwrap();
+                std::fs::write(path, &newer).unwrap();
+                Ok(text)
+            },
+            crate::reload::READ_TIMEOUT,
+        );
+        let store = ClientStore::load(&config, &reader).unwrap();
+        assert_eq!(store.names(), ["a"]);
+        assert_eq!(store.reload().unwrap(), ReloadOutcome::Swapped);
+        assert_eq!(store.names(), ["a", "b"]);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]

@@ -92,7 +92,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A non-blank string, `default` when unset.
+    /// A non-blank, printable string, `default` when unset. It goes into
+    /// every token and every startup log, so a line break or a
+    /// bidirectional override in it is refused.
     pub(crate) fn non_empty(
         &self,
         name: &'static str,
@@ -103,6 +105,10 @@ impl<'a> Reader<'a> {
             Some(raw) if raw.trim().is_empty() => Err(ConfigError::new(
                 name,
                 format!("{name} must be a non-empty string"),
+            )),
+            Some(raw) if !crate::text::is_printable(&raw) => Err(ConfigError::new(
+                name,
+                format!("{name} {}", crate::text::PRINTABLE_RULE),
             )),
             Some(raw) => Ok(raw),
         }

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::custody::CustodySettings;
 use super::reader::Reader;
 use super::{ConfigError, DEFAULT_DRAIN_TIMEOUT, KeyMaterial, TTL_LIMIT_SECONDS, vars};
 use crate::keys::SigningAlg;
@@ -138,6 +139,8 @@ pub struct KeySettings {
     /// Upper bound on the JWKS `Cache-Control: max-age`
     /// (`MACP_AUTH_JWKS_MAX_AGE_SECONDS`).
     pub jwks_max_age_seconds: u64,
+    /// External key stores: PKCS#11 module and PIN, signing deadline.
+    pub custody: CustodySettings,
 }
 
 impl Default for KeySettings {
@@ -149,6 +152,7 @@ impl Default for KeySettings {
             prepublish_seconds: 600,
             poll_interval: Some(Duration::from_secs(10)),
             jwks_max_age_seconds: 300,
+            custody: CustodySettings::default(),
         }
     }
 }
@@ -194,6 +198,7 @@ impl KeySettings {
                 defaults.jwks_max_age_seconds,
                 86_400,
             )?,
+            custody: CustodySettings::read(r)?,
         })
     }
 }

@@ -21,15 +21,17 @@ use super::vars;
 pub(crate) enum Group {
     ListenerAndTokens,
     SigningKeys,
+    KeyCustody,
     Clients,
     Operations,
     Traces,
 }
 
 impl Group {
-    const ALL: [Group; 5] = [
+    const ALL: [Group; 6] = [
         Group::ListenerAndTokens,
         Group::SigningKeys,
+        Group::KeyCustody,
         Group::Clients,
         Group::Operations,
         Group::Traces,
@@ -39,6 +41,7 @@ impl Group {
         match self {
             Group::ListenerAndTokens => "Listener and tokens",
             Group::SigningKeys => "Signing keys",
+            Group::KeyCustody => "Keys in an HSM or AWS KMS",
             Group::Clients => "Minting clients and rate limits",
             Group::Operations => "Operations",
             Group::Traces => "Traces (OpenTelemetry)",
@@ -69,7 +72,7 @@ const fn var(
     }
 }
 
-use Group::{Clients, ListenerAndTokens, Operations, SigningKeys, Traces};
+use Group::{Clients, KeyCustody, ListenerAndTokens, Operations, SigningKeys, Traces};
 
 /// Every variable [`super::Config`] reads, in the deployment guide's order.
 #[rustfmt::skip]
@@ -87,6 +90,10 @@ pub(crate) const VARIABLES: &[Variable] = &[
     var(vars::KEY_PREPUBLISH, "600", "seconds a key should be published before it signs; less is warned about", SigningKeys),
     var(vars::KEY_POLL, "10", "seconds between checks of the key and client files; 0 means SIGHUP only", SigningKeys),
     var(vars::JWKS_MAX_AGE, "300", "ceiling in seconds of the JWKS Cache-Control max-age", SigningKeys),
+    var(vars::PKCS11_MODULE, "unset", "PKCS#11 module (.so) for pkcs11 ring members whose URI has no module-path", KeyCustody),
+    var(vars::PKCS11_PIN, "unset", "the token's user PIN for pkcs11 members (prefer the file)", KeyCustody),
+    var(vars::PKCS11_PIN_FILE, "unset", "file holding that PIN, read at every load", KeyCustody),
+    var(vars::SIGNING_TIMEOUT_MS, "2000", "deadline in ms of one signature through an HSM or KMS (then 503)", KeyCustody),
     var(vars::CLIENTS_FILE, "unset", "file holding the JSON client list, re-read with the key file", Clients),
     var(vars::CLIENTS_JSON, "unset", "the JSON client list inline; with neither, minting is unauthenticated", Clients),
     var(vars::ALLOW_UNAUTHENTICATED, "false", "true: unauthenticated minting on a non-loopback address is intended (a warning, not an error)", Clients),
@@ -123,14 +130,7 @@ pub(crate) const VARIABLES: &[Variable] = &[
 /// `MACP_AUTH_*` names other programs read, which may share this service's
 /// environment (a ConfigMap shared with the runtime, for instance). They are
 /// not misspellings, so they are never warned about.
-const READ_ELSEWHERE: &[&str] = &[
-    vars::PKCS11_MODULE,
-    vars::PKCS11_PIN,
-    vars::PKCS11_PIN_FILE,
-    vars::SIGNING_TIMEOUT_MS,
-    "MACP_AUTH_JWKS_URL",
-    "MACP_AUTH_JWKS_TTL_SECS",
-];
+const READ_ELSEWHERE: &[&str] = &["MACP_AUTH_JWKS_URL", "MACP_AUTH_JWKS_TTL_SECS"];
 
 /// The prefix every variable of this service (but `PORT`, `HOST` and
 /// `RUST_LOG`) carries.

@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::keys::{Backend, BackendError};
 use crate::mint::MintError;
-
 use crate::signer::SignerError;
 
 /// The request body limit on `POST /tokens`, in bytes.
@@ -93,6 +93,15 @@ pub enum ApiError {
     /// Every signing slot and queue place is taken; retry shortly.
     #[error("the service is at capacity, retry shortly")]
     Overloaded,
+    /// The external store holding the signing key (PKCS#11, KMS) failed or
+    /// missed the deadline; retry shortly. The cause is logged, never sent.
+    #[error("signing backend unavailable, retry shortly")]
+    BackendUnavailable {
+        /// The store.
+        backend: Backend,
+        /// What failed (secret-free, but still the operator's business).
+        cause: BackendError,
+    },
     /// A server-side failure; the cause is logged, never sent.
     #[error("internal server error")]
     Internal(&'static str),
@@ -119,9 +128,9 @@ impl ApiError {
             ApiError::SenderNotAllowed { .. } | ApiError::ScopeCeiling(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Overloaded | ApiError::IssuerUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded
+            | ApiError::IssuerUnavailable { .. }
+            | ApiError::BackendUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +145,10 @@ impl From<SignerError> for ApiError {
             SignerError::Stopped => ApiError::Internal("signing threads have stopped"),
             SignerError::Failed => ApiError::Internal("AWS-LC failed to sign"),
             SignerError::Dropped => ApiError::Internal("a signing thread dropped its job"),
+            SignerError::Backend { backend, error } => ApiError::BackendUnavailable {
+                backend,
+                cause: error,
+            },
         }
     }
 }
@@ -156,14 +169,21 @@ impl From<MintError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(cause, "request failed");
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(cause, "request failed"),
+            ApiError::BackendUnavailable { backend, cause } => {
+                tracing::warn!(
+                    backend = backend.as_str(),
+                    "signing backend failed: {cause}"
+                );
+            }
+            _ => {}
         }
         let mut response =
             (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Overloaded => {
+            ApiError::Overloaded | ApiError::BackendUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::RateLimited { retry_after } | ApiError::IssuerUnavailable { retry_after } => {
@@ -273,7 +293,7 @@ mod tests {
             ),
         ];
         for (error, status, cause) in cases {
-            let api = ApiError::from(error);
+            let api = ApiError::from(error.clone());
             assert_eq!(api.status(), status, "{error:?}");
             match api {
                 ApiError::Internal(logged) => assert_eq!(Some(logged), cause),
@@ -287,5 +307,20 @@ mod tests {
         let (status, headers, _) = render(ApiError::Overloaded).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn a_failing_key_store_asks_clients_to_retry_without_naming_the_cause() {
+        let error = ApiError::from(SignerError::Backend {
+            backend: Backend::AwsKms,
+            error: BackendError::Timeout { millis: 2000 },
+        });
+        let (status, headers, body) = render(error).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(
+            body,
+            json!({"error": "signing backend unavailable, retry shortly"})
+        );
     }
 }

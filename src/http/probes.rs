@@ -23,12 +23,22 @@ pub(crate) async fn healthz() -> Response {
 
 /// Readiness: 200 while a key signs and shutdown has not begun; 503 once
 /// SIGTERM arrives, so load balancers stop sending new work before the
-/// listener closes.
+/// listener closes; 503 too while the external store holding the signing key
+/// has failed several signatures in a row (back to 200 on the next success,
+/// which the traffic still reaching this replica provides). Reads one atomic
+/// counter: a stalled store never makes this probe wait.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"error": "not ready: shutting down"})),
+        )
+            .into_response();
+    }
+    if !state.signer().backend_available() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "not ready: signing backend unavailable"})),
         )
             .into_response();
     }

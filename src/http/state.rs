@@ -61,8 +61,8 @@ impl AppState {
     /// system clock and a signing pool sized to this machine.
     pub fn from_config(config: Config) -> Result<Self, StartupError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let (ring, source) = load_ring(&config, clock.now())?;
-        let keys = Arc::new(KeyStore::new(&config, ring, source, clock.clone()));
+        let loaded = load_ring(&config, clock.now())?;
+        let keys = Arc::new(KeyStore::loaded(&config, loaded, clock.clone()));
         Self::new(config, keys, clock, SigningPool::for_this_machine()?)
     }
 
@@ -80,6 +80,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         signer: SigningPool,
     ) -> Result<Self, StartupError> {
+        let signer = signer.with_backend_timeout(config.keys.custody.signing_timeout);
         let clients = Arc::new(ClientStore::from_config(&config)?);
         let limiter = match config.clients.rate_limit {
             None => None,
@@ -88,7 +89,7 @@ impl AppState {
         let metrics = {
             let (keys, clients, clock) = (keys.clone(), clients.clone(), clock.clone());
             let started = clock.now();
-            Metrics::new(signer.durations(), move || {
+            Metrics::new(signer.durations(), signer.backend_metrics(), move || {
                 live_metrics(&keys, &clients, clock.now(), started)
             })
         };
@@ -171,6 +172,7 @@ fn live_metrics(keys: &KeyStore, clients: &ClientStore, now: u64, started: u64) 
         swapped: totals.swapped,
         unchanged: totals.unchanged,
         failed: totals.failed,
+        timed_out: totals.timed_out,
     };
     Live {
         signing_kid: kid.to_owned(),

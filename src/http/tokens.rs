@@ -28,7 +28,6 @@ use crate::clients::jwt::JwtFailure;
 use crate::clients::{Client, ClientList};
 use crate::http::error::{ApiError, MAX_BODY_BYTES};
 use crate::http::state::AppState;
-use crate::metrics::ClientLabels;
 use crate::mint::scopes::known_scopes;
 use crate::mint::{
     Claims, MintRequest, compact_jws, effective_ttl, new_jti, parse_request, signing_input,
@@ -101,14 +100,7 @@ pub(crate) async fn mint(
             let metrics = state.metrics();
             metrics.mint(outcome.as_str(), client);
             match outcome {
-                Outcome::RateLimited => {
-                    metrics
-                        .rate_limited
-                        .get_or_create(&ClientLabels {
-                            client: client.unwrap_or("-").to_owned(),
-                        })
-                        .inc();
-                }
+                Outcome::RateLimited => metrics.rate_limited(client),
                 Outcome::Overloaded => {
                     metrics.shed.inc();
                 }
@@ -128,6 +120,7 @@ fn outcome_of(error: &ApiError) -> Outcome {
         ApiError::SenderNotAllowed { .. } | ApiError::ScopeCeiling(_) => Outcome::Forbidden,
         ApiError::RateLimited { .. } => Outcome::RateLimited,
         ApiError::Overloaded => Outcome::Overloaded,
+        ApiError::BackendUnavailable { .. } => Outcome::BackendUnavailable,
         ApiError::Internal(_) => Outcome::Failed,
         _ => Outcome::Invalid,
     }

@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::alg::SigningAlg;
+use super::custody::{Backend, BackendError};
 use super::key::MIN_RSA_BITS;
 
 /// Why a key cannot be used. Messages describe the problem and never include
@@ -67,7 +68,9 @@ pub enum KeyError {
         problem: &'static str,
     },
     /// `kid` is present but unusable.
-    #[error("member \"kid\" must be a non-empty string when present")]
+    #[error(
+        "member \"kid\" must be a non-empty string without control characters, line or paragraph separators, or bidirectional formatting characters when present"
+    )]
     BadKid,
     /// Multi-prime RSA is not supported.
     #[error("is a multi-prime RSA key (member \"oth\"), which is not supported")]
@@ -124,12 +127,70 @@ pub enum KeyError {
         /// The size asked for.
         bits: usize,
     },
+    /// A member names a key in a store this build cannot reach.
+    #[error(
+        "names a {backend} key, but this build has no {backend} support (build with the Cargo feature of that name)"
+    )]
+    BackendNotBuilt {
+        /// The store named.
+        backend: Backend,
+    },
+    /// A member naming a store where only private keys can be loaded.
+    #[error(
+        "names a {backend} key; keys in external stores are opened only when the key ring is loaded"
+    )]
+    ExternalNotOpened {
+        /// The store named.
+        backend: Backend,
+    },
+    /// A member names two stores.
+    #[error("names both a pkcs11 and an aws_kms key; a member names one key")]
+    TwoBackends,
+    /// The store reference is not a usable string.
+    #[error(
+        "member \"{backend}\" must be a non-empty string (a PKCS#11 URI or a KMS key reference)"
+    )]
+    BadBackendReference {
+        /// The store named.
+        backend: Backend,
+    },
+    /// A member naming a store also carries key material.
+    #[error(
+        "names a {backend} key and also carries member \"{member}\": a key in an external store takes its public key from the store, so the member holds no key material"
+    )]
+    BackendWithKeyMaterial {
+        /// The store named.
+        backend: Backend,
+        /// The key-material member found.
+        member: &'static str,
+    },
+    /// The store could not open the key, or the key failed its checks.
+    #[error("{backend} key {reference}: {error}")]
+    Backend {
+        /// The store.
+        backend: Backend,
+        /// The key reference, without any PIN.
+        reference: String,
+        /// What failed (boxed: it is rare, and keeps every key error small).
+        error: Box<BackendError>,
+    },
 }
 
-/// Signing failed inside AWS-LC; carries no detail because there is none to give.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the signing operation failed")]
-pub struct SignError;
+/// Why a signature could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// AWS-LC refused; there is no detail to give.
+    #[error("the signing operation failed")]
+    Local,
+    /// The external store failed or did not answer in time.
+    #[error("{backend}: {error}")]
+    Backend {
+        /// The store.
+        backend: Backend,
+        /// What failed.
+        error: BackendError,
+    },
+}
 
 /// Names registered for JOSE (RFC 7518, RFC 8037) that a `kty`, `crv`, `alg`
 /// or `use` member can hold: the only strings an error message may quote.

@@ -15,6 +15,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Map, Value};
 
 use super::alg::SigningAlg;
+use super::backend::{self, Backends};
 use super::error::{KeyError, describe};
 use super::key::{KeyPairKind, KeySource, MIN_RSA_BITS, P256_COORDINATE_LEN, SigningKey};
 use super::pem::bit_length;
@@ -33,12 +34,31 @@ impl SigningKey {
         Self::from_jwk(alg, &parse_jwk_object(text)?, source)
     }
 
-    /// Loads a private JWK already parsed into a JSON object.
+    /// Loads a ring member: a private JWK, or a member naming a key in an
+    /// external store, which is opened through `backends`.
+    pub fn from_member(
+        alg: SigningAlg,
+        jwk: &Map<String, Value>,
+        source: KeySource,
+        backends: &Backends,
+    ) -> Result<Self, KeyError> {
+        match Self::from_backend(alg, jwk, source, backends)? {
+            Some(key) => Ok(key),
+            None => Self::from_jwk(alg, jwk, source),
+        }
+    }
+
+    /// Loads a private JWK already parsed into a JSON object. A member
+    /// naming an external store is refused here: only ring loads, which
+    /// know the store settings, open those ([`SigningKey::from_member`]).
     pub fn from_jwk(
         alg: SigningAlg,
         jwk: &Map<String, Value>,
         source: KeySource,
     ) -> Result<Self, KeyError> {
+        if let Some((backend, _)) = backend::named_backend(jwk)? {
+            return Err(KeyError::ExternalNotOpened { backend });
+        }
         let expected_kty = match alg {
             SigningAlg::Rs256 => "RSA",
             SigningAlg::Es256 => "EC",
@@ -62,32 +82,44 @@ impl SigningKey {
         if !jwk.contains_key("d") {
             return Err(KeyError::NotPrivate);
         }
-        if let Some(declared) = jwk.get("alg")
-            && declared.as_str() != Some(alg.as_str())
-        {
-            return Err(KeyError::AlgMismatch {
-                found: describe(declared),
-                alg,
-            });
-        }
-        if let Some(usage) = jwk.get("use")
-            && usage.as_str() != Some("sig")
-        {
-            return Err(KeyError::NotForSigning {
-                found: describe(usage),
-            });
-        }
-        let kid = match jwk.get("kid") {
-            None => None,
-            Some(Value::String(kid)) if !kid.is_empty() => Some(kid.clone()),
-            Some(_) => return Err(KeyError::BadKid),
-        };
-
+        check_declared(alg, jwk)?;
+        let kid = declared_kid(jwk)?;
         let pair = match alg {
             SigningAlg::Rs256 => KeyPairKind::Rsa(rsa_from_jwk(jwk)?),
             SigningAlg::Es256 => KeyPairKind::Ec(ec_from_jwk(jwk)?),
         };
         Self::assemble(alg, kid, source, pair)
+    }
+}
+
+/// Checks the optional `alg` and `use` members against `alg` and signing.
+pub(super) fn check_declared(alg: SigningAlg, jwk: &Map<String, Value>) -> Result<(), KeyError> {
+    if let Some(declared) = jwk.get("alg")
+        && declared.as_str() != Some(alg.as_str())
+    {
+        return Err(KeyError::AlgMismatch {
+            found: describe(declared),
+            alg,
+        });
+    }
+    if let Some(usage) = jwk.get("use")
+        && usage.as_str() != Some("sig")
+    {
+        return Err(KeyError::NotForSigning {
+            found: describe(usage),
+        });
+    }
+    Ok(())
+}
+
+/// The member's own kid, if it has one; it must be a non-empty string.
+pub(super) fn declared_kid(jwk: &Map<String, Value>) -> Result<Option<String>, KeyError> {
+    match jwk.get("kid") {
+        None => Ok(None),
+        Some(Value::String(kid)) if !kid.is_empty() && crate::text::is_printable(kid) => {
+            Ok(Some(kid.clone()))
+        }
+        Some(_) => Err(KeyError::BadKid),
     }
 }
 

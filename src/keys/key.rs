@@ -16,15 +16,19 @@ use std::fmt;
 
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair, UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use super::alg::SigningAlg;
+#[cfg(feature = "aws-kms")]
+use super::aws_kms::KmsKey;
+use super::backend::{self, Backends, External};
+use super::custody::{Backend, PROBE, PublicKey};
 use super::error::{KeyError, SignError};
+use super::jwk::{check_declared, declared_kid};
 
 /// The kid of a key generated at startup, as the reference service uses.
 pub const EPHEMERAL_KID: &str = "dev-key-1";
@@ -59,6 +63,8 @@ impl fmt::Display for KeySource {
 pub(super) enum KeyPairKind {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
+    /// A key in an external store, opened and probed by [`super::backend`].
+    External(External),
 }
 
 /// A private key ready to sign, with its kid and the public JWK derived from it.
@@ -77,6 +83,7 @@ impl fmt::Debug for SigningKey {
             .field("alg", &self.alg)
             .field("kid", &self.kid)
             .field("source", &self.source)
+            .field("backend", &self.backend())
             .finish_non_exhaustive()
     }
 }
@@ -101,44 +108,42 @@ impl SigningKey {
         )
     }
 
+    /// Opens the external key a ring member names (`pkcs11` or `aws_kms`)
+    /// for `alg`. The kid is the member's own, or the RFC 7638 thumbprint
+    /// of the public key the store returns.
+    pub(super) fn from_backend(
+        alg: SigningAlg,
+        jwk: &Map<String, Value>,
+        source: KeySource,
+        backends: &Backends,
+    ) -> Result<Option<Self>, KeyError> {
+        let Some((backend, reference)) = backend::named_backend(jwk)? else {
+            return Ok(None);
+        };
+        check_declared(alg, jwk)?;
+        let kid = declared_kid(jwk)?;
+        let external = backend::open(backends, backend, reference, alg)?;
+        Self::assemble(alg, kid, source, KeyPairKind::External(external)).map(Some)
+    }
+
     pub(super) fn assemble(
         alg: SigningAlg,
         kid: Option<String>,
         source: KeySource,
         pair: KeyPairKind,
     ) -> Result<Self, KeyError> {
-        let (mut public_jwk, thumbprint_input) = match &pair {
+        let public = match &pair {
             KeyPairKind::Rsa(rsa) => {
                 let components = PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
-                let n = URL_SAFE_NO_PAD.encode(&components.n);
-                let e = URL_SAFE_NO_PAD.encode(&components.e);
-                let thumbprint_input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-                let mut jwk = Map::new();
-                jwk.insert("kty".into(), "RSA".into());
-                jwk.insert("n".into(), n.into());
-                jwk.insert("e".into(), e.into());
-                (jwk, thumbprint_input)
+                PublicKey::rsa(&components.n, &components.e).map_err(|_| KeyError::Mismatch)?
             }
             KeyPairKind::Ec(ec) => {
-                let point = ec.public_key().as_ref();
-                // Uncompressed SEC1 point: 0x04 || x || y.
-                let x = URL_SAFE_NO_PAD.encode(&point[1..1 + P256_COORDINATE_LEN]);
-                let y = URL_SAFE_NO_PAD.encode(&point[1 + P256_COORDINATE_LEN..]);
-                let thumbprint_input =
-                    format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-                let mut jwk = Map::new();
-                jwk.insert("kty".into(), "EC".into());
-                jwk.insert("crv".into(), "P-256".into());
-                jwk.insert("x".into(), x.into());
-                jwk.insert("y".into(), y.into());
-                (jwk, thumbprint_input)
+                PublicKey::p256_point(ec.public_key().as_ref()).map_err(|_| KeyError::Mismatch)?
             }
+            KeyPairKind::External(external) => external.public_key().clone(),
         };
-        let kid = kid.unwrap_or_else(|| {
-            let digest =
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumbprint_input.as_bytes());
-            URL_SAFE_NO_PAD.encode(digest.as_ref())
-        });
+        let (mut public_jwk, thumbprint) = public.jwk();
+        let kid = kid.unwrap_or(thumbprint);
         public_jwk.insert("kid".into(), kid.clone().into());
         public_jwk.insert("alg".into(), alg.as_str().into());
         public_jwk.insert("use".into(), "sig".into());
@@ -154,30 +159,19 @@ impl SigningKey {
             public_jwk,
             header_b64,
         };
-        key.check_pairwise_consistency()?;
+        // An external key was probed through its store when it was opened.
+        if !matches!(key.pair, KeyPairKind::External(_)) {
+            let signature = key.sign(PROBE).map_err(|_| KeyError::Mismatch)?;
+            public
+                .check_probe(alg, &signature)
+                .map_err(|_| KeyError::Mismatch)?;
+        }
         Ok(key)
     }
 
-    /// Signs a probe with the private key and verifies it with the public
-    /// members the JWKS will carry, as every verifier will.
-    fn check_pairwise_consistency(&self) -> Result<(), KeyError> {
-        const PROBE: &[u8] = b"macp-auth-service key check";
-        let signature = self.sign(PROBE).map_err(|_| KeyError::Mismatch)?;
-        let verified = match &self.pair {
-            KeyPairKind::Rsa(rsa) => {
-                let components = PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
-                components.verify(&RSA_PKCS1_2048_8192_SHA256, PROBE, &signature)
-            }
-            KeyPairKind::Ec(ec) => {
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, ec.public_key().as_ref())
-                    .verify(PROBE, &signature)
-            }
-        };
-        verified.map_err(|_| KeyError::Mismatch)
-    }
-
     /// Signs `message` (the JWS signing input) and returns the raw signature:
-    /// PKCS#1 v1.5 for RS256, fixed-width `r || s` for ES256.
+    /// PKCS#1 v1.5 for RS256, fixed-width `r || s` for ES256. An external
+    /// key blocks the calling thread until its store answers.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         match &self.pair {
             KeyPairKind::Rsa(rsa) => {
@@ -185,14 +179,51 @@ impl SigningKey {
                 // aws-lc-rs ignores the RNG for PKCS#1 v1.5; AWS-LC blinds internally.
                 let rng = aws_lc_rs::rand::SystemRandom::new();
                 rsa.sign(&RSA_PKCS1_SHA256, &rng, message, &mut signature)
-                    .map_err(|_| SignError)?;
+                    .map_err(|_| SignError::Local)?;
                 Ok(signature)
             }
             KeyPairKind::Ec(ec) => {
                 let rng = aws_lc_rs::rand::SystemRandom::new();
-                let signature = ec.sign(&rng, message).map_err(|_| SignError)?;
+                let signature = ec.sign(&rng, message).map_err(|_| SignError::Local)?;
                 Ok(signature.as_ref().to_vec())
             }
+            KeyPairKind::External(external) => {
+                external
+                    .sign_blocking(message)
+                    .map_err(|error| SignError::Backend {
+                        backend: external.backend(),
+                        error,
+                    })
+            }
+        }
+    }
+
+    /// The store holding the private key, or `None` for a key in this
+    /// process (AWS-LC).
+    pub fn backend(&self) -> Option<Backend> {
+        match &self.pair {
+            KeyPairKind::External(external) => Some(external.backend()),
+            _ => None,
+        }
+    }
+
+    /// Where the private key lives, for logs and `check-config`:
+    /// `in-process`, or the store and the key's reference (never a PIN).
+    pub fn custody(&self) -> String {
+        match &self.pair {
+            KeyPairKind::External(external) => {
+                format!("{} {}", external.backend(), external.description())
+            }
+            _ => "in-process".to_owned(),
+        }
+    }
+
+    /// The KMS key, for signing asynchronously on the request path.
+    #[cfg(feature = "aws-kms")]
+    pub(crate) fn kms(&self) -> Option<&KmsKey> {
+        match &self.pair {
+            KeyPairKind::External(External::AwsKms(key)) => Some(key),
+            _ => None,
         }
     }
 
@@ -489,6 +520,18 @@ mod tests {
                 SigningAlg::Rs256,
                 Value::Object(with(rsa, "kid", "".into())).to_string(),
                 "member \"kid\" must be a non-empty string",
+            ),
+            (
+                "kid with a line break",
+                SigningAlg::Rs256,
+                Value::Object(with(rsa, "kid", "k1\nINFO forged".into())).to_string(),
+                "member \"kid\" must be a non-empty string without control characters",
+            ),
+            (
+                "kid with a carriage return",
+                SigningAlg::Rs256,
+                Value::Object(with(rsa, "kid", "k1\r".into())).to_string(),
+                "member \"kid\" must be a non-empty string without control characters",
             ),
             (
                 "multi-prime",

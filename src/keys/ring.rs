@@ -10,7 +10,16 @@
 //! until its successor's activation + the maximum TTL + the verifiers' 60 s
 //! leeway, and then leaves the JWKS by itself. Everything here depends only on
 //! the ring and the clock, so replicas sharing a secret agree to the second.
+//!
+//! One fact from outside the ring can only lengthen a key's publication:
+//! when this process stopped signing with it ([`KeyRing::with_stopped_signing`],
+//! supplied by the store). A successor whose `activate_at` is already in the
+//! past when it arrives (a late secret propagation, a typo) would otherwise
+//! retire the key that signed a second ago; instead a key stays published
+//! until the later of its successor's activation and the moment this process
+//! last signed with it, plus the maximum TTL and the leeway.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -18,7 +27,8 @@ use serde_json::{Map, Value};
 
 use crate::clock::{parse_instant, rfc3339};
 use crate::keys::SigningAlg;
-use crate::keys::{KeyError, KeySource, SigningKey};
+use crate::keys::backend::named_backend;
+use crate::keys::{Backends, KeyError, KeySource, SigningKey};
 
 /// Most keys a ring may publish at once.
 pub const MAX_PUBLISHED_KEYS: usize = 8;
@@ -42,6 +52,9 @@ pub struct RingKey {
     pub key: Arc<SigningKey>,
     /// When it starts signing, in Unix seconds; `None` means always.
     pub activate_at: Option<u64>,
+    /// When this process stopped signing with it, if it did; supplied by the
+    /// store, never read from the source.
+    pub(crate) stopped_signing: Option<u64>,
 }
 
 impl RingKey {
@@ -158,14 +171,28 @@ impl KeyRing {
             keys: vec![RingKey {
                 key: Arc::new(key),
                 activate_at: None,
+                stopped_signing: None,
             }],
             kid_defaulted: false,
         }
     }
 
     /// Parses a key source: one private JWK, a JWK Set, or one or more PEM
-    /// private keys. Every key must suit `alg`.
+    /// private keys. Every key must suit `alg`. Members naming a key in an
+    /// external store are refused; see [`KeyRing::parse_with`].
     pub fn parse(alg: SigningAlg, text: &str, source: KeySource) -> Result<Self, RingError> {
+        Self::parse_with(alg, text, source, None)
+    }
+
+    /// [`KeyRing::parse`], where JSON members may also name a key in an
+    /// external store (`pkcs11`, `aws_kms`), opened through `backends`:
+    /// each is reached, its public key read and a probe signed, in order.
+    pub fn parse_with(
+        alg: SigningAlg,
+        text: &str,
+        source: KeySource,
+        backends: Option<&Backends>,
+    ) -> Result<Self, RingError> {
         let trimmed = text.trim_start();
         let mut kid_defaulted = false;
         let keys = if trimmed.starts_with('{') {
@@ -182,21 +209,31 @@ impl KeyRing {
                 Some(Value::Array(members)) => {
                     let mut keys = Vec::with_capacity(members.len());
                     for (index, member) in members.iter().enumerate() {
-                        keys.push(ring_key_from_jwk(alg, index + 1, member, source)?);
+                        keys.push(ring_key_from_jwk(alg, index + 1, member, source, backends)?);
                     }
                     keys
                 }
                 Some(_) => return Err(RingError::KeysNotArray),
                 None => {
                     let mut object = object;
-                    kid_defaulted = default_lone_kid(&mut object);
+                    // The reference's `key-1` is for pinned private JWKs; a
+                    // key in a store defaults to its thumbprint, as issue 10
+                    // specifies.
+                    if matches!(named_backend(&object), Ok(None)) {
+                        kid_defaulted = default_lone_kid(&mut object);
+                    }
                     vec![
-                        ring_key_from_jwk(alg, 1, &Value::Object(object), source).map_err(
-                            |err| match err {
-                                RingError::Key { source, .. } => RingError::Invalid(source),
+                        ring_key_from_jwk(alg, 1, &Value::Object(object), source, backends)
+                            .map_err(|err| match err {
+                                // A store's failure keeps the kid it concerns.
+                                RingError::Key { source, kid, .. }
+                                    if kid.is_empty()
+                                        || !matches!(source, KeyError::Backend { .. }) =>
+                                {
+                                    RingError::Invalid(source)
+                                }
                                 other => other,
-                            },
-                        )?,
+                            })?,
                     ]
                 }
             }
@@ -250,20 +287,36 @@ impl KeyRing {
         self.kid_defaulted
     }
 
-    /// When the key at `index` leaves the JWKS: its successor's activation
-    /// (the earliest later activation in the ring) + `max_ttl` + leeway.
+    /// The same ring, knowing when this process stopped signing with each
+    /// key (by kid). Keys not named keep no such fact.
+    pub(crate) fn with_stopped_signing(mut self, stopped: &HashMap<String, u64>) -> Self {
+        for entry in &mut self.keys {
+            entry.stopped_signing = stopped.get(entry.key.kid()).copied();
+        }
+        self
+    }
+
+    /// When the key at `index` leaves the JWKS: the later of its successor's
+    /// activation (the earliest later activation in the ring) and the moment
+    /// this process stopped signing with it, + `max_ttl` + leeway. `None`
+    /// while it has no successor.
     pub fn retirement(&self, index: usize, max_ttl: u64) -> Option<u64> {
-        let own = self.keys[index].activation();
-        self.keys
+        let entry = &self.keys[index];
+        let own = entry.activation();
+        let successor = self
+            .keys
             .iter()
             .map(RingKey::activation)
             .filter(|activation| *activation > own)
-            .min()
-            .map(|successor| {
-                successor
-                    .saturating_add(max_ttl)
-                    .saturating_add(VERIFIER_LEEWAY_SECONDS)
-            })
+            .min()?;
+        let last_signed = entry
+            .stopped_signing
+            .map_or(successor, |stopped| stopped.max(successor));
+        Some(
+            last_signed
+                .saturating_add(max_ttl)
+                .saturating_add(VERIFIER_LEEWAY_SECONDS),
+        )
     }
 
     /// Which key signs and which are published at `now`.
@@ -333,6 +386,7 @@ fn ring_key_from_jwk(
     position: usize,
     member: &Value,
     source: KeySource,
+    backends: Option<&Backends>,
 ) -> Result<RingKey, RingError> {
     let kid = match member.get("kid").and_then(Value::as_str) {
         Some(kid) => format!(" (kid {kid:?})"),
@@ -362,7 +416,11 @@ fn ring_key_from_jwk(
             });
         }
     };
-    let key = SigningKey::from_jwk(alg, jwk, source).map_err(|source| RingError::Key {
+    let key = match backends {
+        Some(backends) => SigningKey::from_member(alg, jwk, source, backends),
+        None => SigningKey::from_jwk(alg, jwk, source),
+    };
+    let key = key.map_err(|source| RingError::Key {
         position,
         kid: kid.clone(),
         source,
@@ -370,6 +428,7 @@ fn ring_key_from_jwk(
     Ok(RingKey {
         key: Arc::new(key),
         activate_at,
+        stopped_signing: None,
     })
 }
 
@@ -447,6 +506,7 @@ fn pem_ring_keys(
                 .map(|key| RingKey {
                     key: Arc::new(key),
                     activate_at: None,
+                    stopped_signing: None,
                 })
                 .map_err(|source| {
                     if single {

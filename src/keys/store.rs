@@ -24,8 +24,10 @@ use crate::config::{Config, vars};
 use crate::keys::notices::{self, Notice};
 use crate::keys::ring::{KeyRing, RingError};
 use crate::keys::snapshot::Snapshot;
-use crate::keys::{KeySource, SigningKey};
-use crate::reload::{ReloadOutcome, ReloadTotals, Reloader, Source, UnreadableFile, read_file};
+use crate::keys::{Backends, KeySource, SigningKey};
+use crate::reload::{
+    FileReader, ReloadOutcome, ReloadTotals, Reloader, Source, UnreadableFile, read_with,
+};
 
 #[cfg(test)]
 mod tests;
@@ -49,24 +51,66 @@ pub enum LoadKeyError {
     Ephemeral(crate::keys::KeyError),
 }
 
+/// A ring as read from its source, with the exact text it was parsed from
+/// (for a file), so the store compares later reads with what it parsed, not
+/// with a second read that may already see a newer file.
+#[derive(Debug)]
+pub struct LoadedRing {
+    /// The validated ring.
+    pub ring: KeyRing,
+    /// Where it came from.
+    pub source: Source,
+    text: Option<String>,
+}
+
+impl LoadedRing {
+    /// A ring that did not come from a file.
+    pub fn unfiled(ring: KeyRing, source: Source) -> Self {
+        LoadedRing {
+            ring,
+            source,
+            text: None,
+        }
+    }
+}
+
 /// Reads and validates the ring the configuration names, as of `now`.
-pub fn load_ring(config: &Config, now: u64) -> Result<(KeyRing, Source), LoadKeyError> {
-    let (ring, source, variable) = if let Some(material) = &config.keys.inline {
+/// Members naming keys in external stores are opened here (reaching the
+/// store, reading the public key, signing a probe).
+pub fn load_ring(config: &Config, now: u64) -> Result<LoadedRing, LoadKeyError> {
+    load_ring_with(config, now, &FileReader::default())
+}
+
+/// [`load_ring`], reading a key file through `reader`.
+pub(crate) fn load_ring_with(
+    config: &Config,
+    now: u64,
+    reader: &FileReader,
+) -> Result<LoadedRing, LoadKeyError> {
+    let backends = Backends::from_settings(&config.keys.custody);
+    let (ring, source, variable, text) = if let Some(material) = &config.keys.inline {
         (
-            KeyRing::parse(config.keys.alg, material.expose(), KeySource::Env),
+            KeyRing::parse_with(
+                config.keys.alg,
+                material.expose(),
+                KeySource::Env,
+                Some(&backends),
+            ),
             Source::Inline,
             vars::SIGNING_KEY_JSON,
+            None,
         )
     } else if let Some(path) = &config.keys.file {
-        let text = read_file(vars::SIGNING_KEY_FILE, path)?;
+        let text = read_with(reader, vars::SIGNING_KEY_FILE, path)?;
         (
-            KeyRing::parse(config.keys.alg, &text, KeySource::File),
+            KeyRing::parse_with(config.keys.alg, &text, KeySource::File, Some(&backends)),
             Source::File(path.clone()),
             vars::SIGNING_KEY_FILE,
+            Some(text),
         )
     } else {
         let key = SigningKey::generate(config.keys.alg).map_err(LoadKeyError::Ephemeral)?;
-        return Ok((KeyRing::single(key), Source::Unset));
+        return Ok(LoadedRing::unfiled(KeyRing::single(key), Source::Unset));
     };
     let ring = ring
         .and_then(|ring| {
@@ -74,7 +118,7 @@ pub fn load_ring(config: &Config, now: u64) -> Result<(KeyRing, Source), LoadKey
                 .map(|()| ring)
         })
         .map_err(|source| LoadKeyError::Ring { variable, source })?;
-    Ok((ring, source))
+    Ok(LoadedRing { ring, source, text })
 }
 
 /// Settings the store needs from the configuration.
@@ -83,6 +127,7 @@ struct Settings {
     alg: crate::keys::SigningAlg,
     max_ttl: u64,
     prepublish: u64,
+    backends: Backends,
 }
 
 /// The live key ring.
@@ -94,6 +139,10 @@ pub struct KeyStore {
     /// When this process first saw each key (by thumbprint of its public
     /// JWK), to judge whether a key was published long enough before it signs.
     first_seen: Mutex<HashMap<String, u64>>,
+    /// When this process stopped signing with each key (by kid): a key stays
+    /// published until the tokens it signed here have expired.
+    stopped_signing: Mutex<HashMap<String, u64>>,
+    /// Held by whoever replaces the ring or the snapshot.
     refresh: Mutex<()>,
     reloader: Reloader,
 }
@@ -108,31 +157,35 @@ impl fmt::Debug for KeyStore {
 }
 
 impl KeyStore {
-    /// A store over `ring`, read from `source`, judged by `clock`.
+    /// A store over `ring`, read from `source`, judged by `clock`. For a ring
+    /// read from a file use [`KeyStore::loaded`], which remembers the text
+    /// it was parsed from; here the first reload re-parses the file.
     pub fn new(config: &Config, ring: KeyRing, source: Source, clock: Arc<dyn Clock>) -> Self {
-        Self::open(config, ring, source, clock).0
+        Self::open(config, LoadedRing::unfiled(ring, source), clock).0
     }
 
-    /// [`KeyStore::new`], with the notices (short pre-publication) that
+    /// A store over the ring [`load_ring`] read.
+    pub fn loaded(config: &Config, loaded: LoadedRing, clock: Arc<dyn Clock>) -> Self {
+        Self::open(config, loaded, clock).0
+    }
+
+    /// [`KeyStore::loaded`], with the notices (short pre-publication) that
     /// opening the ring gave rise to, already logged.
     pub(crate) fn open(
         config: &Config,
-        ring: KeyRing,
-        source: Source,
+        loaded: LoadedRing,
         clock: Arc<dyn Clock>,
     ) -> (Self, Vec<Notice>) {
+        let LoadedRing { ring, source, text } = loaded;
         let settings = Settings {
             alg: config.keys.alg,
             max_ttl: config.tokens.max_ttl_seconds,
             prepublish: config.keys.prepublish_seconds,
+            backends: Backends::from_settings(&config.keys.custody),
         };
         let now = clock.now();
         let snapshot =
             Snapshot::of(&ring, now, settings.max_ttl).expect("a validated ring has a signing key");
-        let loaded_text = match &source {
-            Source::File(path) => std::fs::read_to_string(path).ok(),
-            _ => None,
-        };
         let mut first_seen = HashMap::new();
         let notices = notices::arrivals(
             &ring,
@@ -149,8 +202,9 @@ impl KeyStore {
             clock,
             settings,
             first_seen: Mutex::new(first_seen),
+            stopped_signing: Mutex::new(HashMap::new()),
             refresh: Mutex::new(()),
-            reloader: Reloader::new(source, vars::SIGNING_KEY_FILE, loaded_text),
+            reloader: Reloader::new(source, vars::SIGNING_KEY_FILE, text),
         };
         (store, notices)
     }
@@ -186,17 +240,38 @@ impl KeyStore {
             // Another caller refreshed while this one waited.
             return (previous, Vec::new());
         }
-        let ring = self.ring.load_full();
+        let ring = self.with_facts(&self.ring.load(), &previous, now);
         match Snapshot::of(&ring, now, self.settings.max_ttl) {
             Some(next) => {
                 let notices = notices::transitions(&ring, &previous, &next, now);
                 notices.iter().for_each(log);
                 let next = Arc::new(next);
+                self.ring.store(ring);
                 self.snapshot.store(next.clone());
                 (next, notices)
             }
             None => (previous, Vec::new()),
         }
+    }
+
+    /// `ring` as of `now`, knowing when this process stopped signing with
+    /// each key. If `ring` no longer signs with the key `previous` signed
+    /// with, that key stopped signing at the latest when `previous` stopped
+    /// being valid, and at the latest now. Call with the refresh lock held.
+    fn with_facts(&self, ring: &KeyRing, previous: &Snapshot, now: u64) -> Arc<KeyRing> {
+        let mut stopped = self
+            .stopped_signing
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let signing = ring
+            .schedule(now, self.settings.max_ttl)
+            .signing
+            .map(|index| ring.keys()[index].key.kid());
+        let before = previous.signing.kid();
+        if signing.is_some_and(|kid| kid != before) {
+            stopped.insert(before.to_owned(), now.min(previous.valid_until));
+        }
+        Arc::new(ring.clone().with_stopped_signing(&stopped))
     }
 
     /// The ring in force.
@@ -237,13 +312,20 @@ impl KeyStore {
     fn swap_in(&self, path: &Path, text: &str) -> Result<Vec<Notice>, LoadKeyError> {
         let now = self.clock.now();
         let max_ttl = self.settings.max_ttl;
-        let ring = KeyRing::parse(self.settings.alg, text, KeySource::File)
+        let backends = Some(&self.settings.backends);
+        let ring = KeyRing::parse_with(self.settings.alg, text, KeySource::File, backends)
             .and_then(|ring| ring.validate(now, max_ttl).map(|()| ring))
             .map_err(|source| LoadKeyError::Ring {
                 variable: vars::SIGNING_KEY_FILE,
                 source,
             })?;
+        let _guard = self
+            .refresh
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let previous = self.ring.load_full();
+        let before = self.snapshot.load_full();
+        let ring = self.with_facts(&ring, &before, now);
         let mut notices = {
             let mut first_seen = self
                 .first_seen
@@ -260,14 +342,7 @@ impl KeyStore {
             )
         };
         notices.extend(notices::removals(&ring, &previous, now, max_ttl));
-        let ring = Arc::new(ring);
         self.ring.store(ring.clone());
-        // Force a recomputation against the new ring.
-        let _guard = self
-            .refresh
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let before = self.snapshot.load_full();
         if let Some(next) = Snapshot::of(&ring, now, max_ttl) {
             notices.extend(notices::transitions(&ring, &before, &next, now));
             self.snapshot.store(Arc::new(next));

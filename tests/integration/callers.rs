@@ -21,7 +21,7 @@ const SECRET: &str = "secret-client-secret";
 /// discovery, side by side.
 fn clients_for(issuer: &str, extra: &[Value]) -> String {
     let mut list = vec![
-        json!({"name": "secret-client", "secret_sha256": secret_digest_hex(SECRET), "senders": ["agent://*"]}),
+        json!({"name": "secret-client", "secret_sha256": secret_digest_hex(SECRET), "senders": ["agent://**"]}),
         json!({"name": "k8s", "jwt": {"issuer": issuer, "audiences": [AUDIENCE], "subjects": ["system:serviceaccount:macp:*"]}, "senders": ["agent://team-a/*"], "max_ttl_seconds": 900}),
     ];
     list.extend(extra.iter().cloned());
@@ -272,7 +272,7 @@ async fn a_jwks_file_client_needs_no_issuer_endpoint() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("jwks.json");
     std::fs::write(&path, issuer.jwks().to_string()).unwrap();
-    let client = json!({"name": "spiffe", "jwt": {"issuer": issuer.issuer(), "audiences": [AUDIENCE], "subjects": ["spiffe://example.org/*"], "jwks_file": path}, "senders": ["agent://*"]});
+    let client = json!({"name": "spiffe", "jwt": {"issuer": issuer.issuer(), "audiences": [AUDIENCE], "subjects": ["spiffe://example.org/*"], "jwks_file": path}, "senders": ["agent://**"]});
     let state = service(Value::Array(vec![client]).to_string());
     let caller = issuer.token(&issuer.claims("spiffe://example.org/orchestrator", AUDIENCE));
     assert_eq!(
@@ -286,7 +286,7 @@ async fn a_jwks_file_client_needs_no_issuer_endpoint() {
 #[tokio::test]
 async fn a_jwks_uri_client_skips_discovery() {
     let issuer = Issuer::start().await;
-    let client = json!({"name": "direct", "jwt": {"issuer": issuer.issuer(), "audiences": [AUDIENCE], "subjects": [SUBJECT], "jwks_uri": issuer.jwks_uri()}, "senders": ["agent://*"]});
+    let client = json!({"name": "direct", "jwt": {"issuer": issuer.issuer(), "audiences": [AUDIENCE], "subjects": [SUBJECT], "jwks_uri": issuer.jwks_uri()}, "senders": ["agent://**"]});
     let state = service(Value::Array(vec![client]).to_string());
     let caller = issuer.token(&issuer.claims(SUBJECT, AUDIENCE));
     assert_eq!(
@@ -428,7 +428,7 @@ async fn every_ceiling_rule_refuses_beyond_it_and_passes_within_it() {
         ("sessions", json!({"max_open_sessions": 5})),
     ]
     .into_iter()
-    .map(|(name, ceiling)| json!({"name": name, "secret_sha256": secret_digest_hex(name), "senders": ["agent://*"], "scopes": ceiling}))
+    .map(|(name, ceiling)| json!({"name": name, "secret_sha256": secret_digest_hex(name), "senders": ["agent://**"], "scopes": ceiling}))
     .collect();
     let state = service(Value::Array(clients).to_string());
     let cases = [
@@ -819,7 +819,7 @@ fn clients_new_makes_jwt_clients_and_check_config_describes_every_client() {
     let bin = env!("CARGO_BIN_EXE_macp-auth-service");
     let output = std::process::Command::new(bin)
         .env_clear()
-        .args(["clients", "new", "--name", "k8s", "--senders", "agent://*"])
+        .args(["clients", "new", "--name", "k8s", "--senders", "agent://**"])
         .args(["--jwt-issuer", "https://kubernetes.default.svc"])
         .args([
             "--jwt-audience",
@@ -838,7 +838,7 @@ fn clients_new_makes_jwt_clients_and_check_config_describes_every_client() {
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         printed,
-        json!({"client": {"name": "k8s", "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": [AUDIENCE], "subjects": ["system:serviceaccount:macp:*"]}, "senders": ["agent://*"], "scopes": {"allowed_modes": [], "max_open_sessions": 25}}})
+        json!({"client": {"name": "k8s", "jwt": {"issuer": "https://kubernetes.default.svc", "audiences": [AUDIENCE], "subjects": ["system:serviceaccount:macp:*"]}, "senders": ["agent://**"], "scopes": {"allowed_modes": [], "max_open_sessions": 25}}})
     );
 
     let refused = std::process::Command::new(bin)
@@ -878,7 +878,7 @@ fn clients_new_makes_jwt_clients_and_check_config_describes_every_client() {
     let report = String::from_utf8(checked.stdout).unwrap();
     for line in [
         "client secret-client: kind=secret senders=agent://a/* max_ttl_seconds=600 scopes_ceiling=none",
-        "client k8s: kind=jwt issuer=https://kubernetes.default.svc audiences=macp-auth-service subjects=system:serviceaccount:macp:* keys=https://kubernetes.default.svc/.well-known/openid-configuration senders=agent://* max_ttl_seconds=- scopes_ceiling={\"allowed_modes\":[],\"max_open_sessions\":25}",
+        "client k8s: kind=jwt issuer=https://kubernetes.default.svc audiences=macp-auth-service subjects=system:serviceaccount:macp:* keys=https://kubernetes.default.svc/.well-known/openid-configuration senders=agent://** max_ttl_seconds=- scopes_ceiling={\"allowed_modes\":[],\"max_open_sessions\":25}",
     ] {
         assert!(report.lines().any(|l| l == line), "{line}\nin\n{report}");
     }
@@ -898,7 +898,7 @@ async fn an_https_issuer_is_trusted_through_its_ca_file_only() {
         if let Some(ca) = ca {
             jwt["ca_file"] = json!(ca);
         }
-        json!([{"name": "k8s", "jwt": jwt, "senders": ["agent://*"]}]).to_string()
+        json!([{"name": "k8s", "jwt": jwt, "senders": ["agent://**"]}]).to_string()
     };
     let caller = issuer.token(&issuer.claims(SUBJECT, AUDIENCE));
 

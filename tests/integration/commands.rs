@@ -558,7 +558,13 @@ fn check_config_strict_exits_one_on_any_warning_or_error_and_zero_on_a_clean_con
         ),
         (
             "unauthenticated minting on a wildcard bind",
-            with(&[("HOST", "0.0.0.0")], &["MACP_AUTH_CLIENTS_JSON", "HOST"]),
+            with(
+                &[
+                    ("HOST", "0.0.0.0"),
+                    ("MACP_AUTH_PUBLIC_URL", "https://auth.example.com"),
+                ],
+                &["MACP_AUTH_CLIENTS_JSON", "HOST"],
+            ),
             "error: minting is unauthenticated and 0.0.0.0 is not a loopback address",
         ),
         (
@@ -566,11 +572,17 @@ fn check_config_strict_exits_one_on_any_warning_or_error_and_zero_on_a_clean_con
             with(
                 &[
                     ("HOST", "0.0.0.0"),
+                    ("MACP_AUTH_PUBLIC_URL", "https://auth.example.com"),
                     ("MACP_AUTH_ALLOW_UNAUTHENTICATED", "true"),
                 ],
                 &["MACP_AUTH_CLIENTS_JSON", "HOST"],
             ),
             "warning: minting is unauthenticated on 0.0.0.0, as MACP_AUTH_ALLOW_UNAUTHENTICATED=true says is intended",
+        ),
+        (
+            "discovery following the Host header on a wildcard bind",
+            with(&[("HOST", "0.0.0.0")], &["HOST"]),
+            "warning: MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address",
         ),
         (
             "a default TTL above the maximum",

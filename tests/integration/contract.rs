@@ -375,6 +375,42 @@ async fn omitted_scopes_become_an_empty_object() {
 }
 
 #[tokio::test]
+async fn integers_beyond_64_bits_are_signed_as_doubles_and_numbers_beyond_doubles_are_refused() {
+    use base64::Engine;
+    let state = state();
+    let reply = mint(
+        &state,
+        r#"{"sender":"a","scopes":{"big":18446744073709551616,"max":18446744073709551615}}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let payload = reply.json["token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims = String::from_utf8(claims).unwrap();
+    assert!(
+        claims
+            .contains(r#""macp_scopes":{"big":1.8446744073709552e+19,"max":18446744073709551615}"#),
+        "{claims}"
+    );
+    for huge in ["1e400", "-1e400"] {
+        let reply = mint(
+            &state,
+            &format!(r#"{{"sender":"a","scopes":{{"a":{huge}}}}}"#),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{huge}");
+        assert_eq!(reply.json, json!({"error": "invalid JSON body"}), "{huge}");
+    }
+}
+
+#[tokio::test]
 async fn every_token_gets_a_fresh_128_bit_jti() {
     use base64::Engine;
     let state = state();

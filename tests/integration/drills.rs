@@ -1,5 +1,6 @@
 //! Failure drills: SIGTERM in the middle of mint load, three times the load
-//! that saturates the signer, and ten thousand malformed bodies.
+//! that saturates the signer, ten thousand malformed bodies, and floods of
+//! unfinished headers and bodies measured against the memory bound.
 //!
 //! The drills assert outcomes, never speeds: every wait is a bounded liveness
 //! limit, and the load they measure only sizes the load they offer. All
@@ -24,11 +25,17 @@ use crate::support::{Spawned, config, oneshot, state_with};
 /// The binary on a free loopback port, signing with `alg`; audit lines for
 /// thousands of mints would only cost CPU here, so it logs warnings only.
 async fn start_service(alg: &str) -> Spawned {
-    Spawned::start(&[
+    start_service_with(alg, &[]).await
+}
+
+/// [`start_service`] with more variables.
+async fn start_service_with(alg: &str, env: &[(&str, &str)]) -> Spawned {
+    let mut all = vec![
         ("MACP_AUTH_SIGNING_ALG", alg.to_owned()),
         ("RUST_LOG", "warn".to_owned()),
-    ])
-    .await
+    ];
+    all.extend(env.iter().map(|(name, value)| (*name, (*value).to_owned())));
+    Spawned::start(&all).await
 }
 
 // ---------------------------------------------------------------------------
@@ -846,4 +853,123 @@ async fn ten_thousand_malformed_bodies_get_json_answers_and_never_a_5xx_or_a_pan
         .body(Body::from(r#"{"sender":"agent://after-the-drill"}"#))
         .unwrap();
     assert_eq!(oneshot(&app, request).await.0, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------------------
+// Drill d: floods of unfinished headers and bodies, against the memory bound.
+// ---------------------------------------------------------------------------
+
+/// Connections each flood holds open: a quarter of the default cap (4096).
+const FLOOD_CONNECTIONS: usize = 1_000;
+
+/// Opens `count` connections, writes `payload` on each and holds them open.
+/// A write the server cuts short by answering and closing is fine.
+async fn hold_connections(addr: SocketAddr, count: usize, payload: &[u8]) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(payload).await;
+        held.push(stream);
+    }
+    held
+}
+
+/// `/healthz` answers 200 while the flood holds its connections: they were
+/// all accepted before it (the backlog is first in, first out).
+async fn healthz_answers(service: &Spawned) {
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let response = probe.get(service.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// Memory held per flooding connection, in KiB, and its projection to the
+/// default cap, in MiB.
+fn per_connection(idle: u64, flooded: u64) -> (u64, u64) {
+    let each = flooded
+        .saturating_sub(idle)
+        .div_ceil(FLOOD_CONNECTIONS as u64);
+    (each, (idle + each * 4096).div_ceil(1024))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unfinished_headers_holds_at_most_the_bounded_buffer_per_connection() {
+    let service =
+        start_service_with("ES256", &[("MACP_AUTH_HEADER_READ_TIMEOUT_SECONDS", "120")]).await;
+    let idle = service.settled_rss_kib().await;
+    // 15 KiB of a head that never ends: just under the 16 KiB head limit,
+    // the most a connection can make the service hold.
+    let mut head = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: ".to_vec();
+    head.resize(15 * 1024, b'a');
+    let held = hold_connections(service.addr, FLOOD_CONNECTIONS, &head).await;
+    healthz_answers(&service).await;
+    let flooded = service.settled_rss_kib().await;
+
+    // One byte more than the limit is answered 431, before any route runs.
+    let mut oversized = TcpStream::connect(service.addr).await.unwrap();
+    let mut big = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: ".to_vec();
+    big.resize(16 * 1024 + 1, b'a');
+    big.extend_from_slice(b"\r\n\r\n");
+    oversized.write_all(&big).await.unwrap();
+    let mut answer = vec![0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), oversized.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    drop(held);
+
+    let (each, at_cap) = per_connection(idle, flooded);
+    eprintln!(
+        "header flood drill: {FLOOD_CONNECTIONS} connections x 15 KiB unfinished heads: RSS {idle} KiB idle, {flooded} KiB flooded, {each} KiB per connection; projected at 4096 connections: {at_cap} MiB"
+    );
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    // The read buffer is capped at 16 KiB; the rest is the connection's
+    // task, hyper's state and allocator slack. hyper's default buffer
+    // (about 400 KB) would let each connection hold twelve times this.
+    assert!(
+        each <= 32,
+        "{each} KiB per connection: more than the 16 KiB buffer and 16 KiB of state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unfinished_bodies_holds_at_most_one_body_per_connection() {
+    // 60 KiB of a body declared as 64 KiB, the most that is read, which
+    // never finishes.
+    let mut payload = b"POST /tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 65536\r\n\r\n{\"sender\":\"".to_vec();
+    payload.resize(payload.len() + 60 * 1024, b'a');
+    let clients = serde_json::json!([{
+        "name": "flooder",
+        "secret_sha256": macp_auth_service::clients::secret_digest_hex("flood-secret"),
+        "senders": ["**"],
+    }])
+    .to_string();
+    let mut figures = Vec::new();
+    for (case, client_list) in [
+        ("without a client list", false),
+        ("with a client list, no credentials", true),
+    ] {
+        let mut env = vec![("MACP_AUTH_REQUEST_TIMEOUT_SECONDS", "120")];
+        if client_list {
+            env.push(("MACP_AUTH_CLIENTS_JSON", clients.as_str()));
+        }
+        let service = start_service_with("ES256", &env).await;
+        let idle = service.settled_rss_kib().await;
+        let held = hold_connections(service.addr, FLOOD_CONNECTIONS, &payload).await;
+        healthz_answers(&service).await;
+        let flooded = service.settled_rss_kib().await;
+        drop(held);
+        let (each, at_cap) = per_connection(idle, flooded);
+        eprintln!(
+            "body flood drill, {case}: {FLOOD_CONNECTIONS} connections x 60 KiB of a 64 KiB body: RSS {idle} KiB idle, {flooded} KiB flooded, {each} KiB per connection; projected at 4096 connections: {at_cap} MiB"
+        );
+        figures.push(each);
+    }
+    // Read bodies: the 64 KiB limit plus the 16 KiB read buffer and state.
+    assert!(figures[0] <= 112, "{} KiB per connection", figures[0]);
+    // Refused before reading: no body is ever held.
+    assert!(figures[1] <= 32, "{} KiB per connection", figures[1]);
 }

@@ -296,7 +296,7 @@ async fn a_crafted_sender_cannot_forge_an_audit_line() {
         1,
         "one line, the newline escaped: {text}"
     );
-    assert!(text.contains(r"sender=agent://x\n2026"), "{text}");
+    assert!(text.contains(r#"sender="agent://x\n2026"#), "{text}");
 }
 
 #[tokio::test]
@@ -478,11 +478,24 @@ async fn a_request_whose_body_never_finishes_times_out_with_408() {
         .await
         .expect("answered")
         .unwrap();
-    let response = String::from_utf8_lossy(&response[..read]);
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    let response = String::from_utf8_lossy(&response[..read]).to_ascii_lowercase();
+    assert!(response.starts_with("http/1.1 408"), "{response}");
     assert!(
         response.contains(r#"{"error":"request timed out"}"#),
         "{response}"
+    );
+    // Like every answer of the route: no cache may keep it.
+    assert!(response.contains("cache-control: no-store"), "{response}");
+    assert!(response.contains("pragma: no-cache"), "{response}");
+    let scraped = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scraped.contains(r#"route="/tokens",method="POST",status="408""#),
+        "a 408 is counted: {scraped}"
     );
 }
 

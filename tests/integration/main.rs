@@ -24,8 +24,13 @@
 //!   200 or a JSON 4xx.
 //! - `callers`: workload-identity clients against a stand-in OIDC issuer,
 //!   scope ceilings, and known scope members typed as the runtime reads them.
-//! - `drills`: failure drills: SIGTERM under load, 3x overload, and 10,000
-//!   malformed bodies.
+//! - `custody_pkcs11`, `custody_kms`: signing keys in a PKCS#11 token
+//!   (SoftHSM2) and in AWS KMS (moto's server), started by the tests.
+//! - `drills`: failure drills: SIGTERM under load, 3x overload, 10,000
+//!   malformed bodies, and header and body floods against the memory bound.
+//! - `faults`: the binary under faults and hostile clients: FIFOs named as
+//!   key or client files, revocation by an empty client list, bodies refused
+//!   before they are read, and clients that never read their answers.
 //! - `traces`: OpenTelemetry traces from the binary to an OTLP receiver
 //!   served by the test: the caller's trace continued, the mint and its
 //!   signing inside, flushed at shutdown, and minting unaffected when the
@@ -34,7 +39,12 @@
 mod callers;
 mod commands;
 mod contract;
+#[cfg(feature = "aws-kms")]
+mod custody_kms;
+#[cfg(feature = "pkcs11")]
+mod custody_pkcs11;
 mod drills;
+mod faults;
 mod fuzz_regressions;
 mod hardening;
 mod manifests;

@@ -9,7 +9,7 @@ use macp_auth_service::clients::ceiling::ScopeCeiling;
 use macp_auth_service::clients::jwt::JwtFailure;
 use macp_auth_service::http::error::ApiError;
 use macp_auth_service::http::routes::ROUTES;
-use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::keys::{Backend, BackendError, SigningAlg};
 use macp_auth_service::mint::scopes::{KnownScopes, ScopeField, ScopeTypeError};
 use serde_json::Value;
 
@@ -121,6 +121,7 @@ fn every_documented_error_string_is_one_the_service_sends() {
         ApiError::TtlNotPositive,
         ApiError::UnsupportedMediaType,
         ApiError::PayloadTooLarge,
+        ApiError::UnsupportedTransferEncoding,
         ApiError::NotFound,
         ApiError::MethodNotAllowed,
         ApiError::Overloaded,
@@ -137,6 +138,10 @@ fn every_documented_error_string_is_one_the_service_sends() {
         ApiError::ScopeType(ScopeTypeError(ScopeField::MaxOpenSessions)),
         ApiError::InvalidClientToken(JwtFailure::Expired),
         ApiError::IssuerUnavailable { retry_after: 1 },
+        ApiError::BackendUnavailable {
+            backend: Backend::AwsKms,
+            cause: BackendError::Timeout { millis: 2000 },
+        },
         ApiError::ScopeCeiling(
             ScopeCeiling {
                 max_open_sessions: Some(5),
@@ -148,7 +153,10 @@ fn every_documented_error_string_is_one_the_service_sends() {
     ]
     .iter()
     .map(ToString::to_string)
-    .chain(std::iter::once("not ready: shutting down".to_owned()))
+    .chain([
+        "not ready: shutting down".to_owned(),
+        "not ready: signing backend unavailable".to_owned(),
+    ])
     .collect();
     let mut documented = BTreeSet::new();
     collect_error_examples(&document(), &mut documented);

@@ -128,7 +128,7 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
             "ephemeral signing key: tokens minted now stop verifying when this process restarts"
                 .to_owned(),
             "minted token".to_owned(),
-            format!("jti={jti}"),
+            format!("jti=\"{jti}\""),
             format!("received SIG{signal}"),
         ] {
             assert!(

@@ -179,18 +179,39 @@ fn extra_member(private_names: &'static [&'static str]) -> impl Strategy<Value =
     ]
 }
 
+/// Whether the service accepts `kid` as printable: no control characters,
+/// line or paragraph separators, or bidirectional formatting characters.
+fn printable(kid: &str) -> bool {
+    !kid.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{061C}'
+                    | '\u{200E}'
+                    | '\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}'
+            )
+    })
+}
+
 fn sprinkle(private_names: &'static [&'static str]) -> impl Strategy<Value = Sprinkle> {
     let kid = prop_oneof![
         Just(None),
         any::<String>()
             .prop_filter("a kid is non-empty", |kid| !kid.is_empty())
+            .prop_filter("a kid is printable (others have their own test)", |kid| {
+                printable(kid)
+            })
             .prop_map(Some),
         prop::sample::select(vec![
             "d",
             "k",
             "dev-key-1",
             "  ",
-            "\u{0}",
+            "\"quoted\\kid\"",
             "kid with spaces"
         ])
         .prop_map(|kid| Some(kid.to_owned())),

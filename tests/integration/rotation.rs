@@ -137,7 +137,7 @@ impl CachingVerifier {
 }
 
 /// A change to the ring file at some instant, followed by a reload.
-struct RingChange<'a> {
+pub(crate) struct RingChange<'a> {
     at: u64,
     path: &'a std::path::Path,
     text: String,
@@ -147,7 +147,7 @@ struct RingChange<'a> {
 /// check each one when minted, half-way through its life and just before it
 /// expires; applies `change` when its time comes. Returns how many checks
 /// were rejected, and the kids that signed, in order.
-async fn rejections_across(
+pub(crate) async fn rejections_across(
     state: &AppState,
     clock: &ManualClock,
     t0: u64,

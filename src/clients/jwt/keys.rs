@@ -110,13 +110,15 @@ fn usable_key(value: &Value) -> Option<(Option<String>, Algorithm, DecodingKey)>
     Some((jwk.common.key_id.clone(), alg, key))
 }
 
-/// Reads a `jwks_file`.
+/// Reads a `jwks_file` as the client list itself is read: a regular file
+/// only, within the read timeout.
 pub fn read_jwks_file(path: &Path) -> Result<KeySet, String> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    let reader = crate::reload::FileReader::default();
+    let text = crate::reload::read_with(&reader, "jwt.jwks_file", path).map_err(|err| {
         format!(
             "\"jwt.jwks_file\" {} cannot be read: {}",
             path.display(),
-            err.kind()
+            err.reason
         )
     })?;
     let value: Value = serde_json::from_str(&text)

@@ -85,6 +85,58 @@ fn a_rotation_publishes_first_switches_at_activation_and_retires_after_the_last_
 }
 
 #[test]
+fn a_key_stays_published_until_the_last_token_this_process_signed_with_it_expires() {
+    const LEEWAY: u64 = VERIFIER_LEEWAY_SECONDS;
+    // (successor's activation, when this process stopped signing with the
+    // old key, when the old key retires)
+    let cases = [
+        // The successor activated on schedule: the ring's own rule.
+        (1_000, None, 1_000 + MAX_TTL + LEEWAY),
+        (1_000, Some(1_000), 1_000 + MAX_TTL + LEEWAY),
+        // The successor arrived with an activation already 2 hours past:
+        // the old key signed until the reload at 10_000.
+        (2_800, Some(10_000), 10_000 + MAX_TTL + LEEWAY),
+        // An activation in the past can never shorten publication.
+        (1, Some(50), 50 + MAX_TTL + LEEWAY),
+        // A fact earlier than the schedule changes nothing.
+        (5_000, Some(4_000), 5_000 + MAX_TTL + LEEWAY),
+    ];
+    for (successor, stopped, retire_at) in cases {
+        let plain = ring(vec![jwk("old", None), jwk("new", Some(json!(successor)))]);
+        let facts: HashMap<String, u64> = stopped
+            .map(|at| ("old".to_owned(), at))
+            .into_iter()
+            .collect();
+        let ring = plain.with_stopped_signing(&facts);
+        let case = format!("successor at {successor}, stopped at {stopped:?}");
+        assert_eq!(ring.retirement(0, MAX_TTL), Some(retire_at), "{case}");
+        assert_eq!(
+            ring.retirement(1, MAX_TTL),
+            None,
+            "{case}: the new key signs"
+        );
+        assert!(
+            ring.schedule(retire_at - 1, MAX_TTL).published.contains(&0),
+            "{case}"
+        );
+        assert!(
+            !ring.schedule(retire_at, MAX_TTL).published.contains(&0),
+            "{case}"
+        );
+        assert_eq!(
+            ring.status(0, retire_at - 1, MAX_TTL),
+            KeyStatus::Superseded,
+            "{case}"
+        );
+        assert_eq!(
+            ring.status(0, retire_at, MAX_TTL),
+            KeyStatus::Retired,
+            "{case}"
+        );
+    }
+}
+
+#[test]
 fn activation_times_may_be_rfc3339() {
     let ring = ring(vec![
         jwk("a", None),

@@ -60,8 +60,8 @@ impl RingFile {
     fn store(&self, clock: &ManualClock) -> KeyStore {
         let mut config = config();
         config.keys.file = Some(self.path.clone());
-        let (ring, source) = load_ring(&config, clock.now()).unwrap();
-        KeyStore::new(&config, ring, source, Arc::new(clock.clone()))
+        let loaded = load_ring(&config, clock.now()).unwrap();
+        KeyStore::loaded(&config, loaded, Arc::new(clock.clone()))
     }
 }
 
@@ -194,8 +194,7 @@ fn a_key_published_too_shortly_before_it_signs_is_warned_about() {
     let open = |keys| {
         let store = KeyStore::open(
             &config(),
-            ring(keys),
-            Source::Inline,
+            LoadedRing::unfiled(ring(keys), Source::Inline),
             Arc::new(clock.clone()),
         );
         store.1
@@ -278,4 +277,74 @@ fn load_ring_names_the_variable_at_fault() {
         err.starts_with("MACP_AUTH_SIGNING_KEY_JSON has no active key"),
         "{err}"
     );
+}
+
+#[test]
+fn a_successor_activated_in_the_past_leaves_the_old_key_published_for_its_last_tokens() {
+    let file = RingFile::new("late", vec![jwk("old", None)]);
+    let clock = ManualClock::at(10_000);
+    let store = file.store(&clock);
+    assert_eq!(store.current().signing.kid(), "old");
+    // The new key's activation is already two hours past when it arrives.
+    file.write(vec![jwk("old", None), jwk("new", Some(2_800))]);
+    let (outcome, notices) = store.reload().unwrap();
+    assert_eq!(outcome, ReloadOutcome::Swapped);
+    assert!(
+        notices.contains(&Notice::Superseded {
+            kid: "old".into(),
+            by: "new".into(),
+            at: 10_000
+        }),
+        "{notices:?}"
+    );
+    let snapshot = store.current();
+    assert_eq!(snapshot.signing.kid(), "new");
+    assert_eq!(
+        snapshot.published_kids,
+        ["old", "new"],
+        "old signed a moment ago"
+    );
+    let retire_at = 10_000 + 3_600 + 60;
+    assert_eq!(snapshot.next_published_change, Some(retire_at));
+    assert_eq!(store.next_change(), Some(retire_at));
+
+    // A second reload of the same keys keeps what this process knows.
+    clock.set(10_500);
+    file.write(vec![jwk("new", Some(2_800)), jwk("old", None)]);
+    store.reload().unwrap();
+    assert_eq!(store.current().published_kids, ["new", "old"]);
+
+    clock.set(retire_at - 1);
+    assert!(store.current().published_kids.contains(&"old".to_owned()));
+    clock.set(retire_at);
+    assert_eq!(store.current().published_kids, ["new"]);
+}
+
+#[test]
+fn the_store_remembers_the_text_it_parsed_not_a_second_read() {
+    // The file changes right after startup reads it, before anything else
+    // could look at it: the store must still see the change on reload.
+    let file = RingFile::new("race", vec![jwk("first", None)]);
+    let newer = json!({ "keys": [jwk("first", None), jwk("second", Some(20_000))] }).to_string();
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = reads.clone();
+    let reader = FileReader::with(
+        move |path| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let text = std::fs::read_to_string(path).unwrap();
+            std::fs::write(path, &newer).unwrap();
+            Ok(text)
+        },
+        crate::reload::READ_TIMEOUT,
+    );
+    let mut config = config();
+    config.keys.file = Some(file.path.clone());
+    let clock = ManualClock::at(10_000);
+    let loaded = load_ring_with(&config, clock.now(), &reader).unwrap();
+    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let store = KeyStore::loaded(&config, loaded, Arc::new(clock.clone()));
+    assert_eq!(store.current().published_kids, ["first"]);
+    assert_eq!(store.reload().unwrap().0, ReloadOutcome::Swapped);
+    assert_eq!(store.current().published_kids, ["first", "second"]);
+    assert_eq!(store.reload().unwrap().0, ReloadOutcome::Unchanged);
 }

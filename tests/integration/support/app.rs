@@ -173,8 +173,8 @@ impl AppBuilder {
                 )
             }
             Keys::FromConfig => {
-                let (ring, source) = load_ring(&config, clock.now()).unwrap();
-                KeyStore::new(&config, ring, source, clock.clone())
+                let loaded = load_ring(&config, clock.now()).unwrap();
+                KeyStore::loaded(&config, loaded, clock.clone())
             }
         };
         let pool = SigningPool::new(signer.0, signer.1).unwrap();

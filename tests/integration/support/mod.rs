@@ -10,13 +10,25 @@
 //! - [`keys`]: cached RSA keys, cheap ES256 keys, ring texts.
 //! - [`verify`]: verifying tokens the way the MACP runtime does.
 //! - [`otlp`]: an OTLP/HTTP trace receiver standing in for a collector.
+//! - [`softhsm`], [`moto`]: real key stores the custody tests start (a
+//!   SoftHSM2 token, moto's KMS server), [`deps`]: when one is missing
+//!   (fail under CI, skip with a printed reason locally), [`jwk`]: a store's
+//!   public key read the way a verifier reads it.
 
 pub mod app;
+#[cfg(any(feature = "pkcs11", feature = "aws-kms"))]
+pub mod deps;
 pub mod issuer;
+#[cfg(any(feature = "pkcs11", feature = "aws-kms"))]
+pub mod jwk;
 pub mod keys;
 pub mod logs;
+#[cfg(feature = "aws-kms")]
+pub mod moto;
 pub mod otlp;
 pub mod process;
+#[cfg(feature = "pkcs11")]
+pub mod softhsm;
 pub mod tempdir;
 pub mod verify;
 

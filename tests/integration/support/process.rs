@@ -82,6 +82,12 @@ impl Spawned {
         spawned
     }
 
+    /// The process id (to inspect `/proc/<pid>`).
+    #[cfg_attr(not(feature = "aws-kms"), allow(dead_code))]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
@@ -132,6 +138,31 @@ impl Spawned {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
+    }
+
+    /// The process's resident memory (`VmRSS` in `/proc/PID/status`), KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+    }
+
+    /// [`Spawned::rss_kib`] once it stops moving: sampled every 200 ms until
+    /// two samples agree within 1 %, for at most 5 s.
+    pub async fn settled_rss_kib(&self) -> u64 {
+        let mut last = self.rss_kib();
+        for _ in 0..25 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.rss_kib();
+            if now.abs_diff(last) * 100 <= last {
+                return now;
+            }
+            last = now;
+        }
+        last
     }
 
     /// Everything the process wrote to stdout and stderr so far.
