@@ -8,6 +8,7 @@
 pub mod args;
 pub mod check_config;
 pub mod clients;
+mod files;
 pub mod healthcheck;
 pub mod keygen;
 pub mod keys;

@@ -28,5 +28,5 @@ mod patterns;
 mod store;
 
 pub use list::{Client, ClientList, ClientsError, secret_digest_hex};
-pub(crate) use list::{NewClient, new_entry};
+pub(crate) use list::{ClientEntry, NewClient, new_entry};
 pub use store::{ClientStore, LoadClientsError};

@@ -15,6 +15,7 @@
 
 mod reader;
 mod sections;
+mod variables;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -24,6 +25,7 @@ pub use sections::{
     ClientSettings, KeySettings, LimitSettings, ListenSettings, LogFormat, LoggingSettings,
     RateLimit, TokenSettings,
 };
+pub use variables::variables_help;
 
 /// Variable names, kept together so error messages and docs cannot drift.
 pub(crate) mod vars {
@@ -42,6 +44,7 @@ pub(crate) mod vars {
     pub const PUBLIC_URL: &str = "MACP_AUTH_PUBLIC_URL";
     pub const CLIENTS_FILE: &str = "MACP_AUTH_CLIENTS_FILE";
     pub const CLIENTS_JSON: &str = "MACP_AUTH_CLIENTS_JSON";
+    pub const ALLOW_UNAUTHENTICATED: &str = "MACP_AUTH_ALLOW_UNAUTHENTICATED";
     pub const RATE_LIMIT_PER_SECOND: &str = "MACP_AUTH_RATE_LIMIT_PER_SECOND";
     pub const RATE_LIMIT_BURST: &str = "MACP_AUTH_RATE_LIMIT_BURST";
     pub const LOG_FORMAT: &str = "MACP_AUTH_LOG_FORMAT";
@@ -51,6 +54,12 @@ pub(crate) mod vars {
     pub const HEADER_READ_TIMEOUT: &str = "MACP_AUTH_HEADER_READ_TIMEOUT_SECONDS";
     pub const MAX_CONNECTIONS: &str = "MACP_AUTH_MAX_CONNECTIONS";
     pub const RUST_LOG: &str = "RUST_LOG";
+    // Read by the key custody backends (PKCS#11, signing deadline), not by
+    // `Config`: known, so never reported as misspellings.
+    pub const PKCS11_MODULE: &str = "MACP_AUTH_PKCS11_MODULE";
+    pub const PKCS11_PIN: &str = "MACP_AUTH_PKCS11_PIN";
+    pub const PKCS11_PIN_FILE: &str = "MACP_AUTH_PKCS11_PIN_FILE";
+    pub const SIGNING_TIMEOUT_MS: &str = "MACP_AUTH_SIGNING_TIMEOUT_MS";
 }
 
 /// Largest TTL any setting may name: about 136 years. Anything above it is a
@@ -97,6 +106,10 @@ pub struct Config {
     pub limits: LimitSettings,
     /// Log format and filter.
     pub logging: LoggingSettings,
+    /// `MACP_AUTH_*` variables in the environment that nothing reads
+    /// (probable misspellings), each with the known name it most resembles.
+    /// Only [`Config::from_env`] fills this.
+    pub unknown_variables: Vec<(String, Option<&'static str>)>,
 }
 
 /// A configuration value that cannot be used. Its message names the variable
@@ -119,9 +132,13 @@ impl ConfigError {
 }
 
 impl Config {
-    /// Reads and validates the process environment.
+    /// Reads and validates the process environment, and notes the
+    /// `MACP_AUTH_*` variables in it that nothing reads.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var_os(name))
+        let mut config = Self::from_lookup(|name| std::env::var_os(name))?;
+        config.unknown_variables =
+            variables::unknown_variables(std::env::vars_os().map(|(name, _)| name));
+        Ok(config)
     }
 
     /// Reads and validates settings from any source of variables; tests pass
@@ -138,6 +155,7 @@ impl Config {
             clients: ClientSettings::read(&reader)?,
             limits: LimitSettings::read(&reader)?,
             logging: LoggingSettings::read(&reader)?,
+            unknown_variables: Vec::new(),
         })
     }
 }
@@ -181,6 +199,8 @@ mod tests {
         assert_eq!(config.clients.rate_limit, None);
         assert_eq!(config.logging.format, LogFormat::Text);
         assert_eq!(config.listen.metrics_addr, None);
+        assert!(!config.clients.allow_unauthenticated);
+        assert!(config.unknown_variables.is_empty());
         assert_eq!(config.limits.shutdown_delay, Duration::ZERO);
         assert_eq!(config.limits.request_timeout, Duration::from_secs(10));
         assert_eq!(config.limits.header_read_timeout, Duration::from_secs(5));
@@ -212,8 +232,10 @@ mod tests {
             ("MACP_AUTH_REQUEST_TIMEOUT_SECONDS", "20"),
             ("MACP_AUTH_HEADER_READ_TIMEOUT_SECONDS", "2"),
             ("MACP_AUTH_MAX_CONNECTIONS", "100"),
+            ("MACP_AUTH_ALLOW_UNAUTHENTICATED", "True"),
         ])
         .unwrap();
+        assert!(config.clients.allow_unauthenticated);
         assert_eq!(
             config.clients.inline.as_ref().map(KeyMaterial::expose),
             Some("[]")
@@ -351,7 +373,7 @@ mod tests {
             (
                 "MACP_AUTH_SIGNING_ALG",
                 "rs256",
-                "MACP_AUTH_SIGNING_ALG must be RS256 or ES256",
+                "MACP_AUTH_SIGNING_ALG must be RS256 or ES256, in capitals (got \"rs256\")",
             ),
             (
                 "MACP_AUTH_SIGNING_ALG",
@@ -369,6 +391,16 @@ mod tests {
                 "MACP_AUTH_SIGNING_KEY_JSON is set but empty",
             ),
             ("RUST_LOG", "info,[=", "RUST_LOG must be a tracing filter"),
+            (
+                "MACP_AUTH_ALLOW_UNAUTHENTICATED",
+                "yes",
+                "MACP_AUTH_ALLOW_UNAUTHENTICATED must be true or false (got \"yes\")",
+            ),
+            (
+                "MACP_AUTH_ALLOW_UNAUTHENTICATED",
+                "",
+                "MACP_AUTH_ALLOW_UNAUTHENTICATED must be true or false",
+            ),
             (
                 "MACP_AUTH_SIGNING_KEY_FILE",
                 "",

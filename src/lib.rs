@@ -8,24 +8,27 @@
 //! TypeScript reference service: same variables, routes, fields, status codes
 //! and error strings.
 //!
-//! The crate is a library so tests and tools can drive the service in
-//! process: [`router`] builds the axum router over an [`AppState`], and
-//! [`run`] serves it on any listener until a shutdown future completes.
+//! The crate is a library so the binary, the tests and the tools drive the
+//! same code: [`app::Service`] builds everything from a [`Config`] and runs
+//! it; [`router`] builds the axum router over an [`AppState`] for tests that
+//! need no socket.
 //!
-//! Module map: [`config`] reads the environment once; [`keys`] loads or
-//! generates signing keys and derives their public JWKs; [`ring`] decides
-//! which key of a ring signs and which are published at any instant, and
-//! [`keystore`] keeps the live ring (snapshots, reloads, transition logs)
-//! by the [`clock`]; [`clients`] authenticates minting clients and applies
-//! their sender policy; [`reload`] is the one reload mechanism both the key
-//! ring and the client list use; [`ratelimit`] holds the per-client token buckets;
-//! [`mint`] validates requests and builds claims; [`signer`] runs
-//! private-key operations on a bounded, low-priority thread pool; [`audit`]
-//! records every mint decision; [`metrics`] exposes Prometheus metrics;
-//! [`routes`] is the HTTP surface; [`server`] accepts, limits and drains
-//! connections; [`maintenance`] reloads and logs in the background;
-//! [`telemetry`] sets up logging; [`commands`] and [`healthcheck`]
-//! implement the operator subcommands.
+//! Layers, from the top (each depends only on those below it):
+//! - [`cli`]: the operator commands (`serve`, `keygen`, `keys`, `clients`,
+//!   `healthcheck`, `check-config`); `main.rs` only dispatches to them.
+//! - [`app`]: the one `Service` that builds and runs everything, the
+//!   startup fingerprint, the maintenance task.
+//! - [`http`]: routes, middleware, the error contract, the accept loop.
+//! - The domain: [`keys`] (signing keys, the pure ring schedule, the live
+//!   store), [`clients`] (minting clients and their sender policy),
+//!   [`mint`] (request validation and claims), [`signer`] (the signing
+//!   pool), [`reload`] (file-backed sources), [`ratelimit`], [`audit`].
+//! - At the bottom: [`config`] (the environment, read once) and [`clock`]
+//!   (the injected time source). [`metrics`] is a leaf the others feed, and
+//!   [`telemetry`] sets up logging.
+//!
+//! `docs/architecture.md` has a row per folder and says where each new kind
+//! of thing goes.
 
 pub mod app;
 pub mod audit;

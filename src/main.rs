@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use macp_auth_service::cli::args::{Cli, ClientsCommand, Command};
+use macp_auth_service::cli::args::{Cli, Command};
 use macp_auth_service::cli::{check_config, clients, healthcheck, keygen, keys, serve};
 
 fn main() -> ExitCode {
@@ -14,8 +14,11 @@ fn main() -> ExitCode {
         Command::Serve => serve::run(),
         Command::Keygen(args) => keygen::run(args),
         Command::Keys(command) => keys::run(command),
-        Command::Clients(ClientsCommand::New(args)) => clients::run_new(args),
+        Command::Clients(command) => clients::run(command),
         Command::Healthcheck { url } => healthcheck::run(url),
-        Command::CheckConfig { require_pinned_key } => check_config::run(require_pinned_key),
+        Command::CheckConfig {
+            require_pinned_key,
+            strict,
+        } => check_config::run(require_pinned_key, strict),
     }
 }

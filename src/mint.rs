@@ -12,8 +12,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-use crate::http::error::ApiError;
-
 /// A validated `POST /tokens` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MintRequest {
@@ -27,34 +25,61 @@ pub struct MintRequest {
     pub warning: Option<scopes::ScopeWarning>,
 }
 
+/// Why a mint request is refused or cannot be built. The messages are the
+/// wire contract's `error` strings; the HTTP layer picks the status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MintError {
+    /// The body does not parse as JSON.
+    #[error("invalid JSON body")]
+    InvalidJson,
+    /// The body is not an object, or `sender` is not a non-blank string.
+    #[error("sender is required")]
+    SenderRequired,
+    /// `scopes` is present but not an object.
+    #[error("scopes must be an object")]
+    ScopesNotObject,
+    /// `ttl_seconds` is present, not null, and not a positive number.
+    #[error("ttl_seconds must be a positive number")]
+    TtlNotPositive,
+    /// A known scope member has a type the runtime would reject.
+    #[error(transparent)]
+    ScopeType(#[from] scopes::ScopeTypeError),
+    /// The system random generator failed (no `jti`).
+    #[error("system RNG failed")]
+    Randomness,
+    /// The claims did not serialise.
+    #[error("claims did not serialise")]
+    Claims,
+}
+
 /// Validates a request body against the v1 contract, in the reference's
 /// order: JSON, then sender, then scopes, then TTL; then the types of the
 /// known scope members (last, so every body the reference refuses gets the
 /// reference's error).
-pub fn parse_request(body: &[u8]) -> Result<MintRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::InvalidJson)?;
+pub fn parse_request(body: &[u8]) -> Result<MintRequest, MintError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| MintError::InvalidJson)?;
     let Value::Object(mut object) = value else {
-        return Err(ApiError::SenderRequired);
+        return Err(MintError::SenderRequired);
     };
     let sender = match object.remove("sender") {
         Some(Value::String(sender)) if !is_js_blank(&sender) => sender,
-        _ => return Err(ApiError::SenderRequired),
+        _ => return Err(MintError::SenderRequired),
     };
     let scopes = match object.remove("scopes") {
         None => Map::new(),
         Some(Value::Object(scopes)) => normalize_scopes(scopes),
-        Some(_) => return Err(ApiError::ScopesNotObject),
+        Some(_) => return Err(MintError::ScopesNotObject),
     };
     let ttl_seconds = match object.get("ttl_seconds") {
         None | Some(Value::Null) => None,
         Some(Value::Number(number)) => match number.as_f64() {
             Some(ttl) if ttl.is_finite() && ttl > 0.0 => Some(ttl),
-            _ => return Err(ApiError::TtlNotPositive),
+            _ => return Err(MintError::TtlNotPositive),
         },
-        Some(_) => return Err(ApiError::TtlNotPositive),
+        Some(_) => return Err(MintError::TtlNotPositive),
     };
     let warning = scopes::known_scopes(&scopes)
-        .map_err(ApiError::ScopeType)?
+        .map_err(MintError::ScopeType)?
         .warning();
     Ok(MintRequest {
         sender,
@@ -143,16 +168,15 @@ pub struct Claims<'a> {
 }
 
 /// A fresh token id: 128 random bits, base64url (22 characters).
-pub fn new_jti() -> Result<String, ApiError> {
+pub fn new_jti() -> Result<String, MintError> {
     let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::Internal("system RNG failed"))?;
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| MintError::Randomness)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// `base64url(header) . base64url(claims)`, the bytes that get signed.
-pub fn signing_input(header_b64: &str, claims: &Claims<'_>) -> Result<String, ApiError> {
-    let payload =
-        serde_json::to_vec(claims).map_err(|_| ApiError::Internal("claims did not serialise"))?;
+pub fn signing_input(header_b64: &str, claims: &Claims<'_>) -> Result<String, MintError> {
+    let payload = serde_json::to_vec(claims).map_err(|_| MintError::Claims)?;
     let mut input = String::with_capacity(header_b64.len() + 1 + payload.len().div_ceil(3) * 4);
     input.push_str(header_b64);
     input.push('.');

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `keygen`, `keys add|prune`,
-//! `clients new`, `healthcheck`, `check-config`.
+//! `clients new|add`, `healthcheck`, `check-config`.
 //!
 //! Only the shape of the arguments lives here; what each command does lives
 //! in the module named for it.
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::variables_help;
 use crate::keys::SigningAlg;
 
 /// Identity provider for the Multi-Agent Coordination Protocol: mints
@@ -15,9 +16,8 @@ use crate::keys::SigningAlg;
 /// (GET /.well-known/jwks.json).
 ///
 /// Configuration comes from the environment (PORT, HOST, MACP_AUTH_ISSUER,
-/// MACP_AUTH_AUDIENCE, MACP_AUTH_MAX_TTL_SECONDS, MACP_AUTH_DEFAULT_TTL_SECONDS,
-/// MACP_AUTH_SIGNING_ALG, MACP_AUTH_SIGNING_KEY_JSON or MACP_AUTH_SIGNING_KEY_FILE,
-/// RUST_LOG and more); see the README.
+/// MACP_AUTH_AUDIENCE, MACP_AUTH_SIGNING_KEY_JSON or MACP_AUTH_SIGNING_KEY_FILE
+/// and more): `serve --help` lists every variable with its default.
 #[derive(Debug, Parser)]
 #[command(name = "macp-auth-service", version, about, long_about)]
 pub struct Cli {
@@ -28,7 +28,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API (the default when no command is given).
+    /// Serve the HTTP API (the default when no command is given)
+    ///
+    /// Mints tokens on POST /tokens and publishes the keys that verify them
+    /// on GET /.well-known/jwks.json, configured by the variables below.
+    #[command(after_long_help = variables_help())]
     Serve,
     /// Print a new private signing key (one JWK JSON line)
     ///
@@ -54,13 +58,18 @@ pub enum Command {
     ///
     /// Loads the configuration and signing keys exactly as serving would,
     /// prints issuer, audience, alg, kid, each key's schedule, key source and
-    /// TTLs and exits 0, or prints the error and exits 1. Never prints
-    /// private key material.
+    /// TTLs, then a `warning:` or `error:` line for everything serving would
+    /// warn about at startup, and exits 0; or prints why the configuration
+    /// cannot serve and exits 1. Never prints private key material.
     CheckConfig {
         /// Also fail when no pinned key is configured (an ephemeral key
         /// would be generated).
         #[arg(long)]
         require_pinned_key: bool,
+        /// Exit 1 when there is any warning or error line, for CI and
+        /// admission checks; 0 only for a clean configuration.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -89,12 +98,17 @@ pub struct KeygenArgs {
 pub enum KeysCommand {
     /// Add the private JWK on standard input (e.g. from `keygen`) to a ring
     /// file, creating the file if needed
+    ///
+    /// Warns when the new key activates sooner than
+    /// MACP_AUTH_KEY_PREPUBLISH_SECONDS (default 600) from now, or in the
+    /// past: verifiers would not have fetched it before its first token.
     Add {
         /// The ring file (JSON: {"keys": [...]}), written atomically, mode 0600.
         #[arg(long)]
         ring: PathBuf,
     },
-    /// Drop retired keys (every token they signed has expired) from a ring file
+    /// Drop retired keys (every token they signed has expired) from a ring
+    /// file, and say when the next key retires
     Prune {
         /// The ring file.
         #[arg(long)]
@@ -107,14 +121,26 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
-    /// Print a new client: {"secret": ..., "client": {...}}
+    /// Create a client: its secret, and its client-list entry
     ///
     /// The secret is random (256 bits) and shown only here: give it to the
     /// client. Add the "client" object to the client list; it holds only the
     /// secret's SHA-256 digest. With --jwt-issuer the client authenticates
     /// with a workload-identity JWT instead, and no secret is made:
-    /// {"client": {...}}.
+    /// {"client": {...}}. With --secret-file the secret goes to that new
+    /// file (mode 0600) and only the entry is printed, ready for
+    /// `clients add`.
     New(NewClientArgs),
+    /// Add the client-list entry on standard input to a client-list file
+    ///
+    /// Reads one entry (as `clients new --secret-file` prints it), refuses a
+    /// name already in the list, and writes the list atomically with mode
+    /// 0600, creating it if needed.
+    Add {
+        /// The client-list file (MACP_AUTH_CLIENTS_FILE).
+        #[arg(long, value_name = "FILE")]
+        list: PathBuf,
+    },
 }
 
 /// The options of `clients new`.
@@ -129,6 +155,10 @@ pub struct NewClientArgs {
     /// Its own ceiling on token lifetime.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_ttl_seconds: Option<u64>,
+    /// Write the secret to this file, which must not exist yet (it is
+    /// created with mode 0600 and never overwritten).
+    #[arg(long, value_name = "PATH", conflicts_with = "jwt_issuer")]
+    pub secret_file: Option<PathBuf>,
     /// Authenticate with JWTs from this issuer (exact `iss`) instead of a secret.
     #[arg(long, requires_all = ["jwt_audience", "jwt_subject"])]
     pub jwt_issuer: Option<String>,

@@ -46,30 +46,37 @@ pub fn check_config(config: &Config) -> Result<Checked, CommandError> {
 }
 
 /// Runs `check-config` on the process environment: prints the report and
-/// exits 0, or prints the error and exits 1.
-pub fn run(require_pinned_key: bool) -> ExitCode {
+/// exits 0, or prints the error and exits 1. With `strict`, any warning or
+/// error line in the report also makes it exit 1.
+pub fn run(require_pinned_key: bool, strict: bool) -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => return fail(format_args!("invalid configuration: {err}")),
     };
-    match check_config(&config) {
-        Ok((source, fingerprint, client_lines)) => {
-            print!("{}", fingerprint.report());
-            for line in client_lines {
-                println!("{line}");
-            }
-            if source == Source::Unset {
-                if require_pinned_key {
-                    return fail(format_args!(
-                        "no pinned key: neither MACP_AUTH_SIGNING_KEY_JSON nor MACP_AUTH_SIGNING_KEY_FILE is set, so serving would use an ephemeral key"
-                    ));
-                }
-                eprintln!(
-                    "macp-auth-service: warning: no pinned key is configured; serving would use an ephemeral key"
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(err) => fail(format_args!("{err}")),
+    let (source, fingerprint, client_lines) = match check_config(&config) {
+        Ok(checked) => checked,
+        Err(err) => return fail(format_args!("{err}")),
+    };
+    print!("{}", fingerprint.report());
+    for line in client_lines {
+        println!("{line}");
     }
+    if source == Source::Unset {
+        if require_pinned_key {
+            return fail(format_args!(
+                "no pinned key: neither MACP_AUTH_SIGNING_KEY_JSON nor MACP_AUTH_SIGNING_KEY_FILE is set, so serving would use an ephemeral key"
+            ));
+        }
+        eprintln!(
+            "macp-auth-service: warning: no pinned key is configured; serving would use an ephemeral key"
+        );
+    }
+    let findings = fingerprint.findings.len();
+    if strict && findings > 0 {
+        let noun = if findings == 1 { "finding" } else { "findings" };
+        return fail(format_args!(
+            "--strict: {findings} {noun} (the warning: and error: lines above); fix them, or drop --strict to accept them"
+        ));
+    }
+    ExitCode::SUCCESS
 }

@@ -20,30 +20,33 @@ use crate::http::routes::HEALTHZ_PATH;
 /// How long the whole probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why a probe did not see a healthy service.
+/// Why a probe did not see a healthy service. The messages leave the URL
+/// out (the caller prints it once) and end with what to check next.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// The URL is not an `http://host[:port]/path` URL.
-    #[error("{0} is not an http:// URL with a host")]
-    BadUrl(String),
+    #[error("not an http:// URL with a host; pass --url like http://127.0.0.1:3200/healthz")]
+    BadUrl,
     /// Connecting or exchanging the request failed.
-    #[error("request failed: {0}")]
+    #[error(
+        "request failed: {0}; check that the service runs and that PORT and HOST here match its own, or pass --url"
+    )]
     Transport(String),
     /// An answer came, but not 200.
-    #[error("answered {0}, not 200")]
+    #[error("answered {0}, not 200; check the path, and the service's log")]
     Status(StatusCode),
     /// No answer within the timeout.
-    #[error("no answer within {0:?}")]
+    #[error(
+        "no answer within {0:?}; the service may be overloaded or stuck: check its log and CPU"
+    )]
     Timeout(Duration),
 }
 
 /// GETs `url` and succeeds only on a 200 within `timeout`.
 pub async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ProbeError::BadUrl(url.to_owned()))?;
+    let uri: Uri = url.parse().map_err(|_| ProbeError::BadUrl)?;
     let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority().cloned()) else {
-        return Err(ProbeError::BadUrl(url.to_owned()));
+        return Err(ProbeError::BadUrl);
     };
     let host = authority
         .host()
@@ -114,7 +117,7 @@ pub fn run(url: Option<String>) -> ExitCode {
     };
     match runtime.block_on(probe(&url, PROBE_TIMEOUT)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(format_args!("unhealthy: {url} {err}")),
+        Err(err) => fail(format_args!("unhealthy: {url}: {err}")),
     }
 }
 
@@ -131,7 +134,11 @@ mod tests {
             "file:///etc",
         ] {
             let err = probe(url, PROBE_TIMEOUT).await.unwrap_err();
-            assert!(matches!(err, ProbeError::BadUrl(_)), "{url}: {err:?}");
+            assert!(matches!(err, ProbeError::BadUrl), "{url}: {err:?}");
+            assert!(
+                !err.to_string().contains(url),
+                "the caller prints the URL once"
+            );
         }
     }
 

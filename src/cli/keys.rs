@@ -1,81 +1,168 @@
 //! `keys add` and `keys prune`: edit a ring file safely. Every write is
-//! validated as a whole ring first and lands atomically, mode 0600.
+//! validated as a whole ring first and lands atomically, mode 0600. Both say
+//! what the edit means for the schedule: `add` warns when the new key would
+//! sign before verifiers can have fetched it, `prune` says when the next key
+//! retires.
 
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::{Map, Value};
 
 use super::args::KeysCommand;
+use super::files::{io_error, read_if_exists, write_atomically};
 use super::{CommandError, fail};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::Config;
 use crate::keys::ring::{ACTIVATE_AT, KeyRing, KeyStatus, RingError, ring_document};
 use crate::keys::{KeySource, SigningAlg, parse_jwk_object, public_jwk_from_private};
 
+/// What `keys add` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    /// The ring's kids, in file order.
+    pub kids: Vec<String>,
+    /// Why the new key's activation is risky, if it is.
+    pub warning: Option<String>,
+}
+
 /// Adds the private JWK `new_key` to the ring file at `path` (created if
-/// absent) and returns the ring's kids. Refuses a key whose kid or key
-/// material is already in the ring, and a result that would not load.
-pub fn keys_add(path: &Path, new_key: &str) -> Result<Vec<String>, CommandError> {
+/// absent). Refuses a key of another algorithm than the ring's, a kid or key
+/// material already in the ring, and a result that would not load. Judges
+/// the new key's activation against `now` and the pre-publication window
+/// `prepublish` (seconds).
+pub fn keys_add(
+    path: &Path,
+    new_key: &str,
+    now: u64,
+    prepublish: u64,
+) -> Result<Added, CommandError> {
     let new_key = parse_jwk_object(new_key.trim())?;
     let new_public = public_jwk_from_private(&Value::Object(new_key.clone()).to_string())?;
-    let mut keys = match std::fs::read_to_string(path) {
-        Ok(text) => ring_document(&text)?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(err) => return Err(io_error(path, &err)),
+    let mut keys = match read_if_exists(path)? {
+        Some(text) => ring_document(&text)?,
+        None => Vec::new(),
     };
-    let same_material = |existing: &Map<String, Value>| {
-        ["n", "e", "x", "y"]
-            .iter()
-            .filter(|member| new_public.contains_key(**member))
-            .all(|member| existing.get(*member) == new_public.get(*member))
-    };
-    for existing in &keys {
-        if existing.get("kid") == new_public.get("kid") {
+    if let Some(first) = keys.first() {
+        let ring = ring_alg(std::slice::from_ref(first))?;
+        let new = new_public["alg"].as_str().unwrap_or_default();
+        if ring.as_str() != new {
             return Err(CommandError::Usage(format!(
-                "the ring already has a key with kid {}",
-                new_public["kid"]
-            )));
-        }
-        if same_material(existing) {
-            return Err(CommandError::Usage(format!(
-                "the ring already holds this key, under kid {}",
-                existing.get("kid").unwrap_or(&Value::Null)
+                "this key is {new}, but the ring holds {ring} keys: a ring holds keys of one algorithm, the one MACP_AUTH_SIGNING_ALG names; generate the key with `keygen --alg {ring}` (changing the algorithm needs a new ring and a restart, see the runbook)"
             )));
         }
     }
-    if !keys.is_empty() && !new_key.contains_key(ACTIVATE_AT) {
+    refuse_duplicates(&keys, &new_public)?;
+    let rotating = !keys.is_empty();
+    if rotating && !new_key.contains_key(ACTIVATE_AT) {
         // Ties go to the first key in the set, so it would never sign.
         return Err(CommandError::Usage(
             "the ring already has a key: give the new one an activation time (keygen --activate-at), or it would never sign".into(),
         ));
     }
     keys.push(new_key);
-    let kids = write_ring(path, keys)?;
-    Ok(kids)
+    let ring = write_ring(path, keys)?;
+    let added = ring.keys().last().expect("the new key is in the ring");
+    let warning = match added.activate_at {
+        Some(at) if rotating => activation_warning(added.key.kid(), at, now, prepublish),
+        _ => None,
+    };
+    Ok(Added {
+        kids: kids(&ring),
+        warning,
+    })
+}
+
+fn refuse_duplicates(
+    keys: &[Map<String, Value>],
+    new_public: &Map<String, Value>,
+) -> Result<(), CommandError> {
+    let same_material = |existing: &Map<String, Value>| {
+        ["n", "e", "x", "y"]
+            .iter()
+            .filter(|member| new_public.contains_key(**member))
+            .all(|member| existing.get(*member) == new_public.get(*member))
+    };
+    for existing in keys {
+        if existing.get("kid") == new_public.get("kid") {
+            return Err(CommandError::Usage(format!(
+                "the ring already has a key with kid {}: give the new key another one (keygen --kid)",
+                new_public["kid"]
+            )));
+        }
+        if same_material(existing) {
+            return Err(CommandError::Usage(format!(
+                "the ring already holds this key, under kid {}: generate a new key with keygen",
+                existing.get("kid").unwrap_or(&Value::Null)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The warning for a key added to a ring that already signs, activating at
+/// `at`: in the past, or sooner than the pre-publication window.
+pub fn activation_warning(kid: &str, at: u64, now: u64, prepublish: u64) -> Option<String> {
+    let advice = format!(
+        "to rotate without rejected tokens, give it an activate_at at least MACP_AUTH_KEY_PREPUBLISH_SECONDS ({prepublish} s) after every replica has loaded the ring"
+    );
+    if at <= now {
+        Some(format!(
+            "key {kid} activates at {}, which has passed: it signs as soon as a replica loads the ring, before verifiers can have fetched it, and they reject its tokens until they refresh (an emergency rotation); {advice}",
+            rfc3339(at)
+        ))
+    } else if at - now < prepublish {
+        Some(format!(
+            "key {kid} activates in {} s ({}), less than MACP_AUTH_KEY_PREPUBLISH_SECONDS ({prepublish} s): verifiers that have not refreshed their JWKS by then reject its tokens, and each replica will warn; {advice}",
+            at - now,
+            rfc3339(at)
+        ))
+    } else {
+        None
+    }
+}
+
+/// What `keys prune` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    /// The kids dropped, in file order.
+    pub dropped: Vec<String>,
+    /// The next key to retire and when, if any is scheduled to.
+    pub next_retirement: Option<(String, u64)>,
 }
 
 /// Drops from the ring file at `path` every key retired at `now` (every
-/// token it signed has expired, given `max_ttl`) and returns the dropped kids.
-pub fn keys_prune(path: &Path, now: u64, max_ttl: u64) -> Result<Vec<String>, CommandError> {
+/// token it signed has expired, given `max_ttl`), and says which key retires
+/// next.
+pub fn keys_prune(path: &Path, now: u64, max_ttl: u64) -> Result<Pruned, CommandError> {
     let text = std::fs::read_to_string(path).map_err(|err| io_error(path, &err))?;
     let keys = ring_document(&text)?;
     let alg = ring_alg(&keys)?;
     let ring = KeyRing::parse(alg, &text, KeySource::File)?;
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
+    let mut next_retirement: Option<(String, u64)> = None;
     for (index, jwk) in keys.into_iter().enumerate() {
+        let kid = ring.keys()[index].key.kid().to_owned();
         if ring.status(index, now, max_ttl) == KeyStatus::Retired {
-            dropped.push(ring.keys()[index].key.kid().to_owned());
-        } else {
-            kept.push(jwk);
+            dropped.push(kid);
+            continue;
         }
+        if let Some(at) = ring.retirement(index, max_ttl)
+            && next_retirement.as_ref().is_none_or(|(_, next)| at < *next)
+        {
+            next_retirement = Some((kid, at));
+        }
+        kept.push(jwk);
     }
     if !dropped.is_empty() {
         write_ring(path, kept)?;
     }
-    Ok(dropped)
+    Ok(Pruned {
+        dropped,
+        next_retirement,
+    })
 }
 
 /// The algorithm of a ring's keys: the first key's `alg`, or its `kty`.
@@ -91,51 +178,42 @@ fn ring_alg(keys: &[Map<String, Value>]) -> Result<SigningAlg, CommandError> {
         _ => None,
     };
     from_alg.or(from_kty).ok_or_else(|| {
-        CommandError::Usage("the ring's first key names no usable alg or kty".into())
+        CommandError::Usage(
+            "the ring's first key names no usable alg or kty: check the file is a ring of RS256 or ES256 keys".into(),
+        )
     })
 }
 
 /// Validates `keys` as a ring and writes it atomically, readable by the
-/// owner only, as `{"keys": [...]}`.
-fn write_ring(path: &Path, keys: Vec<Map<String, Value>>) -> Result<Vec<String>, CommandError> {
+/// owner only, as `{"keys": [...]}`; returns the ring written.
+fn write_ring(path: &Path, keys: Vec<Map<String, Value>>) -> Result<KeyRing, CommandError> {
     let alg = ring_alg(&keys)?;
     let document = serde_json::json!({ "keys": keys });
     let text = serde_json::to_string_pretty(&document).expect("JSON values serialise");
     let ring = KeyRing::parse(alg, &text, KeySource::File)?;
-    let kids = ring
-        .keys()
-        .iter()
-        .map(|entry| entry.key.kid().to_owned())
-        .collect();
-
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "ring".into(), |name| name.to_string_lossy().into_owned());
-    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let result = options
-        .open(&temporary)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.write_all(b"\n")?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temporary, path));
-    if let Err(err) = result {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(io_error(path, &err));
-    }
-    Ok(kids)
+    write_atomically(path, &text)?;
+    Ok(ring)
 }
 
-fn io_error(path: &Path, err: &std::io::Error) -> CommandError {
-    CommandError::Io {
-        path: path.display().to_string(),
-        reason: err.kind().to_string(),
-    }
+fn kids(ring: &KeyRing) -> Vec<String> {
+    ring.keys()
+        .iter()
+        .map(|entry| entry.key.kid().to_owned())
+        .collect()
+}
+
+/// The pre-publication window from `MACP_AUTH_KEY_PREPUBLISH_SECONDS` (only
+/// that variable, with serving's rule), or its default.
+fn prepublish_from_env() -> Result<u64, crate::config::ConfigError> {
+    let name = crate::config::vars::KEY_PREPUBLISH;
+    let config = Config::from_lookup(|wanted| {
+        if wanted == name {
+            std::env::var_os(name)
+        } else {
+            None
+        }
+    })?;
+    Ok(config.keys.prepublish_seconds)
 }
 
 /// Runs `keys add` or `keys prune`.
@@ -145,18 +223,25 @@ pub fn run(command: KeysCommand) -> ExitCode {
             let mut new_key = String::new();
             if let Err(err) = std::io::stdin().read_to_string(&mut new_key) {
                 return fail(format_args!(
-                    "cannot read a private JWK from standard input: {err}"
+                    "cannot read a private JWK from standard input: {err}; pipe one in, e.g. from `keygen`"
                 ));
             }
-            match keys_add(&ring, &new_key) {
-                Ok(kids) => {
-                    let noun = if kids.len() == 1 { "key" } else { "keys" };
+            let prepublish = match prepublish_from_env() {
+                Ok(prepublish) => prepublish,
+                Err(err) => return fail(format_args!("invalid configuration: {err}")),
+            };
+            match keys_add(&ring, &new_key, SystemClock.now(), prepublish) {
+                Ok(added) => {
+                    let noun = if added.kids.len() == 1 { "key" } else { "keys" };
                     println!(
                         "{}: {} {noun}: {}",
                         ring.display(),
-                        kids.len(),
-                        kids.join(", ")
+                        added.kids.len(),
+                        added.kids.join(", ")
                     );
+                    if let Some(warning) = added.warning {
+                        eprintln!("macp-auth-service: warning: {warning}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(err) => fail(format_args!("keys add: {err}")),
@@ -165,25 +250,35 @@ pub fn run(command: KeysCommand) -> ExitCode {
         KeysCommand::Prune {
             ring,
             max_ttl_seconds,
-        } => {
-            let max_ttl = match max_ttl_seconds {
-                Some(max_ttl) => max_ttl,
-                None => match Config::from_env() {
-                    Ok(config) => config.tokens.max_ttl_seconds,
-                    Err(err) => return fail(format_args!("invalid configuration: {err}")),
-                },
+        } => run_prune(&ring, max_ttl_seconds),
+    }
+}
+
+fn run_prune(ring: &Path, max_ttl_seconds: Option<u64>) -> ExitCode {
+    let max_ttl = match max_ttl_seconds {
+        Some(max_ttl) => max_ttl,
+        None => match Config::from_env() {
+            Ok(config) => config.tokens.max_ttl_seconds,
+            Err(err) => return fail(format_args!("invalid configuration: {err}")),
+        },
+    };
+    match keys_prune(ring, SystemClock.now(), max_ttl) {
+        Ok(pruned) => {
+            let done = if pruned.dropped.is_empty() {
+                "no retired keys".to_owned()
+            } else {
+                format!("dropped {}", pruned.dropped.join(", "))
             };
-            match keys_prune(&ring, SystemClock.now(), max_ttl) {
-                Ok(dropped) if dropped.is_empty() => {
-                    println!("{}: no retired keys", ring.display());
-                    ExitCode::SUCCESS
-                }
-                Ok(dropped) => {
-                    println!("{}: dropped {}", ring.display(), dropped.join(", "));
-                    ExitCode::SUCCESS
-                }
-                Err(err) => fail(format_args!("keys prune: {err}")),
-            }
+            let next = match pruned.next_retirement {
+                Some((kid, at)) => format!(
+                    "key {kid} retires at {} (prune again after that)",
+                    rfc3339(at)
+                ),
+                None => "no key is scheduled to retire".to_owned(),
+            };
+            println!("{}: {done}; {next}", ring.display());
+            ExitCode::SUCCESS
         }
+        Err(err) => fail(format_args!("keys prune: {err}")),
     }
 }

@@ -76,6 +76,22 @@ impl<'a> Reader<'a> {
         self.integer_in(name, default, 1..=max, &expected)
     }
 
+    /// `true` or `false` (any case), `default` when unset; anything else,
+    /// blank included, is refused rather than guessed at.
+    pub(crate) fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = self.raw(name)? else {
+            return Ok(default);
+        };
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ConfigError::new(
+                name,
+                format!("{name} must be true or false (got {raw:?}), or unset"),
+            )),
+        }
+    }
+
     /// A non-blank string, `default` when unset.
     pub(crate) fn non_empty(
         &self,

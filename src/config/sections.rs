@@ -161,7 +161,9 @@ impl KeySettings {
             Some(raw) => SigningAlg::parse(raw.trim()).ok_or_else(|| {
                 ConfigError::new(
                     vars::SIGNING_ALG,
-                    "MACP_AUTH_SIGNING_ALG must be RS256 or ES256",
+                    format!(
+                        "MACP_AUTH_SIGNING_ALG must be RS256 or ES256, in capitals (got {raw:?}): RS256 for RSA keys, ES256 for EC P-256 keys"
+                    ),
                 )
             })?,
         };
@@ -229,6 +231,10 @@ pub struct ClientSettings {
     /// Per-client mint rate limit (`MACP_AUTH_RATE_LIMIT_PER_SECOND`,
     /// `MACP_AUTH_RATE_LIMIT_BURST`); `None` turns it off.
     pub rate_limit: Option<RateLimit>,
+    /// The operator's explicit statement that unauthenticated minting on a
+    /// non-loopback address is intended (`MACP_AUTH_ALLOW_UNAUTHENTICATED`):
+    /// the startup error about it becomes a warning. Changes no behaviour.
+    pub allow_unauthenticated: bool,
 }
 
 impl ClientSettings {
@@ -239,6 +245,7 @@ impl ClientSettings {
             inline,
             file,
             rate_limit: read_rate_limit(r)?,
+            allow_unauthenticated: r.boolean(vars::ALLOW_UNAUTHENTICATED, false)?,
         })
     }
 }

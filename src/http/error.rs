@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::mint::MintError;
+
 use crate::signer::SignerError;
 
 /// The request body limit on `POST /tokens`, in bytes.
@@ -134,6 +136,20 @@ impl From<SignerError> for ApiError {
             SignerError::Stopped => ApiError::Internal("signing threads have stopped"),
             SignerError::Failed => ApiError::Internal("AWS-LC failed to sign"),
             SignerError::Dropped => ApiError::Internal("a signing thread dropped its job"),
+        }
+    }
+}
+
+impl From<MintError> for ApiError {
+    fn from(error: MintError) -> Self {
+        match error {
+            MintError::InvalidJson => ApiError::InvalidJson,
+            MintError::SenderRequired => ApiError::SenderRequired,
+            MintError::ScopesNotObject => ApiError::ScopesNotObject,
+            MintError::TtlNotPositive => ApiError::TtlNotPositive,
+            MintError::ScopeType(error) => ApiError::ScopeType(error),
+            MintError::Randomness => ApiError::Internal("system RNG failed"),
+            MintError::Claims => ApiError::Internal("claims did not serialise"),
         }
     }
 }

@@ -30,6 +30,11 @@ pub const VERIFIER_LEEWAY_SECONDS: u64 = 60;
 /// The JWK member holding a key's activation time.
 pub const ACTIVATE_AT: &str = "activate_at";
 
+/// The kid of a lone pinned JWK that has none: the TypeScript reference's, so
+/// swapping the image keeps the kid every verifier has cached. Keys of a JWK
+/// Set without `kid` get their RFC 7638 thumbprint instead, being several.
+pub const LONE_JWK_KID: &str = "key-1";
+
 /// One key of the ring.
 #[derive(Debug, Clone)]
 pub struct RingKey {
@@ -49,6 +54,8 @@ impl RingKey {
 #[derive(Debug, Clone)]
 pub struct KeyRing {
     keys: Vec<RingKey>,
+    /// The source is one JWK without `kid`, published as [`LONE_JWK_KID`].
+    kid_defaulted: bool,
 }
 
 /// A ring that cannot be used. Messages never contain key material.
@@ -152,6 +159,7 @@ impl KeyRing {
                 key: Arc::new(key),
                 activate_at: None,
             }],
+            kid_defaulted: false,
         }
     }
 
@@ -159,6 +167,7 @@ impl KeyRing {
     /// private keys. Every key must suit `alg`.
     pub fn parse(alg: SigningAlg, text: &str, source: KeySource) -> Result<Self, RingError> {
         let trimmed = text.trim_start();
+        let mut kid_defaulted = false;
         let keys = if trimmed.starts_with('{') {
             let value: Value = serde_json::from_str(text).map_err(|err| {
                 RingError::Invalid(KeyError::InvalidJson {
@@ -178,40 +187,21 @@ impl KeyRing {
                     keys
                 }
                 Some(_) => return Err(RingError::KeysNotArray),
-                None => vec![
-                    ring_key_from_jwk(alg, 1, &Value::Object(object), source).map_err(|err| {
-                        match err {
-                            RingError::Key { source, .. } => RingError::Invalid(source),
-                            other => other,
-                        }
-                    })?,
-                ],
+                None => {
+                    let mut object = object;
+                    kid_defaulted = default_lone_kid(&mut object);
+                    vec![
+                        ring_key_from_jwk(alg, 1, &Value::Object(object), source).map_err(
+                            |err| match err {
+                                RingError::Key { source, .. } => RingError::Invalid(source),
+                                other => other,
+                            },
+                        )?,
+                    ]
+                }
             }
         } else if trimmed.starts_with("-----BEGIN") {
-            let blocks = split_pem(trimmed);
-            let single = blocks.len() == 1;
-            blocks
-                .into_iter()
-                .enumerate()
-                .map(|(index, block)| {
-                    SigningKey::from_pem(alg, block, source)
-                        .map(|key| RingKey {
-                            key: Arc::new(key),
-                            activate_at: None,
-                        })
-                        .map_err(|source| {
-                            if single {
-                                RingError::Invalid(source)
-                            } else {
-                                RingError::Key {
-                                    position: index + 1,
-                                    kid: String::new(),
-                                    source,
-                                }
-                            }
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?
+            pem_ring_keys(alg, trimmed, source)?
         } else if trimmed.starts_with('[') {
             return Err(RingError::Invalid(KeyError::NotAnObject));
         } else {
@@ -220,7 +210,10 @@ impl KeyRing {
         if keys.is_empty() {
             return Err(RingError::Empty);
         }
-        let ring = KeyRing { keys };
+        let ring = KeyRing {
+            keys,
+            kid_defaulted,
+        };
         for (index, key) in ring.keys.iter().enumerate() {
             if ring.keys[..index]
                 .iter()
@@ -249,6 +242,12 @@ impl KeyRing {
     /// The keys, in source order.
     pub fn keys(&self) -> &[RingKey] {
         &self.keys
+    }
+
+    /// Whether the source is one JWK without `kid`, published as
+    /// [`LONE_JWK_KID`] (worth a warning: two such keys would share it).
+    pub fn kid_defaulted(&self) -> bool {
+        self.kid_defaulted
     }
 
     /// When the key at `index` leaves the JWKS: its successor's activation
@@ -319,6 +318,16 @@ impl KeyRing {
     }
 }
 
+/// Gives a lone JWK without `kid` the reference's [`LONE_JWK_KID`]; returns
+/// whether it did.
+fn default_lone_kid(jwk: &mut Map<String, Value>) -> bool {
+    if jwk.contains_key("kid") {
+        return false;
+    }
+    jwk.insert("kid".into(), LONE_JWK_KID.into());
+    true
+}
+
 fn ring_key_from_jwk(
     alg: SigningAlg,
     position: usize,
@@ -386,7 +395,8 @@ fn split_pem(text: &str) -> Vec<&str> {
 }
 
 /// Reads a ring file's JSON as an editable JWK Set (a single JWK becomes a
-/// set of one); for the `keys add` and `keys prune` commands.
+/// set of one, keeping the kid it is served with); for the `keys add` and
+/// `keys prune` commands.
 pub fn ring_document(text: &str) -> Result<Vec<Map<String, Value>>, RingError> {
     let value: Value = serde_json::from_str(text).map_err(|err| RingError::Key {
         position: 1,
@@ -411,10 +421,46 @@ pub fn ring_document(text: &str) -> Result<Vec<Map<String, Value>>, RingError> {
                 })
                 .collect(),
             Some(_) => Err(RingError::KeysNotArray),
-            None => Ok(vec![object]),
+            None => {
+                // As a set member it would lose the lone key's kid.
+                default_lone_kid(&mut object);
+                Ok(vec![object])
+            }
         },
         _ => Err(RingError::UnknownFormat),
     }
+}
+
+/// The keys of one or more PEM blocks; PEM carries no activation time.
+fn pem_ring_keys(
+    alg: SigningAlg,
+    text: &str,
+    source: KeySource,
+) -> Result<Vec<RingKey>, RingError> {
+    let blocks = split_pem(text);
+    let single = blocks.len() == 1;
+    blocks
+        .into_iter()
+        .enumerate()
+        .map(|(index, block)| {
+            SigningKey::from_pem(alg, block, source)
+                .map(|key| RingKey {
+                    key: Arc::new(key),
+                    activate_at: None,
+                })
+                .map_err(|source| {
+                    if single {
+                        RingError::Invalid(source)
+                    } else {
+                        RingError::Key {
+                            position: index + 1,
+                            kid: String::new(),
+                            source,
+                        }
+                    }
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]

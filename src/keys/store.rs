@@ -200,7 +200,7 @@ impl KeyStore {
     }
 
     /// The ring in force.
-    pub(crate) fn ring(&self) -> Arc<KeyRing> {
+    pub fn ring(&self) -> Arc<KeyRing> {
         self.ring.load_full()
     }
 

@@ -2,8 +2,7 @@
 //! stand-in OIDC issuer served by the test, per-client scope ceilings, and
 //! known scope members typed the way the runtime reads them.
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use macp_auth_service::AppState;
 use macp_auth_service::clients::secret_digest_hex;
@@ -11,8 +10,8 @@ use macp_auth_service::config::KeyMaterial;
 use macp_auth_service::keys::SigningAlg;
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, config, send, state_with, token_parts, verify_like_runtime};
 use crate::support::issuer::{Issuer, IssuerKey};
+use crate::support::{Reply, config, request, send, state_with, token_parts, verify_like_runtime};
 
 const AUDIENCE: &str = "macp-auth-service";
 const SUBJECT: &str = "system:serviceaccount:macp:control-plane";
@@ -38,25 +37,18 @@ fn service(clients: String) -> AppState {
 }
 
 async fn mint_with(state: &AppState, credential: &str, body: &str) -> Reply {
-    let request = Request::post("/tokens")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {credential}"))
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(macp_auth_service::router(state.clone()), request)
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    Reply {
-        status,
-        headers,
-        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
+    let bearer = format!("Bearer {credential}");
+    request(
+        state,
+        Method::POST,
+        "/tokens",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &bearer),
+        ],
+        body.to_owned(),
+    )
+    .await
 }
 
 const BODY: &str = r#"{"sender":"agent://team-a/risk","scopes":{"max_open_sessions":2}}"#;
@@ -111,7 +103,7 @@ async fn every_bad_workload_jwt_gets_a_generic_401() {
         claims[key] = value;
         claims
     };
-    let now = crate::helpers::now();
+    let now = crate::support::now();
     let stranger = IssuerKey::generate("k1", Algorithm::RS256);
     let payload = token_parts(&issuer.token(&claims)).2;
     let b64 = |bytes: &[u8]| {
@@ -235,7 +227,7 @@ async fn an_issuer_never_reached_answers_503_with_retry_after() {
     let unreachable = format!("http://127.0.0.1:{port}");
     let state = service(clients_for(&unreachable, &[]));
     let key = IssuerKey::generate("k1", Algorithm::ES256);
-    let now = crate::helpers::now();
+    let now = crate::support::now();
     let caller = key.sign(
         Some("k1"),
         &json!({"iss": unreachable, "sub": SUBJECT, "aud": AUDIENCE, "exp": now + 600}),
@@ -382,7 +374,7 @@ async fn audit_records_and_metrics_name_the_client_and_its_caller() {
     let empty_modes = r#"{"sender":"agent://team-a/risk","scopes":{"allowed_modes":[]}}"#;
     assert_eq!(post_tokens(&base, &caller, empty_modes).await, 200);
     let mut expired_claims = claims.clone();
-    expired_claims["exp"] = json!(crate::helpers::now() - 120);
+    expired_claims["exp"] = json!(crate::support::now() - 120);
     let expired = issuer.token(&expired_claims);
     assert_eq!(post_tokens(&base, &expired, BODY).await, 401);
     assert_eq!(post_tokens(&base, SECRET, BODY).await, 200);
@@ -647,7 +639,7 @@ async fn every_known_scope_member_is_typed_as_the_runtime_reads_it() {
     ];
     for (name, scopes, refused) in cases {
         let body = json!({"sender": "agent://x", "scopes": scopes}).to_string();
-        let reply = crate::helpers::mint(&state, &body).await;
+        let reply = crate::support::mint(&state, &body).await;
         match refused {
             Some(error) => {
                 assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{name}");
@@ -796,7 +788,7 @@ mod property {
         runner
             .run(&scopes(), |scopes| {
                 let body = json!({"sender": "agent://p", "scopes": scopes}).to_string();
-                let reply = runtime.block_on(crate::helpers::mint(&state, &body));
+                let reply = runtime.block_on(crate::support::mint(&state, &body));
                 let readable_as_sent =
                     serde_json::from_value::<MACPScopes>(Value::Object(scopes.clone())).is_ok();
                 match reply.status {

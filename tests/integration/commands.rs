@@ -2,8 +2,10 @@
 //! healthcheck, plus key interchange with Node's crypto (what the reference
 //! service's jose library uses), so keys move both ways between the two.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use std::process::{Command, Output};
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -11,28 +13,13 @@ use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::keys::{KeySource, SigningKey};
 use serde_json::Value;
 
-use crate::helpers::{TestServer, state};
+use crate::support::{self, TempDir, TestApp, private_jwk, run_with_stdin, state};
 
+/// The binary with an empty environment and `args`.
 fn binary(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"));
-    command.env_clear().args(args);
+    let mut command = support::binary();
+    command.args(args);
     command
-}
-
-fn run_with_stdin(mut command: Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {
@@ -141,7 +128,7 @@ fn check_config_fails_on_bad_settings_and_on_a_missing_pinned_key_when_required(
 
 #[tokio::test]
 async fn healthcheck_exits_zero_only_when_healthz_answers() {
-    let server = TestServer::start(state()).await;
+    let server = TestApp::start(state()).await;
     let url = server.url("/healthz");
     let healthy = tokio::task::spawn_blocking(move || {
         binary(&["healthcheck", "--url", &url]).output().unwrap()
@@ -180,15 +167,27 @@ async fn healthcheck_exits_zero_only_when_healthz_answers() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let down = binary(&[
-        "healthcheck",
-        "--url",
-        &format!("http://127.0.0.1:{closed}/healthz"),
-    ])
-    .output()
-    .unwrap();
+    let down_url = format!("http://127.0.0.1:{closed}/healthz");
+    let down = binary(&["healthcheck", "--url", &down_url])
+        .output()
+        .unwrap();
     assert_eq!(down.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "macp-auth-service: unhealthy: {down_url}: request failed: "
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches(&down_url).count(),
+        1,
+        "the URL once: {stderr}"
+    );
+    assert!(
+        stderr.contains("or pass --url"),
+        "says what to check: {stderr}"
+    );
 }
 
 /// Runs a Node.js script, or returns `None` where Node is not installed.
@@ -273,8 +272,7 @@ fn private_jwks_exported_by_node_load_as_pinned_keys() {
 
 #[test]
 fn keys_add_and_prune_manage_a_ring_file_that_serving_accepts() {
-    let dir = std::env::temp_dir().join(format!("macp-keys-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("keys-cli");
     let ring = dir.join("ring.json");
     let ring_arg = ring.display().to_string();
 
@@ -329,7 +327,6 @@ fn keys_add_and_prune_manage_a_ring_file_that_serving_accepts() {
             .unwrap(),
     );
     assert!(pruned.contains("no retired keys"), "{pruned}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -391,4 +388,404 @@ fn clients_new_prints_a_secret_once_and_an_entry_the_service_accepts() {
         String::from_utf8_lossy(&broken.stderr)
             .contains("MACP_AUTH_CLIENTS_JSON must be a JSON array")
     );
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The names `Config` looks up, recorded through its lookup function: with
+/// nothing set, and with the variables that make others matter set.
+fn variables_config_reads() -> BTreeSet<String> {
+    let seen = RefCell::new(BTreeSet::new());
+    for set in [
+        &[][..],
+        &[
+            ("MACP_AUTH_RATE_LIMIT_PER_SECOND", "5"),
+            ("MACP_AUTH_RATE_LIMIT_BURST", "5"),
+        ][..],
+    ] {
+        let _ = macp_auth_service::Config::from_lookup(|name| {
+            seen.borrow_mut().insert(name.to_owned());
+            set.iter()
+                .find(|(set_name, _)| *set_name == name)
+                .map(|(_, value)| (*value).into())
+        });
+    }
+    seen.into_inner()
+}
+
+#[test]
+fn serve_help_lists_exactly_the_variables_the_configuration_reads_grouped_as_the_deployment_guide()
+{
+    let help = stdout(&binary(&["serve", "--help"]).output().unwrap());
+    let mut listed = BTreeSet::new();
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    let reference = &help[help
+        .find("\nEnvironment variables")
+        .expect("a variable reference")..];
+    let mut lines = reference.lines().skip(2);
+    while let Some(line) = lines.next() {
+        if let Some(title) = line.strip_suffix(':').filter(|t| !t.starts_with(' ')) {
+            groups.push((title.to_owned(), Vec::new()));
+        } else if let Some((name, default)) = line
+            .strip_prefix("  ")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .and_then(|rest| rest.split_once(" [default: "))
+        {
+            let meaning = lines.next().unwrap_or_default();
+            assert!(
+                meaning.starts_with("      ") && meaning.trim().len() > 10,
+                "{name}: one line of meaning, got {meaning:?}"
+            );
+            assert!(!default.is_empty(), "{name}");
+            assert!(listed.insert(name.to_owned()), "{name} listed twice");
+            groups
+                .last_mut()
+                .expect("a group heading first")
+                .1
+                .push(name.to_owned());
+        }
+    }
+    assert_eq!(
+        listed,
+        variables_config_reads(),
+        "help and configuration disagree"
+    );
+
+    // The same groups, in the same order, as the deployment guide's sections.
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deployment.md"))
+        .unwrap();
+    let reference = &guide[guide.find("## Environment variables").unwrap()..];
+    let reference = &reference[..reference[3..].find("\n## ").unwrap()];
+    let sections: Vec<&str> = reference.split("\n### ").skip(1).collect();
+    let titles: Vec<&str> = sections.iter().map(|s| s.lines().next().unwrap()).collect();
+    let help_titles: Vec<&str> = groups.iter().map(|(title, _)| title.as_str()).collect();
+    assert_eq!(help_titles, titles);
+    for ((title, names), section) in groups.iter().zip(&sections) {
+        for name in names {
+            assert!(
+                section.contains(&format!("\n| `{name}` |")),
+                "{name} should be in the guide's {title:?} table"
+            );
+        }
+    }
+}
+
+/// A clean configuration's environment: a pinned ES256 key, a client list,
+/// a loopback bind.
+fn clean_environment() -> Vec<(&'static str, String)> {
+    let created: Value = serde_json::from_str(&stdout(
+        &binary(&["clients", "new", "--name", "ci", "--senders", "agent://*"])
+            .output()
+            .unwrap(),
+    ))
+    .unwrap();
+    vec![
+        ("HOST", "127.0.0.1".into()),
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        (
+            "MACP_AUTH_SIGNING_KEY_JSON",
+            private_jwk(SigningAlg::Es256).to_owned(),
+        ),
+        (
+            "MACP_AUTH_CLIENTS_JSON",
+            serde_json::json!([created["client"]]).to_string(),
+        ),
+    ]
+}
+
+fn check_config(strict: bool, env: &[(&str, String)]) -> Output {
+    let mut command = binary(&["check-config"]);
+    if strict {
+        command.arg("--strict");
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn check_config_strict_exits_one_on_any_warning_or_error_and_zero_on_a_clean_configuration() {
+    let clean = clean_environment();
+    let output = check_config(true, &clean);
+    let report = stdout(&output);
+    assert!(
+        !report.contains("warning:") && !report.contains("error:"),
+        "{report}"
+    );
+
+    let now = macp_auth_service::clock::rfc3339(support::now() + 120);
+    let pending = stdout(
+        &binary(&[
+            "keygen",
+            "--alg",
+            "ES256",
+            "--kid",
+            "next",
+            "--activate-at",
+            &now,
+        ])
+        .output()
+        .unwrap(),
+    );
+    let ring = serde_json::json!({"keys": [
+        serde_json::from_str::<Value>(private_jwk(SigningAlg::Es256)).unwrap(),
+        serde_json::from_str::<Value>(&pending).unwrap(),
+    ]})
+    .to_string();
+    let with = |extra: &[(&'static str, &str)], without: &[&str]| {
+        let mut env: Vec<(&str, String)> = clean
+            .iter()
+            .filter(|(name, _)| !without.contains(name))
+            .cloned()
+            .collect();
+        env.extend(
+            extra
+                .iter()
+                .map(|(name, value)| (*name, (*value).to_owned())),
+        );
+        env
+    };
+    type Env = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Env, &str)> = vec![
+        (
+            "a misspelt variable",
+            with(&[("MACP_AUTH_MAX_TTL", "60")], &[]),
+            "warning: MACP_AUTH_MAX_TTL is set but no setting of this service reads it (did you mean MACP_AUTH_MAX_TTL_SECONDS?)",
+        ),
+        (
+            "unauthenticated minting on a wildcard bind",
+            with(&[("HOST", "0.0.0.0")], &["MACP_AUTH_CLIENTS_JSON", "HOST"]),
+            "error: minting is unauthenticated and 0.0.0.0 is not a loopback address",
+        ),
+        (
+            "the same, declared intended",
+            with(
+                &[
+                    ("HOST", "0.0.0.0"),
+                    ("MACP_AUTH_ALLOW_UNAUTHENTICATED", "true"),
+                ],
+                &["MACP_AUTH_CLIENTS_JSON", "HOST"],
+            ),
+            "warning: minting is unauthenticated on 0.0.0.0, as MACP_AUTH_ALLOW_UNAUTHENTICATED=true says is intended",
+        ),
+        (
+            "a default TTL above the maximum",
+            with(
+                &[
+                    ("MACP_AUTH_MAX_TTL_SECONDS", "60"),
+                    ("MACP_AUTH_DEFAULT_TTL_SECONDS", "90"),
+                ],
+                &[],
+            ),
+            "warning: MACP_AUTH_DEFAULT_TTL_SECONDS (90) exceeds MACP_AUTH_MAX_TTL_SECONDS (60)",
+        ),
+        (
+            "a key inside the pre-publication window",
+            with(
+                &[("MACP_AUTH_SIGNING_KEY_JSON", &ring)],
+                &["MACP_AUTH_SIGNING_KEY_JSON"],
+            ),
+            "less than MACP_AUTH_KEY_PREPUBLISH_SECONDS (600 s)",
+        ),
+        (
+            "an ephemeral key",
+            with(
+                &[],
+                &["MACP_AUTH_SIGNING_KEY_JSON", "MACP_AUTH_SIGNING_ALG"],
+            ),
+            "warning: ephemeral signing key",
+        ),
+        (
+            "metrics on the API's port",
+            with(&[("MACP_AUTH_METRICS_ADDR", "127.0.0.1:3200")], &[]),
+            "error: MACP_AUTH_METRICS_ADDR 127.0.0.1:3200 uses port 3200, which the API already listens on",
+        ),
+    ];
+    for (name, env, expected) in cases {
+        let relaxed = check_config(false, &env);
+        let report = stdout(&relaxed);
+        assert!(report.contains(expected), "{name}: {report}");
+        assert_eq!(
+            report
+                .lines()
+                .filter(|l| l.starts_with("warning: ") || l.starts_with("error: "))
+                .count(),
+            1,
+            "{name}: {report}"
+        );
+        let strict = check_config(true, &env);
+        assert_eq!(strict.status.code(), Some(1), "{name}");
+        assert!(
+            stderr(&strict).contains("--strict: 1 finding"),
+            "{name}: {}",
+            stderr(&strict)
+        );
+        // The same report; a countdown in a warning may tick between the runs.
+        let facts = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|line| !line.contains(" activates in "))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            facts(&String::from_utf8_lossy(&strict.stdout)),
+            facts(&report),
+            "{name}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn clients_new_with_a_secret_file_pipes_into_clients_add() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("macp-clients-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret_file = dir.join("examples.secret");
+    let list = dir.join("clients.json");
+    let new = |name: &str| {
+        binary(&[
+            "clients",
+            "new",
+            "--name",
+            name,
+            "--senders",
+            "agent://examples/*",
+        ])
+        .arg("--secret-file")
+        .arg(&secret_file)
+        .output()
+        .unwrap()
+    };
+    let entry = stdout(&new("examples"));
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(entry.lines().count(), 1);
+    assert!(!entry.contains(secret.trim()), "only the entry is printed");
+    assert!(
+        serde_json::from_str::<Value>(&entry)
+            .unwrap()
+            .get("secret_sha256")
+            .is_some()
+    );
+
+    let again = new("other");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(
+        again.stdout.is_empty(),
+        "nothing printed when the secret has nowhere to go"
+    );
+    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), secret);
+
+    let list_arg = list.display().to_string();
+    let added = stdout(&run_with_stdin(
+        binary(&["clients", "add", "--list", &list_arg]),
+        &entry,
+    ));
+    assert_eq!(added.trim(), format!("{list_arg}: 1 client: examples"));
+    let mode = std::fs::metadata(&list).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let duplicate = run_with_stdin(binary(&["clients", "add", "--list", &list_arg]), &entry);
+    assert_eq!(duplicate.status.code(), Some(1));
+    assert!(stderr(&duplicate).contains("already has a client named \"examples\""));
+
+    let report = stdout(
+        &binary(&["check-config"])
+            .env("MACP_AUTH_CLIENTS_FILE", &list)
+            .output()
+            .unwrap(),
+    );
+    assert!(report.contains("minting clients: examples\n"), "{report}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn keys_add_warns_about_a_short_notice_and_prune_says_when_the_next_key_retires() {
+    let dir = std::env::temp_dir().join(format!("macp-keys-notice-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ring = dir.join("ring.json").display().to_string();
+    let key = |kid: &str, activate_at: Option<u64>| {
+        let mut args = vec!["keygen", "--alg", "ES256", "--kid", kid];
+        let at = activate_at.map(|at| at.to_string());
+        if let Some(at) = &at {
+            args.extend(["--activate-at", at.as_str()]);
+        }
+        stdout(&binary(&args).output().unwrap())
+    };
+    let add = |jwk: &str, prepublish: Option<&str>| {
+        let mut command = binary(&["keys", "add", "--ring", &ring]);
+        if let Some(prepublish) = prepublish {
+            command.env("MACP_AUTH_KEY_PREPUBLISH_SECONDS", prepublish);
+        }
+        run_with_stdin(command, jwk)
+    };
+    let first = add(&key("k1", None), None);
+    assert!(stderr(&first).is_empty(), "{}", stderr(&first));
+    let now = support::now();
+    let soon = add(&key("k2", Some(now + 90)), None);
+    assert!(soon.status.success());
+    let warning = stderr(&soon);
+    assert!(
+        warning.starts_with("macp-auth-service: warning: key k2 activates in ")
+            && warning.contains("less than MACP_AUTH_KEY_PREPUBLISH_SECONDS (600 s)"),
+        "{warning}"
+    );
+    let enough = add(&key("k3", Some(now + 90)), Some("60"));
+    assert!(
+        stderr(&enough).is_empty(),
+        "90 s of notice is enough for a 60 s window"
+    );
+    let past = add(&key("k4", Some(now - 10)), Some("60"));
+    assert!(
+        stderr(&past).contains("which has passed"),
+        "{}",
+        stderr(&past)
+    );
+
+    let pruned = stdout(
+        &binary(&["keys", "prune", "--ring", &ring, "--max-ttl-seconds", "60"])
+            .output()
+            .unwrap(),
+    );
+    // k4 activated 10 s ago, so k1 retires at k4's activation + 60 + 60.
+    let retires = macp_auth_service::clock::rfc3339(now - 10 + 120);
+    assert_eq!(
+        pruned.trim(),
+        format!("{ring}: no retired keys; key k1 retires at {retires} (prune again after that)")
+    );
+
+    let rsa_ring = dir.join("rsa.json").display().to_string();
+    let rsa = stdout(&binary(&["keygen"]).output().unwrap());
+    stdout(&run_with_stdin(
+        binary(&["keys", "add", "--ring", &rsa_ring]),
+        &rsa,
+    ));
+    let mismatch = run_with_stdin(
+        binary(&["keys", "add", "--ring", &rsa_ring]),
+        &key("ec", None),
+    );
+    assert_eq!(mismatch.status.code(), Some(1));
+    assert!(
+        stderr(&mismatch).starts_with(
+            "macp-auth-service: keys add: this key is ES256, but the ring holds RS256 keys"
+        ),
+        "{}",
+        stderr(&mismatch)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,7 +5,7 @@ use macp_auth_service::AppState;
 use macp_auth_service::keys::SigningAlg;
 use serde_json::json;
 
-use crate::helpers::{config, mint, now, send, state, state_with, token_parts};
+use crate::support::{config, mint, now, send, state, state_with, token_parts};
 
 #[tokio::test]
 async fn every_bad_mint_request_gets_its_contract_status_and_error() {

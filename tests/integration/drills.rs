@@ -6,126 +6,29 @@
 //! traffic stays on 127.0.0.1.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::router;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower::ServiceExt;
 
-use crate::helpers::{config, state_with};
+use crate::support::{Spawned, config, oneshot, state_with};
 
-// ---------------------------------------------------------------------------
-// The binary, started as operators run it.
-// ---------------------------------------------------------------------------
-
-/// The service binary on a free loopback port; killed if a drill fails
-/// before it stops it.
-struct Service {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Service {
-    async fn start(name: &str, alg: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::env::temp_dir().join(format!(
-            "macp-drill-{name}-{}-{port}.log",
-            std::process::id()
-        ));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"))
-            .env_clear()
-            .env("PORT", port.to_string())
-            .env("HOST", "127.0.0.1")
-            .env("MACP_AUTH_SIGNING_ALG", alg)
-            // Audit lines for thousands of mints would only cost CPU here.
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap();
-        let mut service = Service {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            log,
-        };
-        service.wait_until_healthy().await;
-        service
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn wait_until_healthy(&mut self) {
-        let start = Instant::now();
-        loop {
-            if let Ok(response) = reqwest::get(self.url("/healthz")).await
-                && response.status() == 200
-            {
-                return;
-            }
-            assert!(
-                self.child.try_wait().unwrap().is_none(),
-                "the service exited early:\n{}",
-                self.log_text()
-            );
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "never became healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    fn signal_term(&self) {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-    }
-
-    /// The exit status, if the process exits within `limit`.
-    async fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
+/// The binary on a free loopback port, signing with `alg`; audit lines for
+/// thousands of mints would only cost CPU here, so it logs warnings only.
+async fn start_service(alg: &str) -> Spawned {
+    Spawned::start(&[
+        ("MACP_AUTH_SIGNING_ALG", alg.to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ])
+    .await
 }
 
 // ---------------------------------------------------------------------------
@@ -240,7 +143,7 @@ const SIGTERM_ROUNDS: [&str; 3] = ["RS256", "ES256", "RS256"];
 /// One service under mint load, signalled in the middle of it: what the
 /// clients saw, and how the process ended.
 async fn sigterm_round(alg: &'static str) -> (Tally, Result<ExitStatus, String>) {
-    let mut service = Service::start("sigterm", alg).await;
+    let mut service = start_service(alg).await;
     let addr = service.addr;
     let signalled = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -287,7 +190,7 @@ async fn sigterm_round(alg: &'static str) -> (Tally, Result<ExitStatus, String>)
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     signalled.store(true, Ordering::SeqCst);
-    service.signal_term();
+    service.signal(libc::SIGTERM);
     let exit = service.wait_for_exit(Duration::from_secs(10)).await;
     stop.store(true, Ordering::SeqCst);
 
@@ -303,11 +206,11 @@ async fn sigterm_round(alg: &'static str) -> (Tally, Result<ExitStatus, String>)
         Some(status) if status.success() => Ok(status),
         Some(status) => Err(format!(
             "{alg}: exit status {status:?} after SIGTERM:\n{}",
-            service.log_text()
+            service.log()
         )),
         None => Err(format!(
             "{alg}: the service did not exit within 10 s of SIGTERM:\n{}",
-            service.log_text()
+            service.log()
         )),
     };
     (total, exit)
@@ -443,7 +346,7 @@ async fn closed_loop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_times_the_saturating_load_is_served_or_shed_while_healthz_keeps_answering() {
-    let mut service = Service::start("overload", "RS256").await;
+    let mut service = start_service("RS256").await;
     let url = service.url("/tokens");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -528,7 +431,7 @@ async fn three_times_the_saturating_load_is_served_or_shed_while_healthz_keeps_a
         &health_failures[..health_failures.len().min(10)]
     );
 
-    service.signal_term();
+    service.signal(libc::SIGTERM);
     let exit = service.wait_for_exit(Duration::from_secs(10)).await;
     assert!(
         exit.is_some_and(|status| status.success()),
@@ -640,28 +543,32 @@ const SYNTAX_ERRORS: &[&str] = &[
     r#"{"sender":"a",,"scopes":{}}"#,
 ];
 
-/// Wraps `inner` in `depth` levels of arrays, objects, or both.
+/// Wraps `inner` in `depth` levels of arrays, objects, or both (alternating,
+/// starting with an array). Built from repeated strings rather than a
+/// character at a time: bodies nest up to 50,000 deep, and this runs in a
+/// debug build.
 fn nested(rng: &mut Rng, depth: usize, inner: &str, closed: bool) -> String {
-    let style = rng.below(3);
-    let mut text = String::with_capacity(depth * 6 + inner.len());
-    let mut closers = Vec::with_capacity(depth);
-    for level in 0..depth {
-        let array = match style {
-            0 => true,
-            1 => false,
-            _ => level % 2 == 0,
-        };
-        if array {
-            text.push('[');
-            closers.push(']');
-        } else {
-            text.push_str("{\"a\":");
-            closers.push('}');
-        }
+    let (open, close, odd_open, odd_close) = match rng.below(3) {
+        0 => ("[", "]", "", ""),
+        1 => ("{\"a\":", "}", "", ""),
+        // Pairs of levels, plus a lone array level when the depth is odd.
+        _ => ("[{\"a\":", "}]", "[", "]"),
+    };
+    let (repeats, odd) = if odd_open.is_empty() {
+        (depth, false)
+    } else {
+        (depth / 2, depth % 2 == 1)
+    };
+    let mut text = open.repeat(repeats);
+    if odd {
+        text.push_str(odd_open);
     }
     text.push_str(inner);
     if closed {
-        text.extend(closers.into_iter().rev());
+        if odd {
+            text.push_str(odd_close);
+        }
+        text.push_str(&close.repeat(repeats));
     }
     text
 }
@@ -896,11 +803,8 @@ async fn ten_thousand_malformed_bodies_get_json_answers_and_never_a_5xx_or_a_pan
         let app = app.clone();
         // Each request runs as its own task, so a panic is caught and named.
         let answered = tokio::spawn(async move {
-            let response = app.oneshot(request).await.unwrap();
-            let status = response.status();
-            let content_type = response.headers().get("content-type").cloned();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            (status, content_type, bytes)
+            let (status, headers, bytes) = oneshot(&app, request).await;
+            (status, headers.get("content-type").cloned(), bytes)
         })
         .await;
         let (status, content_type, bytes) = match answered {
@@ -941,5 +845,5 @@ async fn ten_thousand_malformed_bodies_get_json_answers_and_never_a_5xx_or_a_pan
         .header("content-type", "application/json")
         .body(Body::from(r#"{"sender":"agent://after-the-drill"}"#))
         .unwrap();
-    assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(oneshot(&app, request).await.0, StatusCode::OK);
 }

@@ -2,26 +2,18 @@
 //! audit records, metrics, readiness during shutdown, timeouts, connection
 //! limits and load shedding.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use macp_auth_service::AppState;
 use macp_auth_service::clients::secret_digest_hex;
-use macp_auth_service::clock::{Clock, SystemClock};
-use macp_auth_service::config::{KeyMaterial, RateLimit};
 use macp_auth_service::keys::SigningAlg;
-use macp_auth_service::keys::store::KeyStore;
-use macp_auth_service::keys::{KeySource, SigningKey};
-use macp_auth_service::signer::SigningPool;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{
-    Reply, TestServer, config, mint, private_jwk, send, state, state_with, token_parts,
+use crate::support::{
+    LogCapture, Reply, TestApp, config, mint, request, send, state, state_with, token_parts,
 };
 
 const SECRET: &str = "control-plane-secret";
@@ -36,35 +28,17 @@ fn clients_json() -> String {
 }
 
 fn authenticated() -> AppState {
-    state_with({
-        let mut config = config(SigningAlg::Es256);
-        config.clients.inline = Some(KeyMaterial::new(clients_json()));
-        config
-    })
+    TestApp::builder(SigningAlg::Es256)
+        .clients(clients_json())
+        .state()
 }
 
 async fn mint_as(state: &AppState, authorization: Option<&str>, body: &str) -> Reply {
-    let mut request = Request::post("/tokens").header("content-type", "application/json");
+    let mut headers = vec![("content-type", "application/json")];
     if let Some(value) = authorization {
-        request = request.header("authorization", value);
+        headers.push(("authorization", value));
     }
-    let response = tower::ServiceExt::oneshot(
-        macp_auth_service::router(state.clone()),
-        request.body(Body::from(body.to_owned())).unwrap(),
-    )
-    .await
-    .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    Reply {
-        status,
-        headers,
-        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
+    request(state, Method::POST, "/tokens", &headers, body.to_owned()).await
 }
 
 #[tokio::test]
@@ -170,15 +144,12 @@ async fn a_client_mints_only_for_its_senders_and_within_its_ttl() {
 }
 
 fn rate_limited(clients: Option<String>) -> AppState {
-    state_with({
-        let mut config = config(SigningAlg::Es256);
-        config.clients.inline = clients.map(KeyMaterial::new);
-        config.clients.rate_limit = Some(RateLimit {
-            per_second: 0.01,
-            burst: 2,
-        });
-        config
-    })
+    let builder = TestApp::builder(SigningAlg::Es256).rate_limit(0.01, 2);
+    match clients {
+        Some(clients) => builder.clients(clients),
+        None => builder,
+    }
+    .state()
 }
 
 #[tokio::test]
@@ -212,7 +183,7 @@ async fn an_empty_bucket_gets_429_with_retry_after_per_client() {
 
 #[tokio::test]
 async fn unauthenticated_minting_is_limited_per_peer_address() {
-    let server = TestServer::start(rate_limited(None)).await;
+    let server = TestApp::start(rate_limited(None)).await;
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for _ in 0..3 {
@@ -230,53 +201,9 @@ async fn unauthenticated_minting_is_limited_per_peer_address() {
     assert_eq!(statuses, [(200, false), (200, false), (429, true)]);
 }
 
-/// Captures what the service logs, as JSON lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn records(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 #[tokio::test]
 async fn each_mint_decision_leaves_one_audit_record_without_the_token_or_secret() {
-    crate::helpers::scoped_capture_ready();
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(captured.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = LogCapture::json();
 
     let state = authenticated();
     let bearer = format!("Bearer {SECRET}");
@@ -336,7 +263,7 @@ async fn each_mint_decision_leaves_one_audit_record_without_the_token_or_secret(
         "not known before the body is read"
     );
 
-    let everything = captured.text();
+    let everything = captured.contents();
     assert!(!everything.contains(&token), "the token is never logged");
     assert!(
         !everything.contains(token.split('.').nth(2).unwrap()),
@@ -356,20 +283,14 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn a_crafted_sender_cannot_forge_an_audit_line() {
-    crate::helpers::scoped_capture_ready();
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = LogCapture::text();
     let reply = mint(
         &state(),
         r#"{"sender":"agent://x\n2026-01-01T00:00:00Z  INFO minted token sender=admin"}"#,
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
-    let text = captured.text();
+    let text = captured.contents();
     assert_eq!(
         text.lines().count(),
         1,
@@ -473,7 +394,7 @@ async fn rate_limit_rejections_are_counted() {
 
 #[tokio::test]
 async fn readiness_fails_at_once_on_shutdown_while_the_listener_still_serves() {
-    let mut server = TestServer::start(state_with({
+    let mut server = TestApp::start(state_with({
         let mut config = config(SigningAlg::Es256);
         config.limits.shutdown_delay = Duration::from_millis(800);
         config
@@ -509,16 +430,15 @@ async fn readiness_fails_at_once_on_shutdown_while_the_listener_still_serves() {
         "requests are still served during the delay"
     );
 
-    tokio::time::timeout(Duration::from_secs(5), server.task)
+    server
+        .finished(Duration::from_secs(5))
         .await
-        .expect("stops after the delay")
-        .unwrap()
-        .unwrap();
+        .expect("stops after the delay");
 }
 
 #[tokio::test]
 async fn a_client_that_trickles_its_headers_is_cut_off() {
-    let server = TestServer::start(state_with({
+    let server = TestApp::start(state_with({
         let mut config = config(SigningAlg::Es256);
         config.limits.header_read_timeout = Duration::from_millis(500);
         config
@@ -542,7 +462,7 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
 
 #[tokio::test]
 async fn a_request_whose_body_never_finishes_times_out_with_408() {
-    let server = TestServer::start(state_with({
+    let server = TestApp::start(state_with({
         let mut config = config(SigningAlg::Es256);
         config.limits.request_timeout = Duration::from_millis(400);
         config
@@ -568,7 +488,7 @@ async fn a_request_whose_body_never_finishes_times_out_with_408() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let server = TestServer::start(state_with({
+    let server = TestApp::start(state_with({
         let mut config = config(SigningAlg::Es256);
         config.limits.max_connections = 2;
         config
@@ -601,17 +521,8 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 async fn overload_is_shed_with_503_while_healthz_keeps_answering() {
     // One signing thread, one queue place, slow RS256 keys: most of a burst
     // of concurrent mints cannot be queued.
-    let config = config(SigningAlg::Rs256);
-    let key = SigningKey::from_jwk_json(
-        SigningAlg::Rs256,
-        private_jwk(SigningAlg::Rs256),
-        KeySource::Env,
-    )
-    .unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keys = Arc::new(KeyStore::single(&config, key, clock.clone()));
-    let state = AppState::new(config, keys, clock, SigningPool::new(1, 1).unwrap()).unwrap();
-    let server = TestServer::start(state.clone()).await;
+    let state = TestApp::builder(SigningAlg::Rs256).signer(1, 1).state();
+    let server = TestApp::start(state.clone()).await;
     let client = reqwest::Client::new();
 
     let burst: Vec<_> = (0..40)

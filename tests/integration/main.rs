@@ -1,11 +1,17 @@
 //! End-to-end tests of macp-auth-service, in one test binary so the shared
-//! helpers (and the slow RSA keys they cache) are built once.
+//! support (and the slow RSA keys it caches) is built once.
+//!
+//! - `support`: the one home of test plumbing: in-process apps, the spawned
+//!   binary, log capture, temporary directories, keys and the runtime's
+//!   verifier. New tests use it rather than growing their own.
 //!
 //! - `contract`: every row of the v1 wire contract, driven in process.
 //! - `runtime`: tokens minted over a real socket, verified the way the MACP
 //!   runtime does it, for both algorithms and across instances.
 //! - `rotation`: the key ring over time: pre-publication, switch, retirement.
 //! - `shutdown`: draining in-flight requests and the drain deadline.
+//! - `service`: the real `Service` in process: its metrics listener,
+//!   maintenance (polling, scheduled activation) and shutdown order.
 //! - `process`: the binary itself: startup log, signals, bad configuration.
 //! - `commands`: the operator subcommands and key interchange with Node.
 //! - `manifests`: the Dockerfile and Kubernetes manifests match the service.
@@ -27,12 +33,12 @@ mod contract;
 mod drills;
 mod fuzz_regressions;
 mod hardening;
-mod helpers;
 mod manifests;
 mod openapi;
 mod process;
 mod properties;
 mod rotation;
 mod runtime;
+mod service;
 mod shutdown;
 mod support;

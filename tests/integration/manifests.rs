@@ -2,12 +2,16 @@
 //!
 //! The Kubernetes base in `deploy/kubernetes/` and the `Dockerfile` repeat
 //! facts that the code owns: the port, the health route, the user the image
-//! runs as, how long shutdown may take, and where the signing key comes from.
-//! These tests read those files and compare them with the crate's own
-//! constants, so a change on either side that breaks a deployment fails here
-//! rather than in a cluster.
+//! runs as, how long shutdown may take, where the signing key and the client
+//! list come from, and which ports the NetworkPolicy opens to whom. These
+//! tests read those files and compare them with the crate's own constants and
+//! configuration parser, so a change on either side that breaks a deployment
+//! fails here rather than in a cluster. (Schema validation, kustomize
+//! rendering and checkov run in `scripts/k8s-check.sh`; the image itself is
+//! built and run by `scripts/container-check.sh`.)
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -22,10 +26,35 @@ const NONROOT_UID: u64 = 65532;
 /// The container, the Service port and the name the probes use.
 const CONTAINER_NAME: &str = "macp-auth-service";
 const PORT_NAME: &str = "http";
-/// The Secret that holds the private JWK, and its key. Not part of the base.
-const KEY_SECRET_NAME: &str = "macp-auth-signing-key";
-const KEY_SECRET_KEY: &str = "jwk";
-const KEY_VARIABLE: &str = "MACP_AUTH_SIGNING_KEY_JSON";
+/// The container port `/metrics` moves to (`MACP_AUTH_METRICS_ADDR`).
+const METRICS_PORT_NAME: &str = "metrics";
+
+/// A secret the pods read from a file mounted from a Secret that the base
+/// does not ship, never from an environment variable.
+struct MountedSecret {
+    /// The variable naming the file.
+    file_variable: &'static str,
+    /// The variable that would carry the secret inline; never set.
+    inline_variable: &'static str,
+    /// The Secret and its key.
+    secret: &'static str,
+    key: &'static str,
+}
+
+const MOUNTED_SECRETS: &[MountedSecret] = &[
+    MountedSecret {
+        file_variable: "MACP_AUTH_SIGNING_KEY_FILE",
+        inline_variable: "MACP_AUTH_SIGNING_KEY_JSON",
+        secret: "macp-auth-signing-key",
+        key: "jwk",
+    },
+    MountedSecret {
+        file_variable: "MACP_AUTH_CLIENTS_FILE",
+        inline_variable: "MACP_AUTH_CLIENTS_JSON",
+        secret: "macp-auth-clients",
+        key: "clients.json",
+    },
+];
 /// Where the image installs the binary.
 const IMAGE_BINARY: &str = "/usr/local/bin/macp-auth-service";
 
@@ -212,12 +241,57 @@ fn the_kustomization_lists_every_manifest_in_the_base() {
     let dir = kubernetes_dir();
     let present: BTreeSet<String> = manifest_files()
         .iter()
+        .filter(|f| !is_kustomize_file(f))
         .map(|f| f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
-        .filter(|f| f != "kustomization.yaml")
         .collect();
     assert_eq!(listed, present, "kustomization.yaml resources vs files");
-    for kind in ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"] {
+    for kind in [
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    ] {
         assert_eq!(objects_of_kind(kind).len(), 1, "the base has one {kind}");
+    }
+    assert_eq!(
+        objects_of_kind("Component").len(),
+        1,
+        "the network-namespaces component"
+    );
+}
+
+/// A kustomization or component file: kustomize's input, not a resource.
+fn is_kustomize_file(path: &Path) -> bool {
+    path.file_name().and_then(|name| name.to_str()) == Some("kustomization.yaml")
+}
+
+#[test]
+fn every_resource_is_in_the_namespace_the_kustomization_sets() {
+    let kustomization = the_only("Kustomization");
+    let namespace = kustomization["namespace"]
+        .as_str()
+        .expect("kustomization.yaml sets a namespace");
+    let declared = the_only("Namespace");
+    assert_eq!(declared["metadata"]["name"].as_str(), Some(namespace));
+    assert_eq!(
+        declared["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
+        Some("restricted"),
+        "the namespace enforces the restricted Pod Security Standard"
+    );
+    for doc in documents() {
+        if is_kustomize_file(&doc.file) || doc.kind() == "Namespace" {
+            continue;
+        }
+        assert_eq!(
+            doc.value["metadata"]["namespace"].as_str(),
+            Some(namespace),
+            "{}: {} {}",
+            doc.file.display(),
+            doc.kind(),
+            doc.name()
+        );
     }
 }
 
@@ -383,38 +457,186 @@ fn the_deployment_runs_two_bounded_replicas_that_outlive_the_drain() {
     );
 }
 
+/// The variables the container starts with: the ConfigMap's, overridden by
+/// the container's own `env` (as Kubernetes orders them). Every one must be a
+/// literal: nothing may come from a Secret through the environment.
+fn container_environment(deployment: &Value) -> BTreeMap<String, String> {
+    let container = container(deployment);
+    let mut environment = BTreeMap::new();
+    for source in container["envFrom"].as_sequence().into_iter().flatten() {
+        assert!(
+            source["secretRef"].is_null(),
+            "envFrom must not read a Secret"
+        );
+        let name = source["configMapRef"]["name"]
+            .as_str()
+            .expect("configMapRef");
+        let config = objects_of_kind("ConfigMap")
+            .into_iter()
+            .find(|c| c.name() == name)
+            .unwrap_or_else(|| panic!("the base has no ConfigMap {name}"));
+        for (key, value) in config.value["data"].as_mapping().expect("ConfigMap data") {
+            let (Some(key), Some(value)) = (key.as_str(), value.as_str()) else {
+                panic!("ConfigMap {name}: keys and values must be strings: {key:?}: {value:?}");
+            };
+            environment.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    for entry in container["env"].as_sequence().into_iter().flatten() {
+        let name = entry["name"].as_str().expect("an env entry has a name");
+        assert!(
+            entry["valueFrom"].is_null(),
+            "{name}: no variable may come from a Secret or another object"
+        );
+        let value = entry["value"].as_str().expect("an env entry has a value");
+        environment.insert(name.to_owned(), value.to_owned());
+    }
+    environment
+}
+
+fn port_named(container: &Value, name: &str) -> u64 {
+    resolve_port(&Value::String(name.to_owned()), container)
+}
+
 #[test]
-fn the_signing_key_comes_from_a_secret_that_the_base_does_not_ship() {
+fn the_service_accepts_the_settings_the_deployment_gives_it() {
     let deployment = deployment();
     let container = container(&deployment);
-    let key_env: Vec<&Value> = container["env"]
-        .as_sequence()
-        .expect("the container has env entries")
-        .iter()
-        .filter(|e| e["name"].as_str() == Some(KEY_VARIABLE))
-        .collect();
-    assert_eq!(key_env.len(), 1, "{KEY_VARIABLE} is set exactly once");
-    let key_env = key_env[0];
-    assert!(
-        key_env["value"].is_null(),
-        "{KEY_VARIABLE} has no inline value"
-    );
-    let secret_ref = &key_env["valueFrom"]["secretKeyRef"];
-    assert_eq!(secret_ref["name"].as_str(), Some(KEY_SECRET_NAME));
-    assert_eq!(secret_ref["key"].as_str(), Some(KEY_SECRET_KEY));
-    assert_ne!(
-        secret_ref["optional"].as_bool(),
-        Some(true),
-        "a missing Secret must stop the pod, not start it with an ephemeral key"
-    );
+    let environment = container_environment(&deployment);
+    let config = Config::from_lookup(|name| environment.get(name).map(OsString::from))
+        .unwrap_or_else(|err| panic!("the deployment's settings are refused: {err}"));
 
-    for config in objects_of_kind("ConfigMap") {
+    assert_eq!(u64::from(config.port), port_named(container, PORT_NAME));
+    assert_eq!(config.port, Config::default().port);
+    let metrics = config
+        .metrics_addr
+        .expect("the deployment moves /metrics to its own port");
+    assert!(
+        metrics.ip().is_unspecified(),
+        "metrics must listen on the pod IP"
+    );
+    assert_eq!(
+        u64::from(metrics.port()),
+        port_named(container, METRICS_PORT_NAME)
+    );
+    assert!(
+        config.host.is_unspecified(),
+        "the kubelet probes the pod IP"
+    );
+    for secret in MOUNTED_SECRETS {
         assert!(
-            config.value["data"][KEY_VARIABLE].is_null(),
-            "{} puts the key in ConfigMap {}",
-            config.file.display(),
-            config.name()
+            !environment.contains_key(secret.inline_variable),
+            "{} must not be set: the secret is a mounted file",
+            secret.inline_variable
         );
+    }
+    assert!(config.signing_key_json.is_none() && config.clients_json.is_none());
+    assert_eq!(
+        config.signing_key_file.as_deref().map(Path::to_str),
+        Some(
+            environment
+                .get("MACP_AUTH_SIGNING_KEY_FILE")
+                .map(String::as_str)
+        )
+    );
+    assert_eq!(
+        config.clients_file.as_deref().map(Path::to_str),
+        Some(
+            environment
+                .get("MACP_AUTH_CLIENTS_FILE")
+                .map(String::as_str)
+        )
+    );
+}
+
+/// The `volumes` entry called `name`.
+fn volume<'a>(deployment: &'a Value, name: &str) -> &'a Value {
+    pod_spec(deployment)["volumes"]
+        .as_sequence()
+        .expect("the pod has volumes")
+        .iter()
+        .find(|v| v["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no volume named {name}"))
+}
+
+#[test]
+fn secrets_are_files_mounted_from_secrets_that_the_base_does_not_ship() {
+    let deployment = deployment();
+    let container = container(&deployment);
+    let environment = container_environment(&deployment);
+    assert_eq!(
+        pod_spec(&deployment)["securityContext"]["fsGroup"].as_u64(),
+        Some(NONROOT_UID),
+        "the Secret files are group-owned by the nonroot user's group"
+    );
+    let mounts = container["volumeMounts"]
+        .as_sequence()
+        .expect("the container mounts volumes");
+    for secret in MOUNTED_SECRETS {
+        let path = environment
+            .get(secret.file_variable)
+            .unwrap_or_else(|| panic!("{} is set", secret.file_variable));
+        let (directory, file) = path.rsplit_once('/').expect("an absolute path");
+        let mount = mounts
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some(directory))
+            .unwrap_or_else(|| panic!("{path}: nothing is mounted at {directory}"));
+        assert_eq!(mount["readOnly"].as_bool(), Some(true), "{directory}");
+        assert!(
+            mount["subPath"].is_null(),
+            "{directory}: a subPath mount never sees Secret updates"
+        );
+        let source = &volume(&deployment, mount["name"].as_str().unwrap())["secret"];
+        assert_eq!(source["secretName"].as_str(), Some(secret.secret));
+        assert_ne!(
+            source["optional"].as_bool(),
+            Some(true),
+            "{}: a missing Secret must stop the pod, not start it without the file",
+            secret.secret
+        );
+        let items = source["items"]
+            .as_sequence()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let projected = items.is_empty() && file == secret.key
+            || items
+                .iter()
+                .any(|i| i["key"].as_str() == Some(secret.key) && i["path"].as_str() == Some(file));
+        assert!(
+            projected,
+            "{path} is key {} of {}",
+            secret.key, secret.secret
+        );
+        let mode = file_mode(&source["defaultMode"]);
+        assert!(mode & 0o040 != 0 && mode & 0o007 == 0, "mode {mode:o}");
+    }
+    assert_no_secret_is_shipped();
+}
+
+/// A file mode as Kubernetes reads it from YAML 1.1, where a leading zero
+/// means octal (`0440`); the YAML 1.2 parser here keeps such a scalar as a
+/// string. A plain number is decimal, as in JSON.
+fn file_mode(value: &Value) -> u64 {
+    match value {
+        Value::Number(_) => as_u64(value, "a file mode"),
+        Value::String(text) if text.len() > 1 && text.starts_with('0') => {
+            u64::from_str_radix(text, 8).unwrap_or_else(|_| panic!("mode {text}"))
+        }
+        other => panic!("a file mode must be a number, got {other:?}"),
+    }
+}
+
+fn assert_no_secret_is_shipped() {
+    for config in objects_of_kind("ConfigMap") {
+        for secret in MOUNTED_SECRETS {
+            assert!(
+                config.value["data"][secret.inline_variable].is_null(),
+                "{} puts {} in ConfigMap {}",
+                config.file.display(),
+                secret.inline_variable,
+                config.name()
+            );
+        }
     }
     for secret in objects_of_kind("Secret") {
         for field in ["data", "stringData"] {
@@ -432,8 +654,195 @@ fn the_signing_key_comes_from_a_secret_that_the_base_does_not_ship() {
     let kustomization = the_only("Kustomization");
     assert!(
         kustomization["secretGenerator"].is_null(),
-        "the base must not generate the key Secret"
+        "the base must not generate the Secrets"
     );
+}
+
+/// One ingress rule of the NetworkPolicy: the namespaces it admits (by
+/// `kubernetes.io/metadata.name`) and the ports it opens, resolved to numbers
+/// against the container's ports.
+#[derive(Debug)]
+struct IngressRule {
+    namespaces: Vec<String>,
+    ports: BTreeSet<u64>,
+}
+
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+fn ingress_rules(policy: &Value, container: &Value) -> Vec<IngressRule> {
+    let rules = policy["spec"]["ingress"]
+        .as_sequence()
+        .expect("the NetworkPolicy lists ingress rules");
+    rules
+        .iter()
+        .map(|rule| {
+            let peers = rule["from"]
+                .as_sequence()
+                .expect("every rule names its peers");
+            assert!(!peers.is_empty(), "a rule without peers admits everyone");
+            let namespaces = peers
+                .iter()
+                .map(|peer| {
+                    assert!(
+                        peer["ipBlock"].is_null(),
+                        "peers are namespaces, not addresses"
+                    );
+                    let labels = peer["namespaceSelector"]["matchLabels"]
+                        .as_mapping()
+                        .expect("each peer selects namespaces by label");
+                    assert_eq!(labels.len(), 1, "one label per namespace selector");
+                    labels[NAMESPACE_NAME_LABEL]
+                        .as_str()
+                        .expect("namespaces are selected by name")
+                        .to_owned()
+                })
+                .collect();
+            let ports = rule["ports"]
+                .as_sequence()
+                .expect("every rule names its ports: none would open all")
+                .iter()
+                .map(|p| {
+                    assert_eq!(p["protocol"].as_str().unwrap_or("TCP"), "TCP");
+                    resolve_port(&p["port"], container)
+                })
+                .collect();
+            IngressRule { namespaces, ports }
+        })
+        .collect()
+}
+
+#[test]
+fn the_network_policy_opens_the_api_to_callers_and_metrics_to_monitoring_only() {
+    let deployment = deployment();
+    let container = container(&deployment);
+    let policy = the_only("NetworkPolicy");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert!(
+        labels_match(&policy["spec"]["podSelector"]["matchLabels"], pod_labels),
+        "the policy selects the service's pods"
+    );
+    let types: Vec<&str> = policy["spec"]["policyTypes"]
+        .as_sequence()
+        .expect("policyTypes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(types.contains(&"Ingress"), "{types:?}");
+
+    let api = port_named(container, PORT_NAME);
+    let metrics = port_named(container, METRICS_PORT_NAME);
+    assert_eq!(api, service_port());
+    let rules = ingress_rules(&policy, container);
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(
+        rules[0].ports,
+        BTreeSet::from([api]),
+        "rule 1: the API port"
+    );
+    assert_eq!(rules[0].namespaces.len(), 2, "orchestrators and runtimes");
+    assert_eq!(rules[1].ports, BTreeSet::from([metrics]), "rule 2: metrics");
+    assert_eq!(rules[1].namespaces.len(), 1, "monitoring only");
+    assert!(
+        rules[0]
+            .namespaces
+            .iter()
+            .all(|n| !rules[1].namespaces.contains(n)),
+        "the API's callers are not the monitoring namespace: {rules:?}"
+    );
+    // Every port the container declares is covered, and only those.
+    let declared: BTreeSet<u64> = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| as_u64(&p["containerPort"], "containerPort"))
+        .collect();
+    let opened: BTreeSet<u64> = rules.iter().flat_map(|r| r.ports.iter().copied()).collect();
+    assert_eq!(opened, declared);
+}
+
+/// Follows a kustomize field path (`a.0.b.[dotted.key]`) through a value.
+fn at_field_path<'a>(value: &'a Value, path: &str) -> &'a Value {
+    let mut segments = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        let (segment, tail) = match rest.strip_prefix('[') {
+            Some(bracketed) => bracketed.split_once(']').expect("a closing ]"),
+            None => rest.split_once('.').unwrap_or((rest, "")),
+        };
+        segments.push(segment);
+        rest = tail.strip_prefix('.').unwrap_or(tail);
+    }
+    segments
+        .iter()
+        .fold(value, |node, segment| match segment.parse::<usize>() {
+            Ok(index) => &node[index],
+            Err(_) => &node[*segment],
+        })
+}
+
+#[test]
+fn the_network_namespaces_component_sets_each_namespace_of_the_policy_once() {
+    let component = the_only("Component");
+    let policy = the_only("NetworkPolicy");
+    let container_value = deployment();
+    let rules = ingress_rules(&policy, container(&container_value));
+    let mut expected: Vec<&str> = rules
+        .iter()
+        .flat_map(|r| r.namespaces.iter().map(String::as_str))
+        .collect();
+    let mut replaced = Vec::new();
+    for replacement in component["replacements"]
+        .as_sequence()
+        .expect("replacements")
+    {
+        assert_eq!(
+            replacement["source"]["name"].as_str(),
+            Some("macp-auth-network-parameters")
+        );
+        for target in replacement["targets"].as_sequence().unwrap() {
+            assert_eq!(target["select"]["kind"].as_str(), Some("NetworkPolicy"));
+            assert_eq!(target["select"]["name"], policy["metadata"]["name"]);
+            for path in target["fieldPaths"].as_sequence().unwrap() {
+                let path = path.as_str().unwrap();
+                let found = at_field_path(&policy, path)
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{path} is not in the NetworkPolicy"));
+                replaced.push(found);
+            }
+        }
+    }
+    expected.sort_unstable();
+    replaced.sort_unstable();
+    assert_eq!(replaced, expected, "every namespace is a parameter, once");
+}
+
+#[test]
+fn no_build_file_switches_off_aws_lc_jitter_entropy() {
+    // AWS-LC keeps its audited default entropy configuration (SECURITY.md).
+    let mut files = vec![
+        repo_path("Dockerfile"),
+        repo_path(".cargo/config.toml"),
+        repo_path(".ci/run"),
+        repo_path("Cargo.toml"),
+    ];
+    for dir in [".github/workflows", "scripts"] {
+        for entry in fs::read_dir(repo_path(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    for file in files.iter().filter(|f| f.exists()) {
+        for line in read(file).lines() {
+            let code = line.split('#').next().unwrap_or_default();
+            assert!(
+                !code.contains("NO_JITTER_ENTROPY"),
+                "{}: {line}",
+                file.display()
+            );
+        }
+    }
 }
 
 /// Signs of private key material in text: a JWK's private member or key type,

@@ -13,7 +13,7 @@ use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::mint::scopes::{KnownScopes, ScopeField, ScopeTypeError};
 use serde_json::Value;
 
-use crate::helpers::{config, mint, send, state, state_with};
+use crate::support::{config, mint, send, state, state_with};
 
 const HTTP_METHODS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
 

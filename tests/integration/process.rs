@@ -1,28 +1,12 @@
 //! The binary as operators run it: its startup log, signals and exit codes.
 
-use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{private_jwk, token_parts, verify_like_runtime};
+use crate::support::{
+    Spawned, TempDir, binary, es256_ring, free_port, jwks_kids, private_jwk, token_parts,
+    verify_like_runtime,
+};
 use macp_auth_service::keys::SigningAlg;
-
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_macp-auth-service"));
-    command.env_clear();
-    command
-}
-
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
 
 #[test]
 fn each_bad_variable_stops_startup_with_one_line_naming_it() {
@@ -107,39 +91,12 @@ fn help_describes_the_service() {
     assert!(help.contains("serve"), "{help}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_until_healthy(base: &str, child: &mut Child) {
-    let start = Instant::now();
-    loop {
-        if let Ok(response) = reqwest::get(format!("{base}/healthz")).await
-            && response.status() == 200
-        {
-            return;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the service exited early"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal() {
-    for signal in ["TERM", "INT"] {
-        let (child, base) = start_service(&[]).await;
-        let port = base.rsplit(':').next().unwrap().to_owned();
+    for (signal, number) in [("TERM", libc::SIGTERM), ("INT", libc::SIGINT)] {
+        let service = Spawned::start(&[]).await;
+        let base = service.base();
+        let port = service.addr.port().to_string();
 
         let minted: serde_json::Value = reqwest::Client::new()
             .post(format!("{base}/tokens"))
@@ -160,9 +117,9 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
         verify_like_runtime(&token, &jwks, "macp-auth-service", "macp-runtime").unwrap();
         let jti = token_parts(&token).1["jti"].as_str().unwrap().to_owned();
 
-        let log = stop_with(child, signal);
+        let log = service.stop_with(number).await;
         for expected in [
-            format!("listening on 127.0.0.1:{port} (port {port})"),
+            format!("listening on port {port} (address 127.0.0.1:{port})"),
             "issuer=macp-auth-service audience=macp-runtime".to_owned(),
             "key source: ephemeral".to_owned(),
             "signing alg=RS256 kid=dev-key-1".to_owned(),
@@ -179,30 +136,17 @@ async fn the_service_logs_its_fingerprint_mints_and_exits_cleanly_on_each_signal
                 "SIG{signal}: log lacks {expected:?}:\n{log}"
             );
         }
+        let first = log.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(&format!(" INFO listening on port {port} ")),
+            "the reference's phrase comes first, as operators grep for it: {first}"
+        );
         assert!(!log.contains(&token), "a token reached the log");
         assert!(
             !log.contains('\u{1b}'),
             "no colour codes when not on a terminal"
         );
     }
-}
-
-/// Starts the binary with `env` on a free loopback port and waits for it.
-async fn start_service(env: &[(&str, String)]) -> (Child, String) {
-    let port = free_port();
-    let mut command = binary();
-    command
-        .env("PORT", port.to_string())
-        .env("HOST", "127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until_healthy(&base, &mut child).await;
-    (child, base)
 }
 
 async fn published_kids(base: &str) -> Vec<String> {
@@ -212,12 +156,7 @@ async fn published_kids(base: &str) -> Vec<String> {
         .json()
         .await
         .unwrap();
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|key| key["kid"].as_str().unwrap().to_owned())
-        .collect()
+    jwks_kids(&jwks)
 }
 
 async fn mint_status(base: &str) -> u16 {
@@ -231,25 +170,16 @@ async fn mint_status(base: &str) -> u16 {
         .as_u16()
 }
 
-fn ring_file(name: &str, kids: &[&str]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("macp-process-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A ring file of fresh ES256 keys named `kids`, in a directory removed on drop.
+fn ring_file(kids: &[&str]) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new("process-ring");
     let path = dir.join("ring.json");
     write_ring(&path, kids);
-    path
+    (dir, path)
 }
 
 fn write_ring(path: &std::path::Path, kids: &[&str]) {
-    let keys: Vec<serde_json::Value> = kids
-        .iter()
-        .map(|kid| {
-            serde_json::Value::Object(
-                macp_auth_service::keys::generate_private_jwk(SigningAlg::Es256, 0, Some(kid))
-                    .unwrap(),
-            )
-        })
-        .collect();
-    std::fs::write(path, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+    std::fs::write(path, es256_ring(kids)).unwrap();
 }
 
 async fn wait_for_kids(base: &str, expected: &[&str]) {
@@ -264,46 +194,16 @@ async fn wait_for_kids(base: &str, expected: &[&str]) {
     }
 }
 
-/// Sends SIGTERM, requires a clean exit, and returns everything logged.
-fn stop(child: Child) -> String {
-    stop_with(child, "TERM")
-}
-
-/// Sends `SIG<signal>`, requires exit 0 within the drain deadline, and
-/// returns everything the process logged.
-fn stop_with(mut child: Child, signal: &str) -> String {
-    let kill = Command::new("kill")
-        .args([format!("-{signal}"), child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = wait_with_deadline(&mut child, Duration::from_secs(10)).expect("exits");
-    assert!(status.success());
-    let mut log = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    log
-}
-
 #[tokio::test]
 async fn sighup_reloads_the_key_file_and_a_broken_file_keeps_the_ring() {
-    let path = ring_file("sighup", &["first"]);
-    let (child, base) = start_service(&[
+    let (_dir, path) = ring_file(&["first"]);
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_SIGNING_KEY_FILE", path.display().to_string()),
         ("MACP_AUTH_KEY_POLL_SECONDS", "0".into()),
     ])
     .await;
+    let base = service.base();
     assert_eq!(published_kids(&base).await, ["first"]);
 
     write_ring(&path, &["first", "second"]);
@@ -313,24 +213,16 @@ async fn sighup_reloads_the_key_file_and_a_broken_file_keeps_the_ring() {
         ["first"],
         "polling is off: only SIGHUP reloads"
     );
-    let hup = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    service.signal(libc::SIGHUP);
     wait_for_kids(&base, &["first", "second"]).await;
 
     std::fs::write(&path, "{ this is not a key").unwrap();
-    let hup = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    service.signal(libc::SIGHUP);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(published_kids(&base).await, ["first", "second"], "kept");
     assert_eq!(mint_status(&base).await, 200, "minting continues");
 
-    let log = stop(child);
+    let log = service.stop().await;
     assert!(
         log.contains("received SIGHUP: reloading the key ring"),
         "{log}"
@@ -340,34 +232,34 @@ async fn sighup_reloads_the_key_file_and_a_broken_file_keeps_the_ring() {
         log.contains("key ring reload (SIGHUP) failed, keeping the current ring: MACP_AUTH_SIGNING_KEY_FILE is not valid JSON"),
         "{log}"
     );
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[tokio::test]
 async fn a_changed_key_file_is_picked_up_by_polling() {
-    let path = ring_file("poll", &["first"]);
-    let (child, base) = start_service(&[
+    let (_dir, path) = ring_file(&["first"]);
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_SIGNING_KEY_FILE", path.display().to_string()),
         ("MACP_AUTH_KEY_POLL_SECONDS", "1".into()),
     ])
     .await;
+    let base = service.base();
     write_ring(&path, &["first", "second"]);
     wait_for_kids(&base, &["first", "second"]).await;
-    let log = stop(child);
+    let log = service.stop().await;
     assert!(log.contains("key ring reloaded from"), "{log}");
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_audit_records_apart() {
-    let (child, base) = start_service(&[
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_LOG_FORMAT", "json".into()),
     ])
     .await;
+    let base = service.base();
     assert_eq!(mint_status(&base).await, 200);
-    let log = stop(child);
+    let log = service.stop().await;
     let records: Vec<serde_json::Value> = log
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
@@ -387,8 +279,8 @@ async fn json_logs_are_one_object_per_line_with_audit_records_apart() {
 
 #[tokio::test]
 async fn unauthenticated_minting_is_warned_about_at_startup() {
-    let (child, _) = start_service(&[("MACP_AUTH_SIGNING_ALG", "ES256".into())]).await;
-    let log = stop(child);
+    let service = Spawned::start(&[("MACP_AUTH_SIGNING_ALG", "ES256".into())]).await;
+    let log = service.stop().await;
     assert!(
         log.contains(
             "WARN minting is unauthenticated: any local process can mint a token for any sender"
@@ -400,7 +292,7 @@ async fn unauthenticated_minting_is_warned_about_at_startup() {
 #[tokio::test]
 async fn metrics_can_move_to_their_own_address() {
     let metrics_port = free_port();
-    let (child, base) = start_service(&[
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         (
             "MACP_AUTH_METRICS_ADDR",
@@ -408,6 +300,7 @@ async fn metrics_can_move_to_their_own_address() {
         ),
     ])
     .await;
+    let base = service.base();
     assert_eq!(mint_status(&base).await, 200);
     let on_main = reqwest::get(format!("{base}/metrics")).await.unwrap();
     assert_eq!(on_main.status(), 404, "not on the public port");
@@ -421,14 +314,13 @@ async fn metrics_can_move_to_their_own_address() {
         scraped.contains(r#"macp_auth_mint_requests_total{outcome="issued",client="-"} 1"#),
         "{scraped}"
     );
-    stop(child);
+    service.stop().await;
 }
 
 #[tokio::test]
 async fn sighup_reloads_the_client_list_too() {
     use macp_auth_service::clients::secret_digest_hex;
-    let dir = std::env::temp_dir().join(format!("macp-process-clients-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("process-clients");
     let path = dir.join("clients.json");
     let entry = |name: &str, secret: &str| serde_json::json!({"name": name, "secret_sha256": secret_digest_hex(secret), "senders": ["agent://*"]});
     std::fs::write(
@@ -436,12 +328,13 @@ async fn sighup_reloads_the_client_list_too() {
         serde_json::json!([entry("first", "one")]).to_string(),
     )
     .unwrap();
-    let (child, base) = start_service(&[
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_CLIENTS_FILE", path.display().to_string()),
         ("MACP_AUTH_KEY_POLL_SECONDS", "0".into()),
     ])
     .await;
+    let base = service.base();
     let mint_with = |secret: &'static str| {
         let base = base.clone();
         async move {
@@ -463,11 +356,7 @@ async fn sighup_reloads_the_client_list_too() {
         serde_json::json!([entry("first", "one"), entry("second", "two")]).to_string(),
     )
     .unwrap();
-    let hup = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    service.signal(libc::SIGHUP);
     let start = Instant::now();
     while mint_with("two").await != 200 {
         assert!(
@@ -476,7 +365,7 @@ async fn sighup_reloads_the_client_list_too() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let log = stop(child);
+    let log = service.stop().await;
     assert!(
         log.contains("minting requires client credentials (MACP_AUTH_CLIENTS_FILE): first"),
         "{log}"
@@ -486,16 +375,16 @@ async fn sighup_reloads_the_client_list_too() {
         !log.contains("\"one\"") && !log.contains("\"two\""),
         "secrets never logged"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn on_sigterm_readiness_fails_before_the_listener_closes() {
-    let (child, base) = start_service(&[
+    let service = Spawned::start(&[
         ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
         ("MACP_AUTH_SHUTDOWN_DELAY_SECONDS", "2".into()),
     ])
     .await;
+    let base = service.base();
     assert_eq!(
         reqwest::get(format!("{base}/readyz"))
             .await
@@ -503,11 +392,7 @@ async fn on_sigterm_readiness_fails_before_the_listener_closes() {
             .status(),
         200
     );
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    service.signal(libc::SIGTERM);
     let start = Instant::now();
     while reqwest::get(format!("{base}/readyz"))
         .await
@@ -533,8 +418,49 @@ async fn on_sigterm_readiness_fails_before_the_listener_closes() {
         200,
         "still serving during the delay"
     );
-    let mut child = child;
-    let status =
-        wait_with_deadline(&mut child, Duration::from_secs(10)).expect("exits after the delay");
+    let mut service = service;
+    let status = service
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .expect("exits after the delay");
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_lone_pinned_jwk_without_kid_is_published_as_key_1_and_warned_about() {
+    let mut kidless: serde_json::Value =
+        serde_json::from_str(private_jwk(SigningAlg::Es256)).unwrap();
+    kidless.as_object_mut().unwrap().remove("kid");
+    let service = Spawned::start(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_SIGNING_KEY_JSON", kidless.to_string()),
+        ("MACP_AUTH_MAX_TTL", "60".into()),
+    ])
+    .await;
+    assert_eq!(
+        published_kids(&service.base()).await,
+        ["key-1"],
+        "the reference's kid"
+    );
+    let log = service.stop().await;
+    for expected in [
+        "signing alg=ES256 kid=key-1",
+        "WARN the pinned key has no kid, so it is published as \"key-1\" as the TypeScript reference did",
+        "WARN MACP_AUTH_MAX_TTL is set but no setting of this service reads it (did you mean MACP_AUTH_MAX_TTL_SECONDS?)",
+    ] {
+        assert!(log.contains(expected), "log lacks {expected:?}:\n{log}");
+    }
+
+    // In a JWK Set, keys without kid get their RFC 7638 thumbprints.
+    let set = serde_json::json!({ "keys": [kidless] }).to_string();
+    let service = Spawned::start(&[
+        ("MACP_AUTH_SIGNING_ALG", "ES256".into()),
+        ("MACP_AUTH_SIGNING_KEY_JSON", set),
+    ])
+    .await;
+    let kids = published_kids(&service.base()).await;
+    assert_eq!(kids.len(), 1);
+    assert_eq!(kids[0].len(), 43, "a thumbprint: {kids:?}");
+    let log = service.stop().await;
+    assert!(!log.contains("has no kid"), "{log}");
 }

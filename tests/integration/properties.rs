@@ -7,14 +7,13 @@
 //! stays quick in a debug build. RSA keys are never generated per case: the
 //! RSA cases reuse two keys made once per test binary.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http_body_util::BodyExt;
 use macp_auth_service::clock::{Clock, SystemClock, rfc3339};
 use macp_auth_service::keys::SigningAlg;
 use macp_auth_service::keys::{
@@ -24,10 +23,10 @@ use macp_auth_service::{AppState, router};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseResult, TestRunner};
 use serde_json::{Map, Number, Value, json};
-use tower::ServiceExt;
 
-use crate::helpers::{
-    config, now, private_jwk, send, state_with, state_with_ring, token_parts, verify_like_runtime,
+use crate::support::{
+    config, now, oneshot, other_rsa_jwk, private_jwk, send, state_with, state_with_ring,
+    token_parts, verify_like_runtime,
 };
 
 /// Cases per property. ES256 keys are cheap, so most key cases use them;
@@ -102,28 +101,13 @@ async fn call(
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, headers, bytes) = oneshot(app, request.body(Body::from(body)).unwrap()).await;
     (status, headers, bytes.to_vec())
 }
 
 // ---------------------------------------------------------------------------
 // Property 1: the public JWK and the served JWKS hold public members only.
 // ---------------------------------------------------------------------------
-
-/// A second cached RSA key, so an RSA ring can hold two distinct keys.
-fn other_rsa_jwk() -> &'static str {
-    static KEY: OnceLock<String> = OnceLock::new();
-    KEY.get_or_init(|| {
-        Value::Object(generate_private_jwk(SigningAlg::Rs256, 2048, None).unwrap()).to_string()
-    })
-}
 
 #[derive(Debug, Clone)]
 enum Activation {

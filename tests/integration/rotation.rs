@@ -7,25 +7,19 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use macp_auth_service::clock::{Clock, ManualClock};
 use macp_auth_service::keys::SigningAlg;
-use macp_auth_service::keys::generate_private_jwk;
 use macp_auth_service::{AppState, Config};
 use serde_json::{Value, json};
 
-use crate::helpers::{config, mint, now, send, state_with_ring, token_parts, verify_like_runtime};
+use crate::support::{
+    self, AppBuilder, TempDir, config, es256_key, mint, now, request, ring_text, send,
+    state_with_ring, token_parts, verify_like_runtime,
+};
 
 const MAX_TTL: u64 = 3600;
 const LEEWAY: u64 = 60;
 
 fn key(kid: &str, activate_at: Option<u64>) -> Value {
-    let mut jwk = generate_private_jwk(SigningAlg::Es256, 0, Some(kid)).unwrap();
-    if let Some(at) = activate_at {
-        jwk.insert("activate_at".into(), at.into());
-    }
-    Value::Object(jwk)
-}
-
-fn ring_text(keys: &[&Value]) -> String {
-    json!({ "keys": keys }).to_string()
+    es256_key(kid, activate_at)
 }
 
 fn es256() -> Config {
@@ -34,12 +28,7 @@ fn es256() -> Config {
 
 async fn jwks_kids(state: &AppState) -> Vec<String> {
     let reply = send(state, Method::GET, "/.well-known/jwks.json", None, "").await;
-    reply.json["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|key| key["kid"].as_str().unwrap().to_owned())
-        .collect()
+    support::jwks_kids(&reply.json)
 }
 
 async fn signing_kid(state: &AppState) -> String {
@@ -220,27 +209,17 @@ async fn a_verifier_that_caches_the_jwks_rejects_no_token_across_a_scheduled_rot
     assert_eq!(rejected, 0, "no verifier-visible failure at any moment");
 }
 
-/// A service whose ring lives in a file, so the test can change it.
-fn state_from_file(dir: &str, text: &str, clock: &ManualClock) -> (AppState, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("macp-rotation-{dir}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A service whose ring lives in a file (in a directory removed on drop), so
+/// the test can change it.
+fn state_from_file(text: &str, clock: &ManualClock) -> (AppState, TempDir, std::path::PathBuf) {
+    let dir = TempDir::new("rotation");
     let path = dir.join("ring.json");
     std::fs::write(&path, text).unwrap();
-    let config = {
-        let mut config = es256();
-        config.keys.file = Some(path.clone());
-        config
-    };
-    let (ring, source) = macp_auth_service::keys::store::load_ring(&config, clock.now()).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let keys = Arc::new(macp_auth_service::keys::store::KeyStore::new(
-        &config,
-        ring,
-        source,
-        clock.clone(),
-    ));
-    let signer = macp_auth_service::signer::SigningPool::new(2, 64).unwrap();
-    (AppState::new(config, keys, clock, signer).unwrap(), path)
+    let state = AppBuilder::from(es256())
+        .key_file(&path, None)
+        .clock(Arc::new(clock.clone()))
+        .state();
+    (state, dir, path)
 }
 
 #[tokio::test]
@@ -248,7 +227,7 @@ async fn a_key_added_by_reload_with_enough_notice_rotates_without_a_rejection() 
     let t0 = now();
     let clock = ManualClock::at(t0);
     let old = key("old", None);
-    let (state, path) = state_from_file("notice", &ring_text(&[&old]), &clock);
+    let (state, _dir, path) = state_from_file(&ring_text(&[&old]), &clock);
     let added_at = t0 + 100;
     let change = RingChange {
         at: added_at,
@@ -259,7 +238,6 @@ async fn a_key_added_by_reload_with_enough_notice_rotates_without_a_rejection() 
     let (rejected, signers) = rejections_across(&state, &clock, t0, end, Some(change)).await;
     assert_eq!(signers, ["old", "new"]);
     assert_eq!(rejected, 0);
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[tokio::test]
@@ -270,7 +248,7 @@ async fn the_same_verifier_rejects_tokens_when_a_key_signs_without_pre_publicati
     let t0 = now();
     let clock = ManualClock::at(t0);
     let old = key("old", None);
-    let (state, path) = state_from_file("short", &ring_text(&[&old]), &clock);
+    let (state, _dir, path) = state_from_file(&ring_text(&[&old]), &clock);
     let change = RingChange {
         at: t0 + 100,
         path: &path,
@@ -282,7 +260,6 @@ async fn the_same_verifier_rejects_tokens_when_a_key_signs_without_pre_publicati
         rejected > 0,
         "tokens from a key the cached JWKS lacks are rejected"
     );
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[tokio::test]
@@ -308,26 +285,28 @@ async fn the_jwks_carries_a_strong_etag_and_a_bounded_cache_lifetime() {
         "never outlives the retirement"
     );
 
-    let request = axum::http::Request::get("/.well-known/jwks.json")
-        .header("if-none-match", &etag)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(macp_auth_service::router(state.clone()), request)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
-    assert_eq!(response.headers()["etag"], etag.as_str());
+    let response = request(
+        &state,
+        Method::GET,
+        "/.well-known/jwks.json",
+        &[("if-none-match", &etag)],
+        "",
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(response.headers["etag"], etag.as_str());
 
     clock.set(retirement);
-    let request = axum::http::Request::get("/.well-known/jwks.json")
-        .header("if-none-match", &etag)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(macp_auth_service::router(state), request)
-        .await
-        .unwrap();
+    let response = request(
+        &state,
+        Method::GET,
+        "/.well-known/jwks.json",
+        &[("if-none-match", &etag)],
+        "",
+    )
+    .await;
     assert_eq!(
-        response.status(),
+        response.status,
         StatusCode::OK,
         "the set changed, so the old tag is stale"
     );
@@ -353,16 +332,12 @@ async fn the_jwks_max_age_is_configurable() {
 async fn discovery_points_at_the_jwks_by_public_url_or_host() {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(now()));
     let ring = ring_text(&[&key("only", None)]);
-    let pinned = state_with_ring(
-        {
-            let mut config = es256();
-            config.listen.public_url = Some("https://auth.example.com".into());
-            config.tokens.issuer = "https://auth.example.com".into();
-            config
-        },
-        &ring,
-        clock.clone(),
-    );
+    let pinned = AppBuilder::from(es256())
+        .public_url("https://auth.example.com")
+        .configure(|config| config.tokens.issuer = "https://auth.example.com".into())
+        .ring(&ring)
+        .clock(clock.clone())
+        .state();
     let reply = send(
         &pinned,
         Method::GET,
@@ -384,44 +359,35 @@ async fn discovery_points_at_the_jwks_by_public_url_or_host() {
     assert_eq!(reply.headers["cache-control"], "public, max-age=300");
 
     let by_host = state_with_ring(es256(), &ring, clock);
-    let request = axum::http::Request::get("/.well-known/openid-configuration")
-        .header("host", "auth.internal:3200")
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(macp_auth_service::router(by_host.clone()), request)
-        .await
-        .unwrap();
+    let response = request(
+        &by_host,
+        Method::GET,
+        "/.well-known/openid-configuration",
+        &[("host", "auth.internal:3200")],
+        "",
+    )
+    .await;
+    let document: Value = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(
-        response.headers()["cache-control"],
-        "private, max-age=300",
+        response.headers["cache-control"], "private, max-age=300",
         "a Host-derived document is no shared cache's to keep"
     );
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let document: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         document["jwks_uri"],
         "http://auth.internal:3200/.well-known/jwks.json"
     );
 
-    let two_hosts = axum::http::Request::get("/.well-known/openid-configuration")
-        .header("host", "auth.internal:3200")
-        .header("host", "evil.example")
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(macp_auth_service::router(by_host), two_hosts)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let error: Value = serde_json::from_slice(&body).unwrap();
+    let response = request(
+        &by_host,
+        Method::GET,
+        "/.well-known/openid-configuration",
+        &[("host", "auth.internal:3200"), ("host", "evil.example")],
+        "",
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        error["error"],
+        response.json["error"],
         "invalid request: send exactly one Host header"
     );
 }

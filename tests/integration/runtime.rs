@@ -1,15 +1,14 @@
 //! Tokens minted over a real socket and verified as the MACP runtime does.
 
-use macp_auth_service::AppState;
 use macp_auth_service::config::KeyMaterial;
 use macp_auth_service::keys::SigningAlg;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    RuntimeScopes, TestServer, config, private_jwk, state_with, verify_like_runtime,
+use crate::support::{
+    AppBuilder, RuntimeScopes, TestApp, config, private_jwk, state_with, verify_like_runtime,
 };
 
-async fn mint_over_http(server: &TestServer, body: Value) -> Value {
+async fn mint_over_http(server: &TestApp, body: Value) -> Value {
     let response = reqwest::Client::new()
         .post(server.url("/tokens"))
         .json(&body)
@@ -20,7 +19,7 @@ async fn mint_over_http(server: &TestServer, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
-async fn jwks_over_http(server: &TestServer) -> Vec<u8> {
+async fn jwks_over_http(server: &TestApp) -> Vec<u8> {
     let response = reqwest::get(server.url("/.well-known/jwks.json"))
         .await
         .unwrap();
@@ -31,7 +30,7 @@ async fn jwks_over_http(server: &TestServer) -> Vec<u8> {
 #[tokio::test]
 async fn tokens_from_an_ephemeral_key_verify_like_the_runtime_for_both_algorithms() {
     for alg in [SigningAlg::Rs256, SigningAlg::Es256] {
-        let server = TestServer::start(AppState::from_config(config(alg)).unwrap()).await;
+        let server = TestApp::start(AppBuilder::new(alg).keys_from_config().state()).await;
         let minted = mint_over_http(
             &server,
             json!({
@@ -70,7 +69,7 @@ async fn tokens_from_an_ephemeral_key_verify_like_the_runtime_for_both_algorithm
 
 #[tokio::test]
 async fn the_runtime_rejects_tokens_for_another_audience_or_issuer() {
-    let server = TestServer::start(crate::helpers::state()).await;
+    let server = TestApp::start(crate::support::state()).await;
     let minted = mint_over_http(&server, json!({"sender": "agent://a"})).await;
     let jwks = jwks_over_http(&server).await;
     let token = minted["token"].as_str().unwrap();
@@ -91,8 +90,9 @@ async fn two_instances_sharing_a_pinned_key_verify_each_others_tokens() {
             config.keys.inline = Some(KeyMaterial::new(private_jwk(alg).to_owned()));
             config
         };
-        let first = TestServer::start(state_with(pinned.clone())).await;
-        let second = TestServer::start(AppState::from_config(pinned.clone()).unwrap()).await;
+        let first = TestApp::start(state_with(pinned.clone())).await;
+        let second =
+            TestApp::start(AppBuilder::from(pinned.clone()).keys_from_config().state()).await;
         let minted = mint_over_http(&first, json!({"sender": "agent://shared"})).await;
         let first_jwks = jwks_over_http(&first).await;
         let second_jwks = jwks_over_http(&second).await;
@@ -110,8 +110,13 @@ async fn two_instances_sharing_a_pinned_key_verify_each_others_tokens() {
 
 #[tokio::test]
 async fn tokens_from_one_key_do_not_verify_against_another_keys_jwks() {
-    let ours = TestServer::start(crate::helpers::state()).await;
-    let other = TestServer::start(AppState::from_config(config(SigningAlg::Rs256)).unwrap()).await;
+    let ours = TestApp::start(crate::support::state()).await;
+    let other = TestApp::start(
+        AppBuilder::new(SigningAlg::Rs256)
+            .keys_from_config()
+            .state(),
+    )
+    .await;
     let minted = mint_over_http(&ours, json!({"sender": "agent://a"})).await;
     let err = verify_like_runtime(
         minted["token"].as_str().unwrap(),

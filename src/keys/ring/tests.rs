@@ -279,3 +279,42 @@ fn a_ring_document_is_editable_as_a_list_of_jwks() {
     let keys = ring_document(&set).unwrap();
     assert_eq!(keys[1]["kid"], "b");
 }
+
+#[test]
+fn a_lone_jwk_without_kid_keeps_the_references_kid_and_set_members_get_thumbprints() {
+    let without_kid = |kid: &str| {
+        let mut key = jwk(kid, None);
+        key.as_object_mut().unwrap().remove("kid");
+        key
+    };
+    let lone = KeyRing::parse(
+        SigningAlg::Es256,
+        &without_kid("x").to_string(),
+        KeySource::Env,
+    )
+    .unwrap();
+    assert_eq!(lone.keys()[0].key.kid(), LONE_JWK_KID);
+    assert!(lone.kid_defaulted());
+
+    let named = KeyRing::parse(
+        SigningAlg::Es256,
+        &jwk("k1", None).to_string(),
+        KeySource::File,
+    )
+    .unwrap();
+    assert_eq!(named.keys()[0].key.kid(), "k1");
+    assert!(!named.kid_defaulted());
+
+    let set = ring(vec![without_kid("a"), without_kid("b")]);
+    for entry in set.keys() {
+        assert_eq!(entry.key.kid().len(), 43, "RFC 7638 thumbprint");
+    }
+    assert_ne!(set.keys()[0].key.kid(), set.keys()[1].key.kid());
+    assert!(!set.kid_defaulted());
+    let set_of_one = ring(vec![without_kid("c")]);
+    assert_eq!(set_of_one.keys()[0].key.kid().len(), 43);
+
+    // Editing a lone kid-less key as a set keeps the kid it is served with.
+    let document = ring_document(&without_kid("d").to_string()).unwrap();
+    assert_eq!(document[0]["kid"], LONE_JWK_KID);
+}

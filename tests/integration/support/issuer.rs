@@ -253,7 +253,7 @@ impl Issuer {
 
     /// Claims of a token for `sub` and `aud`, valid for ten minutes.
     pub fn claims(&self, sub: &str, aud: &str) -> Value {
-        let now = crate::helpers::now();
+        let now = crate::support::now();
         json!({"iss": self.issuer(), "sub": sub, "aud": [aud], "iat": now, "nbf": now, "exp": now + 600})
     }
 
