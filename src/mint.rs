@@ -25,10 +25,10 @@ pub struct MintRequest {
     pub warning: Option<scopes::ScopeWarning>,
 }
 
-/// Why a mint request is refused or cannot be built. The messages are the
-/// wire contract's `error` strings; the HTTP layer picks the status.
+/// Why a mint request body is refused. The messages are the wire
+/// contract's `error` strings; the HTTP layer answers them with 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MintError {
+pub enum RequestError {
     /// The body does not parse as JSON.
     #[error("invalid JSON body")]
     InvalidJson,
@@ -44,6 +44,12 @@ pub enum MintError {
     /// A known scope member has a type the runtime would reject.
     #[error(transparent)]
     ScopeType(#[from] scopes::ScopeTypeError),
+}
+
+/// Why a token cannot be built from a valid request: server-side failures,
+/// whose messages are for the log only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MintError {
     /// The system random generator failed (no `jti`).
     #[error("system RNG failed")]
     Randomness,
@@ -56,30 +62,30 @@ pub enum MintError {
 /// order: JSON, then sender, then scopes, then TTL; then the types of the
 /// known scope members (last, so every body the reference refuses gets the
 /// reference's error).
-pub fn parse_request(body: &[u8]) -> Result<MintRequest, MintError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| MintError::InvalidJson)?;
+pub fn parse_request(body: &[u8]) -> Result<MintRequest, RequestError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| RequestError::InvalidJson)?;
     let Value::Object(mut object) = value else {
-        return Err(MintError::SenderRequired);
+        return Err(RequestError::SenderRequired);
     };
     let sender = match object.remove("sender") {
         Some(Value::String(sender)) if !is_js_blank(&sender) => sender,
-        _ => return Err(MintError::SenderRequired),
+        _ => return Err(RequestError::SenderRequired),
     };
     let scopes = match object.remove("scopes") {
         None => Map::new(),
         Some(Value::Object(scopes)) => normalize_scopes(scopes),
-        Some(_) => return Err(MintError::ScopesNotObject),
+        Some(_) => return Err(RequestError::ScopesNotObject),
     };
     let ttl_seconds = match object.get("ttl_seconds") {
         None | Some(Value::Null) => None,
         Some(Value::Number(number)) => match number.as_f64() {
             Some(ttl) if ttl.is_finite() && ttl > 0.0 => Some(ttl),
-            _ => return Err(MintError::TtlNotPositive),
+            _ => return Err(RequestError::TtlNotPositive),
         },
-        Some(_) => return Err(MintError::TtlNotPositive),
+        Some(_) => return Err(RequestError::TtlNotPositive),
     };
     let warning = scopes::known_scopes(&scopes)
-        .map_err(MintError::ScopeType)?
+        .map_err(RequestError::ScopeType)?
         .warning();
     Ok(MintRequest {
         sender,

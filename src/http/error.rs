@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::keys::{Backend, BackendError};
-use crate::mint::MintError;
+use crate::mint::{MintError, RequestError};
 use crate::signer::SignerError;
 
 /// The request body limit on `POST /tokens`, in bytes.
@@ -20,21 +20,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Everything a request can fail with. Renders as `{"error": "<message>"}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The body does not parse as JSON.
-    #[error("invalid JSON body")]
-    InvalidJson,
-    /// The body is not an object, or `sender` is not a non-blank string.
-    #[error("sender is required")]
-    SenderRequired,
-    /// `scopes` is present but not an object.
-    #[error("scopes must be an object")]
-    ScopesNotObject,
-    /// `ttl_seconds` is present, not null, and not a positive number.
-    #[error("ttl_seconds must be a positive number")]
-    TtlNotPositive,
-    /// A known scope member has a type the runtime cannot read.
+    /// The mint request body is refused (the domain's message, as is).
     #[error(transparent)]
-    ScopeType(#[from] crate::mint::scopes::ScopeTypeError),
+    BadRequest(#[from] RequestError),
     /// The content type is missing or not JSON.
     #[error("content-type must be application/json")]
     UnsupportedMediaType,
@@ -111,11 +99,7 @@ impl ApiError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidJson
-            | ApiError::SenderRequired
-            | ApiError::ScopesNotObject
-            | ApiError::TtlNotPositive
-            | ApiError::ScopeType(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
@@ -156,11 +140,6 @@ impl From<SignerError> for ApiError {
 impl From<MintError> for ApiError {
     fn from(error: MintError) -> Self {
         match error {
-            MintError::InvalidJson => ApiError::InvalidJson,
-            MintError::SenderRequired => ApiError::SenderRequired,
-            MintError::ScopesNotObject => ApiError::ScopesNotObject,
-            MintError::TtlNotPositive => ApiError::TtlNotPositive,
-            MintError::ScopeType(error) => ApiError::ScopeType(error),
             MintError::Randomness => ApiError::Internal("system RNG failed"),
             MintError::Claims => ApiError::Internal("claims did not serialise"),
         }
@@ -219,7 +198,8 @@ mod tests {
 
     #[tokio::test]
     async fn errors_render_as_json_with_their_status() {
-        let (status, headers, body) = render(ApiError::SenderRequired).await;
+        let (status, headers, body) =
+            render(ApiError::BadRequest(RequestError::SenderRequired)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(headers[header::CONTENT_TYPE], "application/json");
         assert_eq!(body, json!({"error": "sender is required"}));

@@ -30,7 +30,8 @@ use crate::http::error::{ApiError, MAX_BODY_BYTES};
 use crate::http::state::AppState;
 use crate::mint::scopes::known_scopes;
 use crate::mint::{
-    Claims, MintRequest, compact_jws, effective_ttl, new_jti, parse_request, signing_input,
+    Claims, MintRequest, RequestError, compact_jws, effective_ttl, new_jti, parse_request,
+    signing_input,
 };
 use crate::ratelimit::{peer_bucket, retry_after_seconds};
 use crate::telemetry::TRACE_TARGET;
@@ -272,7 +273,7 @@ fn check_policy(client: &Client, request: &MintRequest) -> Result<(), ApiError> 
             allowed: client.senders().join(", "),
         });
     }
-    let known = known_scopes(&request.scopes)?;
+    let known = known_scopes(&request.scopes).map_err(RequestError::ScopeType)?;
     client.ceiling().check(client.name(), &known)?;
     Ok(())
 }
@@ -325,7 +326,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
             } else {
                 // The body could not be read in full (the client went away or
                 // sent a broken chunked body): it is no valid JSON either.
-                ApiError::InvalidJson
+                ApiError::BadRequest(RequestError::InvalidJson)
             }
         })
 }

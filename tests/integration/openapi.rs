@@ -10,6 +10,7 @@ use macp_auth_service::clients::jwt::JwtFailure;
 use macp_auth_service::http::error::ApiError;
 use macp_auth_service::http::routes::ROUTES;
 use macp_auth_service::keys::{Backend, BackendError, SigningAlg};
+use macp_auth_service::mint::RequestError;
 use macp_auth_service::mint::scopes::{KnownScopes, ScopeField, ScopeTypeError};
 use serde_json::Value;
 
@@ -112,16 +113,47 @@ async fn every_documented_route_answers_with_its_documented_methods() {
     }
 }
 
+/// Fails to compile when an error variant is added: list it below too.
+fn listed(error: &ApiError) {
+    match error {
+        ApiError::BadRequest(
+            RequestError::InvalidJson
+            | RequestError::SenderRequired
+            | RequestError::ScopesNotObject
+            | RequestError::TtlNotPositive
+            | RequestError::ScopeType(_),
+        )
+        | ApiError::UnsupportedMediaType
+        | ApiError::PayloadTooLarge
+        | ApiError::UnsupportedTransferEncoding
+        | ApiError::AmbiguousHost
+        | ApiError::NotFound
+        | ApiError::MethodNotAllowed
+        | ApiError::MissingCredentials
+        | ApiError::UnknownCredentials
+        | ApiError::InvalidClientToken(_)
+        | ApiError::IssuerUnavailable { .. }
+        | ApiError::ScopeCeiling(_)
+        | ApiError::SenderNotAllowed { .. }
+        | ApiError::RateLimited { .. }
+        | ApiError::RequestTimeout
+        | ApiError::Overloaded
+        | ApiError::BackendUnavailable { .. }
+        | ApiError::Internal(_) => {}
+    }
+}
+
 #[test]
 fn every_documented_error_string_is_one_the_service_sends() {
     let sent: BTreeSet<String> = [
-        ApiError::InvalidJson,
-        ApiError::SenderRequired,
-        ApiError::ScopesNotObject,
-        ApiError::TtlNotPositive,
+        ApiError::BadRequest(RequestError::InvalidJson),
+        ApiError::BadRequest(RequestError::SenderRequired),
+        ApiError::BadRequest(RequestError::ScopesNotObject),
+        ApiError::BadRequest(RequestError::TtlNotPositive),
         ApiError::UnsupportedMediaType,
         ApiError::PayloadTooLarge,
         ApiError::UnsupportedTransferEncoding,
+        ApiError::AmbiguousHost,
         ApiError::NotFound,
         ApiError::MethodNotAllowed,
         ApiError::Overloaded,
@@ -133,9 +165,15 @@ fn every_documented_error_string_is_one_the_service_sends() {
         },
         ApiError::RateLimited { retry_after: 1 },
         ApiError::RequestTimeout,
-        ApiError::ScopeType(ScopeTypeError(ScopeField::CanStartSessions)),
-        ApiError::ScopeType(ScopeTypeError(ScopeField::AllowedModes)),
-        ApiError::ScopeType(ScopeTypeError(ScopeField::MaxOpenSessions)),
+        ApiError::BadRequest(RequestError::ScopeType(ScopeTypeError(
+            ScopeField::CanStartSessions,
+        ))),
+        ApiError::BadRequest(RequestError::ScopeType(ScopeTypeError(
+            ScopeField::AllowedModes,
+        ))),
+        ApiError::BadRequest(RequestError::ScopeType(ScopeTypeError(
+            ScopeField::MaxOpenSessions,
+        ))),
         ApiError::InvalidClientToken(JwtFailure::Expired),
         ApiError::IssuerUnavailable { retry_after: 1 },
         ApiError::BackendUnavailable {
@@ -150,8 +188,10 @@ fn every_documented_error_string_is_one_the_service_sends() {
             .check("control-plane", &KnownScopes::default())
             .unwrap_err(),
         ),
+        ApiError::Internal("any cause"),
     ]
     .iter()
+    .inspect(|error| listed(error))
     .map(ToString::to_string)
     .chain([
         "not ready: shutting down".to_owned(),
