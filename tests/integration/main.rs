@@ -26,6 +26,8 @@
 //!   scope ceilings, and known scope members typed as the runtime reads them.
 //! - `custody_pkcs11`, `custody_kms`: signing keys in a PKCS#11 token
 //!   (SoftHSM2) and in AWS KMS (moto's server), started by the tests.
+//! - `custody_hangs`: a PKCS#11 token that stops answering (a shim over
+//!   SoftHSM2): only PKCS#11 work waits for it, and never without a bound.
 //! - `drills`: failure drills: SIGTERM under load, 3x overload, 10,000
 //!   malformed bodies, and header and body floods against the memory bound.
 //! - `faults`: the binary under faults and hostile clients: FIFOs named as
@@ -39,6 +41,8 @@
 mod callers;
 mod commands;
 mod contract;
+#[cfg(feature = "pkcs11")]
+mod custody_hangs;
 #[cfg(feature = "aws-kms")]
 mod custody_kms;
 #[cfg(feature = "pkcs11")]

@@ -11,13 +11,16 @@
 //! - [`verify`]: verifying tokens the way the MACP runtime does.
 //! - [`otlp`]: an OTLP/HTTP trace receiver standing in for a collector.
 //! - [`softhsm`], [`moto`]: real key stores the custody tests start (a
-//!   SoftHSM2 token, moto's KMS server), [`deps`]: when one is missing
+//!   SoftHSM2 token, moto's KMS server), [`hung_hsm`]: a PKCS#11 module
+//!   that stops answering on demand, [`deps`]: when one is missing
 //!   (fail under CI, skip with a printed reason locally), [`jwk`]: a store's
 //!   public key read the way a verifier reads it.
 
 pub mod app;
 #[cfg(any(feature = "pkcs11", feature = "aws-kms"))]
 pub mod deps;
+#[cfg(feature = "pkcs11")]
+pub mod hung_hsm;
 pub mod issuer;
 #[cfg(any(feature = "pkcs11", feature = "aws-kms"))]
 pub mod jwk;

@@ -1,0 +1,119 @@
+//! A PKCS#11 token that stops answering: a C shim over SoftHSM2
+//! ([`HungModule`]) holds `C_Login`, `C_FindObjectsInit` and `C_Sign` on
+//! demand, as a stalled HSM appliance does. What must hold: only PKCS#11
+//! work waits for it (probes, the JWKS and in-process keys do not), every
+//! PKCS#11 call at load time is bounded, and shutdown never waits for it.
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use macp_auth_service::AppState;
+use macp_auth_service::config::KeyMaterial;
+use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::reload::ReloadOutcome;
+use serde_json::{Value, json};
+
+use crate::support::hung_hsm::HungModule;
+use crate::support::softhsm::{self, KeyKind, PIN};
+use crate::support::{AppBuilder, TempDir, mint, private_jwk, send};
+
+/// The body every mint sent while the signing key's store fails gets.
+fn backend_unavailable() -> Value {
+    json!({"error": "signing backend unavailable, retry shortly"})
+}
+
+/// A ring member naming `label` on the shared token through `module`.
+fn member_through(module: &HungModule, kid: &str, label: &str) -> Value {
+    let hsm = softhsm::shared().expect("the shared token exists");
+    let uri = format!("{}?module-path={}", hsm.uri(label), module.path().display());
+    json!({"kid": kid, "alg": "RS256", "pkcs11": uri})
+}
+
+/// State reading its ring from `path`, with the token PIN, a short signing
+/// deadline and two signing threads.
+fn state_over(path: &std::path::Path, deadline: Duration) -> AppState {
+    AppBuilder::new(SigningAlg::Rs256)
+        .key_file(path, None)
+        .configure(|config| {
+            config.keys.custody.pkcs11_pin = Some(KeyMaterial::new(PIN.to_owned()));
+            config.keys.custody.signing_timeout = deadline;
+        })
+        .signer(2, 8)
+        .state()
+}
+
+async fn get(state: &AppState, path: &str) -> crate::support::Reply {
+    send(state, Method::GET, path, None, "").await
+}
+
+/// Mints within `limit`, or fails the test instead of hanging it.
+async fn mint_within(state: &AppState, limit: Duration) -> crate::support::Reply {
+    tokio::time::timeout(limit, mint(state, r#"{"sender":"agent://hung"}"#))
+        .await
+        .expect("the mint is answered in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_token_leaves_healthz_the_jwks_and_in_process_keys_unaffected() {
+    let Some(hsm) = softhsm::shared() else {
+        return;
+    };
+    let Some(module) = HungModule::build("mint") else {
+        return;
+    };
+    hsm.generate(KeyKind::Rsa2048, "hung-mint", "c1");
+    let dir = TempDir::new("hung-mint");
+    let ring = dir.join("ring.json");
+    let hsm_member = member_through(&module, "hsm", "hung-mint");
+    std::fs::write(&ring, json!({"keys": [hsm_member]}).to_string()).unwrap();
+    let state = state_over(&ring, Duration::from_millis(200));
+    let second = Duration::from_secs(1);
+    assert_eq!(mint_within(&state, second * 5).await.status, 200);
+
+    module.hang();
+    // More mints at once than the PKCS#11 threads and their queue hold: the
+    // first wait out the deadline, the rest are refused at once, and every
+    // one is the backend's 503, never "at capacity".
+    let mints: Vec<_> = (0..100)
+        .map(|_| {
+            let state = state.clone();
+            tokio::spawn(async move { mint_within(&state, Duration::from_secs(5)).await })
+        })
+        .collect();
+    for minted in mints {
+        let reply = minted.await.unwrap();
+        assert_eq!(reply.status, 503, "{:?}", reply.json);
+        assert_eq!(reply.json, backend_unavailable());
+        assert_eq!(reply.headers["retry-after"], "1");
+    }
+    for path in ["/healthz", "/.well-known/jwks.json"] {
+        let started = Instant::now();
+        assert_eq!(get(&state, path).await.status, 200, "{path}");
+        assert!(started.elapsed() < second, "{path} waited for the token");
+    }
+    let ready = get(&state, "/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        ready.json,
+        json!({"error": "not ready: signing backend unavailable"})
+    );
+    let metrics = get(&state, "/metrics").await.json;
+    let errors = r#"macp_auth_backend_signatures_total{backend="pkcs11",outcome="error"} "#;
+    assert!(
+        metrics.as_str().unwrap().contains(errors),
+        "a full PKCS#11 queue counts against the store: {metrics}"
+    );
+
+    // The emergency: back to a file key while the token's threads are stuck.
+    let mut file_key: Value = serde_json::from_str(private_jwk(SigningAlg::Rs256)).unwrap();
+    file_key["kid"] = "file-key".into();
+    std::fs::write(&ring, json!({"keys": [file_key]}).to_string()).unwrap();
+    let (outcome, _) = state.keys().reload().unwrap();
+    assert_eq!(outcome, ReloadOutcome::Swapped);
+    for _ in 0..20 {
+        let reply = mint_within(&state, second).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.json);
+    }
+    assert_eq!(get(&state, "/healthz").await.status, 200);
+    drop(module);
+}
