@@ -255,7 +255,7 @@ impl SigningPool {
     ) -> Result<(String, Vec<u8>), SignerError> {
         let started = Instant::now();
         let result = tracing::info_span!(target: TRACE_TARGET, parent: span, "signature")
-            .in_scope(|| key.sign(message.as_bytes()));
+            .in_scope(|| lane::sign_guarded(SigningKey::sign, key, message.as_bytes()));
         let took = started.elapsed();
         if !span.is_disabled() {
             span.record("macp.signer.queue_wait_us", 0_i64);
@@ -277,7 +277,9 @@ fn signs_inline(key: &SigningKey) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::lane::{Job, MAX_NICENESS, SIGNER_NICENESS, current_niceness, lower_priority};
+    use super::lane::{
+        Job, MAX_NICENESS, SIGNER_NICENESS, current_niceness, lower_priority, panicked,
+    };
     use super::*;
     use crossbeam_channel::{Sender, bounded};
     use tokio::sync::oneshot;
@@ -370,5 +372,52 @@ mod tests {
         let rsa = Arc::new(SigningKey::generate(SigningAlg::Rs256).unwrap());
         let err = pool.sign(rsa, "x".to_owned()).await.unwrap_err();
         assert_eq!(err, SignerError::Stopped, "RSA goes to the threads");
+    }
+
+    /// Signs like [`SigningKey::sign`], but panics on the message `boom`.
+    fn panics_on_boom(key: &SigningKey, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        assert_ne!(message, b"boom", "a signature that panics");
+        key.sign(message)
+    }
+
+    #[tokio::test]
+    async fn a_signature_that_panics_fails_alone_and_the_thread_signs_the_next_job() {
+        let stats = Stats {
+            signatures: Arc::default(),
+            durations: Histogram::new(signing_buckets()),
+        };
+        let lane = Lane::start_with("test-panics", 1, 4, &stats, panics_on_boom).unwrap();
+        let key = Arc::new(SigningKey::generate(SigningAlg::Rs256).unwrap());
+        for span in [tracing::Span::none(), tracing::info_span!("traced")] {
+            let err = lane
+                .sign(key.clone(), "boom".to_owned(), span.clone())
+                .await
+                .unwrap_err();
+            assert_eq!(SignerError::from(err), SignerError::Failed);
+            let (message, signature) = lane
+                .sign(key.clone(), "after".to_owned(), span)
+                .await
+                .unwrap();
+            assert_eq!((message.as_str(), signature.len()), ("after", 256));
+        }
+    }
+
+    #[test]
+    fn a_panicked_signature_of_a_store_key_is_the_stores_failure() {
+        let error = SignerError::from(panicked(Some(Backend::Pkcs11)));
+        assert_eq!(
+            error,
+            SignerError::Backend {
+                backend: Backend::Pkcs11,
+                error: BackendError::Failed("the signature panicked".into()),
+            }
+        );
+        let answer = crate::http::error::ApiError::from(error);
+        assert_eq!(answer.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            answer.to_string(),
+            "signing backend unavailable, retry shortly"
+        );
+        assert_eq!(SignerError::from(panicked(None)), SignerError::Failed);
     }
 }

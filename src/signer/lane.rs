@@ -9,8 +9,11 @@
 //! own threads and queue.
 //!
 //! A full queue is refused at once rather than waited on; a job whose caller
-//! has gone away is skipped, not signed.
+//! has gone away is skipped, not signed. A signature that panics (a bug in a
+//! vendor's module, or in ours) fails that one job: the thread catches it and
+//! carries on, so a panic can neither answer 500 forever nor shrink the pool.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -20,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
-use crate::keys::{SignError, SigningKey};
+use crate::keys::{Backend, BackendError, SignError, SigningKey};
 use crate::telemetry::TRACE_TARGET;
 
 /// The nice value of signing threads (Linux: per thread). 10 gives the async
@@ -29,6 +32,9 @@ pub(super) const SIGNER_NICENESS: i32 = 10;
 
 /// The largest nice value Linux accepts.
 pub(super) const MAX_NICENESS: i32 = 19;
+
+/// How a thread signs: [`SigningKey::sign`], or a stand-in in tests.
+pub(super) type SignFn = fn(&SigningKey, &[u8]) -> Result<Vec<u8>, SignError>;
 
 /// The answer a signing thread sends back: the message, handed back so the
 /// caller can finish the token without a copy, and the signature.
@@ -80,6 +86,17 @@ impl Lane {
         queue: usize,
         stats: &Stats,
     ) -> std::io::Result<Self> {
+        Self::start_with(name, threads, queue, stats, SigningKey::sign)
+    }
+
+    /// [`Lane::start`], the threads signing through `sign`.
+    pub(super) fn start_with(
+        name: &str,
+        threads: usize,
+        queue: usize,
+        stats: &Stats,
+        sign: SignFn,
+    ) -> std::io::Result<Self> {
         let (jobs, receiver) = bounded::<Job>(queue.max(1));
         for index in 0..threads.max(1) {
             let receiver = receiver.clone();
@@ -88,7 +105,7 @@ impl Lane {
                 .name(format!("{name}-{index}"))
                 .spawn(move || {
                     lower_priority();
-                    work(receiver, &stats);
+                    work(receiver, &stats, sign);
                 })?;
         }
         Ok(Lane { jobs })
@@ -166,7 +183,32 @@ pub(super) fn current_niceness() -> i32 {
     }
 }
 
-fn work(jobs: Receiver<Job>, stats: &Stats) {
+/// Signs `message` with `key` through `sign`, turning a panic into a failed
+/// signature: for a key in a store, the store's failure (the backend's
+/// 503, counted against it); for an in-process key, AWS-LC's.
+pub(super) fn sign_guarded(
+    sign: SignFn,
+    key: &SigningKey,
+    message: &[u8],
+) -> Result<Vec<u8>, SignError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| sign(key, message))).unwrap_or_else(|_| {
+        tracing::error!("a signature panicked; it fails, and the signing thread carries on");
+        Err(panicked(key.backend()))
+    })
+}
+
+/// The failure a panicked signature with a key held by `backend` gives.
+pub(super) fn panicked(backend: Option<Backend>) -> SignError {
+    match backend {
+        Some(backend) => SignError::Backend {
+            backend,
+            error: BackendError::Failed("the signature panicked".into()),
+        },
+        None => SignError::Local,
+    }
+}
+
+fn work(jobs: Receiver<Job>, stats: &Stats, sign: SignFn) {
     while let Ok(job) = jobs.recv() {
         if job.reply.is_closed() {
             continue;
@@ -179,10 +221,11 @@ fn work(jobs: Receiver<Job>, stats: &Stats) {
             queued,
         } = job;
         let (result, took) = match queued {
-            Some(queued) => sign_traced(&key, &message, span, queued),
+            Some(queued) => sign_traced(sign, &key, &message, span, queued),
             None => {
                 let started = Instant::now();
-                (key.sign(message.as_bytes()), started.elapsed())
+                let result = sign_guarded(sign, &key, message.as_bytes());
+                (result, started.elapsed())
             }
         };
         stats.durations.observe(took.as_secs_f64());
@@ -199,6 +242,7 @@ fn work(jobs: Receiver<Job>, stats: &Stats) {
 /// scoped to the thread that opened the span, and the registry releases a
 /// closed span's parent through the current default.
 fn sign_traced(
+    sign: SignFn,
     key: &SigningKey,
     message: &str,
     span: tracing::Span,
@@ -206,12 +250,15 @@ fn sign_traced(
 ) -> (Result<Vec<u8>, SignError>, Duration) {
     let Some(dispatch) = span.with_subscriber(|(_, dispatch)| dispatch.clone()) else {
         let started = Instant::now();
-        return (key.sign(message.as_bytes()), started.elapsed());
+        return (
+            sign_guarded(sign, key, message.as_bytes()),
+            started.elapsed(),
+        );
     };
     tracing::dispatcher::with_default(&dispatch, move || {
         let started = Instant::now();
         let result = tracing::info_span!(target: TRACE_TARGET, parent: &span, "signature")
-            .in_scope(|| key.sign(message.as_bytes()));
+            .in_scope(|| sign_guarded(sign, key, message.as_bytes()));
         let took = started.elapsed();
         let waited = started.saturating_duration_since(queued);
         // As i64: the trace layer records u64 values as strings.
