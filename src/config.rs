@@ -177,7 +177,7 @@ impl Config {
         F: Fn(&str) -> Option<OsString>,
     {
         let reader = reader::Reader::new(&lookup);
-        Ok(Config {
+        let mut config = Config {
             listen: ListenSettings::read(&reader)?,
             tokens: TokenSettings::read(&reader)?,
             keys: KeySettings::read(&reader)?,
@@ -186,7 +186,37 @@ impl Config {
             logging: LoggingSettings::read(&reader)?,
             telemetry: TelemetrySettings::read(&reader)?,
             unknown_variables: Vec::new(),
-        })
+        };
+        let signing_timeout_set = reader.raw(vars::SIGNING_TIMEOUT_MS)?.is_some();
+        config.fit_deadlines(signing_timeout_set)?;
+        Ok(config)
+    }
+
+    /// Keeps the signing deadline inside the request deadline: a request
+    /// cut short first would end in a `408`, hiding the store's failure
+    /// from the caller, the audit trail and readiness. A signing deadline
+    /// given explicitly that does not fit is refused; the default is
+    /// lowered to half the request deadline instead.
+    fn fit_deadlines(&mut self, signing_timeout_set: bool) -> Result<(), ConfigError> {
+        let signing = self.keys.custody.signing_timeout;
+        let request = self.limits.request_timeout;
+        if signing < request {
+            return Ok(());
+        }
+        if !signing_timeout_set {
+            self.keys.custody.signing_timeout = request / 2;
+            return Ok(());
+        }
+        Err(ConfigError::new(
+            vars::SIGNING_TIMEOUT_MS,
+            format!(
+                "{} ({} ms) must be shorter than {} ({} s): a mint would time out (408) before a stalled key store could be reported (503)",
+                vars::SIGNING_TIMEOUT_MS,
+                signing.as_millis(),
+                vars::REQUEST_TIMEOUT,
+                request.as_secs()
+            ),
+        ))
     }
 }
 
@@ -331,6 +361,54 @@ mod tests {
                 .display_base_url(),
             "http://10.1.2.3:3200"
         );
+    }
+
+    #[test]
+    fn a_signing_deadline_the_request_deadline_would_cut_short_is_refused() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            (
+                "1",
+                "2000",
+                Some(
+                    "MACP_AUTH_SIGNING_TIMEOUT_MS (2000 ms) must be shorter than MACP_AUTH_REQUEST_TIMEOUT_SECONDS (1 s): a mint would time out (408) before a stalled key store could be reported (503)",
+                ),
+            ),
+            (
+                "1",
+                "1000",
+                Some("MACP_AUTH_SIGNING_TIMEOUT_MS (1000 ms) must be shorter"),
+            ),
+            ("1", "999", None),
+            ("2", "", None),
+            (
+                "60",
+                "60000",
+                Some("MACP_AUTH_SIGNING_TIMEOUT_MS (60000 ms) must be shorter than"),
+            ),
+            ("61", "60000", None),
+        ];
+        for (request, signing, expected) in cases {
+            let mut pairs = vec![("MACP_AUTH_REQUEST_TIMEOUT_SECONDS", *request)];
+            if !signing.is_empty() {
+                pairs.push(("MACP_AUTH_SIGNING_TIMEOUT_MS", *signing));
+            }
+            let loaded = load(&pairs);
+            match expected {
+                None => assert!(loaded.is_ok(), "{request} s, {signing} ms"),
+                Some(expected) => {
+                    let err = loaded.unwrap_err();
+                    assert_eq!(err.variable, "MACP_AUTH_SIGNING_TIMEOUT_MS");
+                    assert!(err.to_string().starts_with(expected), "{err}");
+                }
+            }
+        }
+        let defaulted = |request| {
+            let config = load(&[("MACP_AUTH_REQUEST_TIMEOUT_SECONDS", request)]).unwrap();
+            config.keys.custody.signing_timeout
+        };
+        assert_eq!(defaulted("1"), Duration::from_millis(500), "half of 1 s");
+        assert_eq!(defaulted("2"), Duration::from_millis(1000), "half of 2 s");
+        assert_eq!(defaulted("3"), Duration::from_millis(2000), "the default");
     }
 
     #[test]

@@ -236,10 +236,37 @@ impl SigningPool {
             }
             return Ok(self.local.sign(key, message, span).await?);
         };
+        self.through_store(backend, key, message, span).await
+    }
+
+    /// Signs through the store on a task of its own, which counts the
+    /// outcome when the store answers or the deadline passes, even if the
+    /// request has gone by then (a client that disconnected, a request
+    /// deadline that passed first): readiness judges every signature the
+    /// store was asked for, not only those a caller stayed for.
+    async fn through_store(
+        &self,
+        backend: Backend,
+        key: Arc<SigningKey>,
+        message: String,
+        span: tracing::Span,
+    ) -> Result<(String, Vec<u8>), SignerError> {
+        let (route, outcomes) = (self.route.clone(), self.outcomes.clone());
         let started = Instant::now();
-        let result = self.route.sign(backend, key, message, span).await;
-        self.outcomes.record(backend, started.elapsed(), &result);
-        result
+        let signing = async move {
+            let result = route.sign(backend, key, message, span).await;
+            outcomes.record(backend, started.elapsed(), &result);
+            result
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return signing.await;
+        };
+        runtime.spawn(signing).await.unwrap_or_else(|_| {
+            Err(SignerError::Backend {
+                backend,
+                error: BackendError::Failed("the signing task ended without an answer".into()),
+            })
+        })
     }
 
     /// Signs on the calling async worker: for keys whose signature costs

@@ -2,6 +2,9 @@
 //! PKCS#11 lane, a KMS key through its client), the deadline, and the count
 //! of outcomes that readiness is judged by.
 //!
+//! The pool runs each such signature on a task of its own, so its outcome
+//! is counted even when the request that asked for it is gone.
+//!
 //! Every refusal here is the store's: a PKCS#11 lane whose queue is full
 //! means the token is not keeping up (or has stopped answering), so it
 //! answers like a timeout, as the backend's 503, and counts against the

@@ -117,3 +117,55 @@ async fn a_hung_token_leaves_healthz_the_jwks_and_in_process_keys_unaffected() {
     assert_eq!(get(&state, "/healthz").await.status, 200);
     drop(module);
 }
+
+/// The count of PKCS#11 signatures with `outcome` in `/metrics`.
+async fn pkcs11_outcomes(state: &AppState, outcome: &str) -> u64 {
+    let prefix =
+        format!(r#"macp_auth_backend_signatures_total{{backend="pkcs11",outcome="{outcome}"}} "#);
+    let metrics = get(state, "/metrics").await.json;
+    metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |count| count.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mints_dropped_before_the_token_answers_still_count_against_it() {
+    let Some(hsm) = softhsm::shared() else {
+        return;
+    };
+    let Some(module) = HungModule::build("dropped") else {
+        return;
+    };
+    hsm.generate(KeyKind::Rsa2048, "hung-dropped", "c2");
+    let dir = TempDir::new("hung-dropped");
+    let ring = dir.join("ring.json");
+    let member = member_through(&module, "hsm-dropped", "hung-dropped");
+    std::fs::write(&ring, json!({"keys": [member]}).to_string()).unwrap();
+    let state = state_over(&ring, Duration::from_millis(300));
+    assert_eq!(mint_within(&state, Duration::from_secs(5)).await.status, 200);
+
+    module.hang();
+    // Each caller gives up before the signing deadline (as a client that
+    // disconnects does, or a request deadline that passes first).
+    for _ in 0..3 {
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            mint(&state, r#"{"sender":"agent://gone"}"#),
+        )
+        .await;
+        assert!(gone.is_err(), "the caller left before an answer");
+    }
+    let started = Instant::now();
+    while pkcs11_outcomes(&state, "timeout").await < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the abandoned signatures were never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&state, "/readyz").await.status, 503);
+    drop(module);
+}
