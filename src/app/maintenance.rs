@@ -13,10 +13,12 @@
 //!
 //! Reloads run on Tokio's blocking pool, never on an async worker: parsing a
 //! ring costs CPU, opening a key in an external store (PKCS#11 login, KMS
-//! calls) can take up to the signing deadline, and reading a file on a hung
-//! mount can take forever. The read itself gives up after
-//! [`crate::reload::READ_TIMEOUT`], so this task (and shutdown, which waits
-//! for it) is never held longer than that.
+//! calls) can take a few signing deadlines, and reading a file on a hung
+//! mount can take forever. The read gives up after
+//! [`crate::reload::READ_TIMEOUT`] and opening a key after
+//! [`crate::keys::backend::OPEN_DEADLINE_FACTOR`] signing deadlines, and a
+//! reload under way never holds up shutdown: this task stops at once and
+//! leaves the reload to finish (or fail) on its own.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -84,11 +86,15 @@ where
                     keys.current();
                 }
                 _ = file_check.tick(), if poll.is_some() => {
-                    reload_off_workers(&state, "file check").await;
+                    if reload_unless_shutdown(&state, "file check", shutdown.as_mut()).await {
+                        return;
+                    }
                 }
                 () = hangup => {
                     tracing::info!("received SIGHUP: reloading the key ring and the client list");
-                    reload_off_workers(&state, "SIGHUP").await;
+                    if reload_unless_shutdown(&state, "SIGHUP", shutdown.as_mut()).await {
+                        return;
+                    }
                 }
                 // Only while the store is unavailable: a branch that fires
                 // every second would keep restarting the sleep above.
@@ -103,6 +109,19 @@ where
                 }
             }
         }
+    }
+}
+
+/// [`reload_off_workers`], or `true` as soon as `shutdown` completes first
+/// (the reload then finishes on its own).
+async fn reload_unless_shutdown<F: Future<Output = ()>>(
+    state: &AppState,
+    trigger: &'static str,
+    shutdown: std::pin::Pin<&mut F>,
+) -> bool {
+    tokio::select! {
+        () = reload_off_workers(state, trigger) => false,
+        () = shutdown => true,
     }
 }
 

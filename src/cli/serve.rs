@@ -9,6 +9,9 @@ use crate::config::Config;
 use crate::http::server::shutdown_signal;
 use crate::telemetry;
 
+/// How long the exit waits for work still running on the blocking pool.
+const BLOCKING_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the service in the foreground; exit 0 after a clean drain.
 pub fn run() -> ExitCode {
     let config = match Config::from_env() {
@@ -30,7 +33,7 @@ pub fn run() -> ExitCode {
         Err(err) => return fail(format_args!("{err}")),
     };
     let traces = telemetry.take_traces();
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         // Installs the signal handlers now, before the port opens.
         let shutdown = shutdown_signal();
         let service = match Service::build(config).await {
@@ -48,5 +51,9 @@ pub fn run() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // A reload left running at shutdown (a hung mount or key store) must not
+    // hold up the exit: everything that matters has finished by now.
+    runtime.shutdown_timeout(BLOCKING_GRACE);
+    code
 }

@@ -9,10 +9,21 @@
 //! probe that must verify) happens here, once per load; what fails names
 //! the backend, the key reference (never a PIN) and what went wrong.
 //!
+//! Opening is bounded as a whole. A KMS key's calls carry their own
+//! deadlines; a PKCS#11 call cannot be given one (a hung token holds the
+//! calling thread in `C_Login`, `C_FindObjects` or `C_Sign` for as long as
+//! it likes), so a PKCS#11 key is opened on a thread of its own, and the
+//! load waits at most [`OPEN_DEADLINE_FACTOR`] signing deadlines for it. A
+//! thread left behind finishes (or not) on its own; while a few are still
+//! stuck, no more are started.
+//!
 //! Each store is a Cargo feature (`pkcs11`, `aws-kms`, both on by default);
 //! a build without one refuses members naming it, plainly.
 
 use std::time::Duration;
+
+#[cfg(feature = "pkcs11")]
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -25,6 +36,21 @@ use crate::config::{CustodySettings, DEFAULT_SIGNING_TIMEOUT};
 use super::aws_kms::{KmsClient, KmsKey};
 #[cfg(feature = "pkcs11")]
 use super::pkcs11::{PinSpec, Pkcs11Defaults, Pkcs11Key};
+
+/// How many signing deadlines (`MACP_AUTH_SIGNING_TIMEOUT_MS`) opening one
+/// PKCS#11 key may take in all: it makes about ten calls (module, slot,
+/// login, lookups, attributes, the probe signature), each normally fast.
+pub const OPEN_DEADLINE_FACTOR: u32 = 5;
+
+/// PKCS#11 openings given up on whose threads are still stuck, past which
+/// no new one starts: each reload of a ring naming a hung token would
+/// otherwise leave one more thread behind.
+#[cfg(feature = "pkcs11")]
+const MAX_STUCK_OPENINGS: usize = 4;
+
+/// PKCS#11 opening threads still running.
+#[cfg(feature = "pkcs11")]
+static OPENING: AtomicUsize = AtomicUsize::new(0);
 
 /// JWK members that hold key material: a member naming a backend has none.
 const KEY_MATERIAL: &[&str] = &[
@@ -181,7 +207,7 @@ pub(crate) fn open(
     };
     match backend {
         #[cfg(feature = "pkcs11")]
-        Backend::Pkcs11 => Pkcs11Key::open(reference, alg, &backends.pkcs11)
+        Backend::Pkcs11 => open_pkcs11(reference, alg, backends)
             .map(External::Pkcs11)
             .map_err(failed),
         #[cfg(feature = "aws-kms")]
@@ -194,6 +220,48 @@ pub(crate) fn open(
             let _ = (backends, alg, failed);
             Err(KeyError::BackendNotBuilt { backend })
         }
+    }
+}
+
+/// [`Pkcs11Key::open`] on a thread of its own, waited for at most
+/// [`OPEN_DEADLINE_FACTOR`] signing deadlines.
+#[cfg(feature = "pkcs11")]
+fn open_pkcs11(
+    reference: &str,
+    alg: SigningAlg,
+    backends: &Backends,
+) -> Result<Pkcs11Key, BackendError> {
+    let limit = backends.timeout * OPEN_DEADLINE_FACTOR;
+    let stuck = OPENING.fetch_add(1, Ordering::AcqRel);
+    if stuck >= MAX_STUCK_OPENINGS {
+        OPENING.fetch_sub(1, Ordering::AcqRel);
+        return Err(BackendError::Unreachable(format!(
+            "{stuck} earlier PKCS#11 key openings have still not finished (a hung token?)"
+        )));
+    }
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let (owned, defaults) = (reference.to_owned(), backends.pkcs11.clone());
+    let spawned = std::thread::Builder::new()
+        .name("macp-pkcs11-open".into())
+        .spawn(move || {
+            let opened = Pkcs11Key::open(&owned, alg, &defaults);
+            OPENING.fetch_sub(1, Ordering::AcqRel);
+            let _ = sender.send(opened);
+        });
+    if let Err(err) = spawned {
+        OPENING.fetch_sub(1, Ordering::AcqRel);
+        return Err(BackendError::Failed(format!(
+            "cannot start a thread to open the key: {err}"
+        )));
+    }
+    match receiver.recv_timeout(limit) {
+        Ok(opened) => opened,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(BackendError::Timeout {
+            millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        }),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::Failed(
+            "opening the key ended without an answer".into(),
+        )),
     }
 }
 

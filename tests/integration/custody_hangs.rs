@@ -4,18 +4,20 @@
 //! work waits for it (probes, the JWKS and in-process keys do not), every
 //! PKCS#11 call at load time is bounded, and shutdown never waits for it.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use macp_auth_service::AppState;
 use macp_auth_service::config::KeyMaterial;
 use macp_auth_service::keys::SigningAlg;
+use macp_auth_service::keys::store::load_ring;
 use macp_auth_service::reload::ReloadOutcome;
 use serde_json::{Value, json};
 
 use crate::support::hung_hsm::HungModule;
-use crate::support::softhsm::{self, KeyKind, PIN};
-use crate::support::{AppBuilder, TempDir, mint, private_jwk, send};
+use crate::support::softhsm::{self, KeyKind, MODULE, PIN, SoftHsm};
+use crate::support::{AppBuilder, TempDir, binary, config, jwks_kids, mint, private_jwk, send};
 
 /// The body every mint sent while the signing key's store fails gets.
 fn backend_unavailable() -> Value {
@@ -145,7 +147,10 @@ async fn mints_dropped_before_the_token_answers_still_count_against_it() {
     let member = member_through(&module, "hsm-dropped", "hung-dropped");
     std::fs::write(&ring, json!({"keys": [member]}).to_string()).unwrap();
     let state = state_over(&ring, Duration::from_millis(300));
-    assert_eq!(mint_within(&state, Duration::from_secs(5)).await.status, 200);
+    assert_eq!(
+        mint_within(&state, Duration::from_secs(5)).await.status,
+        200
+    );
 
     module.hang();
     // Each caller gives up before the signing deadline (as a client that
@@ -167,5 +172,144 @@ async fn mints_dropped_before_the_token_answers_still_count_against_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(get(&state, "/readyz").await.status, 503);
+    drop(module);
+}
+
+/// The cached RS256 file key under `kid`.
+fn file_key(kid: &str) -> Value {
+    let mut key: Value = serde_json::from_str(private_jwk(SigningAlg::Rs256)).unwrap();
+    key["kid"] = kid.into();
+    key
+}
+
+#[test]
+fn a_token_that_hangs_at_startup_stops_it_within_a_bound_with_one_line() {
+    let Some(hsm) = SoftHsm::create("hung-start") else {
+        return;
+    };
+    let Some(module) = HungModule::build("start") else {
+        return;
+    };
+    hsm.generate(KeyKind::Rsa2048, "rsa-1", "01");
+    module.hang();
+    let member = json!({"kid": "hsm-1", "pkcs11": hsm.uri("rsa-1")});
+    let mut command = binary();
+    command
+        .envs(hsm.env())
+        .env("MACP_AUTH_SIGNING_KEY_JSON", member.to_string())
+        .env("MACP_AUTH_PKCS11_MODULE", module.path())
+        .env("MACP_AUTH_PKCS11_PIN", PIN)
+        .env("MACP_AUTH_SIGNING_TIMEOUT_MS", "200")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("startup waited for the hung token");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    let expected = "key 1 (kid \"hsm-1\"): pkcs11 key pkcs11:token=macp-hung-start;object=rsa-1: timed out after 1000 ms";
+    assert!(stderr.contains(expected), "{stderr:?} lacks {expected:?}");
+    assert!(!stderr.contains(PIN), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_reaches_a_hung_token_gives_up_within_a_bound_and_keeps_the_ring() {
+    let Some(hsm) = softhsm::shared() else {
+        return;
+    };
+    let Some(module) = HungModule::build("reload") else {
+        return;
+    };
+    hsm.generate(KeyKind::Rsa2048, "hung-reload", "c3");
+    let dir = TempDir::new("hung-reload");
+    let ring = dir.join("ring.json");
+    std::fs::write(&ring, json!({"keys": [file_key("file-key")]}).to_string()).unwrap();
+    let state = state_over(&ring, Duration::from_millis(200));
+
+    module.hang();
+    let mut hsm_member = member_through(&module, "hsm-next", "hung-reload");
+    hsm_member["activate_at"] = "2999-01-01T00:00:00Z".into();
+    let text = json!({"keys": [file_key("file-key"), hsm_member]}).to_string();
+    std::fs::write(&ring, text).unwrap();
+    let started = Instant::now();
+    let keys = state.keys().clone();
+    let reloaded = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || keys.reload()),
+    )
+    .await
+    .expect("the reload gives up on the hung token")
+    .unwrap();
+    let err = reloaded.unwrap_err().to_string();
+    assert!(err.ends_with("timed out after 1000 ms"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let jwks = get(&state, "/.well-known/jwks.json").await.json;
+    assert_eq!(jwks_kids(&jwks), ["file-key"], "the current ring stays");
+    assert_eq!(
+        mint_within(&state, Duration::from_secs(1)).await.status,
+        200
+    );
+    drop(module);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_stuck_on_a_hung_token_holds_up_neither_other_tokens_nor_shutdown() {
+    let Some(hsm) = softhsm::shared() else {
+        return;
+    };
+    let Some(module) = HungModule::build("shutdown") else {
+        return;
+    };
+    hsm.generate(KeyKind::Rsa2048, "hung-shutdown", "c4");
+    hsm.generate(KeyKind::Rsa2048, "beside-hung", "c5");
+    let dir = TempDir::new("hung-shutdown");
+    let ring = dir.join("ring.json");
+    std::fs::write(&ring, json!({"keys": [file_key("file-key")]}).to_string()).unwrap();
+    // The default deadline: a reload reaching the hung token waits 10 s.
+    let mut app = AppBuilder::new(SigningAlg::Rs256)
+        .key_file(&ring, Some(Duration::from_millis(50)))
+        .configure(|config| {
+            config.keys.custody.pkcs11_pin = Some(KeyMaterial::new(PIN.to_owned()));
+        })
+        .start()
+        .await;
+
+    module.hang();
+    let mut hsm_member = member_through(&module, "hsm-next", "hung-shutdown");
+    hsm_member["activate_at"] = "2999-01-01T00:00:00Z".into();
+    let text = json!({"keys": [file_key("file-key"), hsm_member]}).to_string();
+    std::fs::write(&ring, text).unwrap();
+    // Let the file check start the reload and reach the hung C_Login.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A key on another module opens meanwhile: nothing process-wide is
+    // held across the hung call.
+    let mut beside = config(SigningAlg::Rs256);
+    beside.keys.inline = Some(KeyMaterial::new(
+        json!({"kid": "beside", "pkcs11": hsm.uri("beside-hung")}).to_string(),
+    ));
+    beside.keys.custody.pkcs11_module = Some(MODULE.into());
+    beside.keys.custody.pkcs11_pin = Some(KeyMaterial::new(PIN.to_owned()));
+    let opened = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || load_ring(&beside, 0).map(|_| ())),
+    )
+    .await
+    .expect("a key on another token opens while one token hangs")
+    .unwrap();
+    opened.unwrap();
+
+    let started = Instant::now();
+    app.signal_shutdown();
+    app.finished(Duration::from_secs(3)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
     drop(module);
 }

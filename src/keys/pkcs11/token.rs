@@ -123,38 +123,45 @@ impl Token {
         slot: Slot,
         pin: Option<AuthPin>,
     ) -> Result<Arc<Token>, BackendError> {
-        let mut tokens = lock(&TOKENS);
-        tokens.retain(|token| token.strong_count() > 0);
-        let existing = tokens
-            .iter()
-            .filter_map(Weak::upgrade)
-            .find(|token| Arc::ptr_eq(&token.module, &module) && token.slot.id() == slot.id());
-        let token = match existing {
-            Some(token) => token,
-            None => {
-                let info = module
-                    .context
-                    .get_token_info(slot)
-                    .map_err(|err| ck_error("C_GetTokenInfo", &err))?;
-                Arc::new(Token {
-                    module,
-                    slot,
-                    login_required: info.login_required(),
-                    pin: Mutex::new(None),
-                    anchor: Mutex::new(None),
-                })
-            }
-        };
+        let token = Self::shared(module, slot)?;
         if let Some(pin) = pin {
             *lock(&token.pin) = Some(pin);
         }
         token.login()?;
-        if !tokens
-            .iter()
-            .any(|known| known.as_ptr() == Arc::as_ptr(&token))
-        {
-            tokens.push(Arc::downgrade(&token));
+        Ok(token)
+    }
+
+    /// The token in `slot` every key on it shares, made on first use. The
+    /// process-wide list is locked only to look up and insert, never across
+    /// a call into the module: a token that hangs must not hold up keys on
+    /// every other token.
+    fn shared(module: Arc<Module>, slot: Slot) -> Result<Arc<Token>, BackendError> {
+        let find = |tokens: &mut Vec<Weak<Token>>| {
+            tokens.retain(|token| token.strong_count() > 0);
+            tokens
+                .iter()
+                .filter_map(Weak::upgrade)
+                .find(|token| Arc::ptr_eq(&token.module, &module) && token.slot.id() == slot.id())
+        };
+        if let Some(token) = find(&mut lock(&TOKENS)) {
+            return Ok(token);
         }
+        let info = module
+            .context
+            .get_token_info(slot)
+            .map_err(|err| ck_error("C_GetTokenInfo", &err))?;
+        let mut tokens = lock(&TOKENS);
+        if let Some(token) = find(&mut tokens) {
+            return Ok(token);
+        }
+        let token = Arc::new(Token {
+            module: module.clone(),
+            slot,
+            login_required: info.login_required(),
+            pin: Mutex::new(None),
+            anchor: Mutex::new(None),
+        });
+        tokens.push(Arc::downgrade(&token));
         Ok(token)
     }
 

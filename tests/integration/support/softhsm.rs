@@ -160,6 +160,13 @@ impl SoftHsm {
     }
 
     fn run(&self, program: &str, args: &[&str]) {
+        // One tool at a time per test process: SoftHSM2 rewrites a token's
+        // files in place, and a second process reading them meanwhile can
+        // find no token at all.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let output = Command::new(program)
             .args(args)
             .envs(self.env())
