@@ -25,7 +25,8 @@ pub struct CustodySettings {
     /// The token user PIN (`MACP_AUTH_PKCS11_PIN`); never printed.
     pub pkcs11_pin: Option<KeyMaterial>,
     /// A file holding the PIN (`MACP_AUTH_PKCS11_PIN_FILE`), read when a key
-    /// is opened, so a rotated PIN file is picked up by the next reload.
+    /// is opened. A token in use keeps the PIN it accepted: a changed PIN
+    /// takes effect at the next start (see `keys::pkcs11::token`).
     pub pkcs11_pin_file: Option<PathBuf>,
     /// How long one signature (or one load-time call) through an external
     /// store may take (`MACP_AUTH_SIGNING_TIMEOUT_MS`).

@@ -116,6 +116,12 @@ pub enum BackendError {
         "wrong PIN (the token refused this PIN before; it is not tried again, so that retries cannot lock the token)"
     )]
     PinRefusedBefore,
+    /// A PIN other than the one the token is logged in with: PKCS#11 cannot
+    /// check it while the token stays logged in, so it is not accepted.
+    #[error(
+        "this PIN differs from the one the token is logged in with, and PKCS#11 cannot check a PIN while the token stays logged in; to change the PIN, restart the service"
+    )]
+    PinNotCheckable,
     /// The token locked the PIN after too many wrong attempts.
     #[error("PIN locked: the token refuses further login attempts")]
     PinLocked,

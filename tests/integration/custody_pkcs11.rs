@@ -19,8 +19,8 @@ use crate::rotation::rejections_across;
 use crate::support::jwk::{public_members, same_key, thumbprint};
 use crate::support::softhsm::{self, KeyKind, MODULE, PIN, SoftHsm};
 use crate::support::{
-    AppBuilder, Spawned, binary, es256_key, jwks_kids, mint, now, ring_text, run_with_stdin, send,
-    token_parts, verify_like_runtime,
+    AppBuilder, Spawned, TempDir, binary, es256_key, jwks_kids, mint, now, ring_text,
+    run_with_stdin, send, token_parts, verify_like_runtime,
 };
 
 /// The environment of a service whose ring is `ring`, reaching `hsm` with
@@ -297,9 +297,27 @@ async fn a_ring_rotating_from_a_file_key_to_an_hsm_key_keeps_a_caching_verifier_
     assert!(same_key(&published["keys"][0], &expected));
 }
 
+/// Logs this process out of `hsm`'s token, as a reset token or another
+/// library does. PKCS#11 login state belongs to the application: logging
+/// out any one session logs out every session of the token, the service's
+/// included.
+fn log_the_application_out(hsm: &SoftHsm) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    let module = Pkcs11::new(MODULE).unwrap();
+    let _already = module.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = module
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|slot| module.get_token_info(*slot).unwrap().label() == hsm.token)
+        .unwrap();
+    let session = module.open_ro_session(slot).unwrap();
+    // Another test may have logged it out a moment ago.
+    let _ = session.logout();
+}
+
 #[tokio::test]
 async fn after_the_application_is_logged_out_the_key_logs_in_again() {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     let Some(hsm) = softhsm::shared() else {
         return;
     };
@@ -309,21 +327,67 @@ async fn after_the_application_is_logged_out_the_key_logs_in_again() {
     let first = mint(&state, r#"{"sender":"agent://relogin"}"#).await;
     assert_eq!(first.status, 200, "{:?}", first.json);
 
-    // PKCS#11 login state belongs to the application: logging out any one
-    // session logs out every session of the token, the service's included.
-    let module = Pkcs11::new(MODULE).unwrap();
-    let _already = module.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = module
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|slot| module.get_token_info(*slot).unwrap().label() == hsm.token)
-        .unwrap();
-    module.open_ro_session(slot).unwrap().logout().unwrap();
+    log_the_application_out(hsm);
 
     let second = mint(&state, r#"{"sender":"agent://relogin"}"#).await;
     assert_eq!(second.status, 200, "{:?}", second.json);
     let token = second.json["token"].as_str().unwrap();
     let jwks = serde_json::to_vec(&jwks(&state).await).unwrap();
     verify_like_runtime(token, &jwks, "macp-auth-service", "macp-runtime").unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_with_a_wrong_pin_keeps_the_ring_and_the_live_key_logs_in_again_with_its_own() {
+    let Some(hsm) = softhsm::shared() else {
+        return;
+    };
+    hsm.generate(KeyKind::EcP256, "pin-live", "d1");
+    hsm.generate(KeyKind::EcP256, "pin-next", "d2");
+    let dir = TempDir::new("pin-reload");
+    let ring = dir.join("ring.json");
+    let live = json!({"kid": "hsm-live", "pkcs11": hsm.uri("pin-live")});
+    std::fs::write(&ring, ring_text(&[&live])).unwrap();
+    let state = AppBuilder::new(SigningAlg::Es256)
+        .key_file(&ring, None)
+        .configure(|config| {
+            config.keys.custody.pkcs11_module = Some(MODULE.into());
+            config.keys.custody.pkcs11_pin = Some(KeyMaterial::new(PIN.to_owned()));
+        })
+        .state();
+    let minted = mint(&state, r#"{"sender":"agent://pin"}"#).await;
+    assert_eq!(minted.status, 200, "{:?}", minted.json);
+
+    let wrong_pin = json!({
+        "kid": "hsm-next",
+        "pkcs11": format!("{}?pin-value=0000-wrong-pin", hsm.uri("pin-next")),
+        "activate_at": "2999-01-01T00:00:00Z",
+    });
+    // Fails before any PIN is offered: no token has this label.
+    let absent = json!({"kid": "hsm-gone", "pkcs11": "pkcs11:token=elsewhere;object=pin-next", "activate_at": "2999-06-01T00:00:00Z"});
+    let cases = [
+        ("a member with a wrong PIN", vec![&live, &wrong_pin]),
+        (
+            "a member with a wrong PIN beside a member that fails",
+            vec![&live, &wrong_pin, &absent],
+        ),
+    ];
+    for (case, members) in cases {
+        std::fs::write(&ring, ring_text(&members)).unwrap();
+        let err = state.keys().reload().expect_err(case).to_string();
+        assert!(!err.contains("0000-wrong-pin"), "{case}: {err}");
+        let published = jwks(&state).await;
+        assert_eq!(
+            jwks_kids(&published),
+            ["hsm-live"],
+            "{case}: the ring stays"
+        );
+
+        log_the_application_out(hsm);
+        let minted = mint(&state, r#"{"sender":"agent://pin"}"#).await;
+        assert_eq!(
+            minted.status, 200,
+            "{case}: the live key logs in again with the PIN the token accepted: {:?}",
+            minted.json
+        );
+    }
 }

@@ -5,7 +5,14 @@
 //! anchor session open for as long as any key uses it, logs in once on it
 //! and never logs out (closing the last session of a token logs out too).
 //! A PIN the token refused is remembered (as a SHA-256 digest) and not tried
-//! on that token again. Errors are mapped here to what they mean to an
+//! on that token again.
+//!
+//! Only a PIN the token accepted is kept for later re-logins, so a reload
+//! bringing a wrong PIN (refused, or failing for any other reason) can never
+//! leave the keys in force with a PIN that fails their next re-login. While
+//! the token is logged in, `C_Login` answers `CKR_USER_ALREADY_LOGGED_IN`
+//! whatever the PIN, so a PIN other than the accepted one cannot be checked
+//! then: it is refused (a PIN change takes effect at the next start). Errors are mapped here to what they mean to an
 //! operator, by return-code name, never with a PIN.
 
 use std::path::{Path, PathBuf};
@@ -117,17 +124,15 @@ static REFUSED_PINS: Mutex<Vec<(PathBuf, u64, [u8; 32])>> = Mutex::new(Vec::new(
 
 impl Token {
     /// The token in `slot`, logged in: the one already open, or a new one.
-    /// A PIN given now replaces the remembered one for later re-logins.
+    /// A PIN given now replaces the remembered one for later re-logins only
+    /// once the token has accepted it.
     pub(super) fn get(
         module: Arc<Module>,
         slot: Slot,
         pin: Option<AuthPin>,
     ) -> Result<Arc<Token>, BackendError> {
         let token = Self::shared(module, slot)?;
-        if let Some(pin) = pin {
-            *lock(&token.pin) = Some(pin);
-        }
-        token.login()?;
+        token.log_in(pin)?;
         Ok(token)
     }
 
@@ -172,9 +177,18 @@ impl Token {
             .map_err(|err| ck_error("C_OpenSession", &err))
     }
 
-    /// Logs the application in (a no-op when it already is), opening the
-    /// anchor session first if there is none.
+    /// Logs the application in again with the PIN the token accepted (a
+    /// no-op when it already is logged in).
     pub(super) fn login(&self) -> Result<(), BackendError> {
+        self.log_in(None)
+    }
+
+    /// Logs the application in with `offered`, or with the PIN the token
+    /// accepted when none is offered, opening the anchor session first if
+    /// there is none. `offered` is kept for later re-logins only once the
+    /// token has accepted it; a PIN that differs from the accepted one while
+    /// the token is logged in cannot be checked, and is refused.
+    fn log_in(&self, offered: Option<AuthPin>) -> Result<(), BackendError> {
         if !self.login_required {
             return Ok(());
         }
@@ -182,29 +196,45 @@ impl Token {
         if anchor.is_none() {
             *anchor = Some(self.open_session()?);
         }
-        let pin = lock(&self.pin);
-        let pin = pin.as_ref().ok_or(BackendError::NoPin)?;
-        let digest = sha256(pin.expose_secret().as_bytes());
+        let mut accepted = lock(&self.pin);
+        let digest_of = |pin: &AuthPin| sha256(pin.expose_secret().as_bytes());
+        let accepted_digest = accepted.as_ref().map(digest_of);
+        let pin = offered
+            .as_ref()
+            .or(accepted.as_ref())
+            .ok_or(BackendError::NoPin)?;
+        let digest = digest_of(pin);
         let this_token = (self.module.path.clone(), self.slot.id(), digest);
         if lock(&REFUSED_PINS).contains(&this_token) {
             return Err(BackendError::PinRefusedBefore);
         }
         let session = anchor.as_ref().expect("the anchor was opened above");
         match session.login(UserType::User, Some(pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Ok(()) => {}
+            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => match accepted_digest {
+                Some(known) if known != digest => return Err(BackendError::PinNotCheckable),
+                Some(_) => return Ok(()),
+                // Logged in by other means (another handle on the same
+                // module): the best PIN there is to log in with again.
+                None => {}
+            },
             Err(err) => {
                 if matches!(err, CkError::Pkcs11(RvError::PinIncorrect, _)) {
                     lock(&REFUSED_PINS).push(this_token);
                 }
-                Err(ck_error("C_Login", &err))
+                return Err(ck_error("C_Login", &err));
             }
         }
+        if let Some(pin) = offered {
+            *accepted = Some(pin);
+        }
+        Ok(())
     }
 
     /// Starts over after the token lost its sessions: a new anchor, a new login.
     pub(super) fn reset(&self) -> Result<(), BackendError> {
         lock(&self.anchor).take();
-        self.login()
+        self.log_in(None)
     }
 }
 
