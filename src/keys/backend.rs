@@ -265,14 +265,52 @@ fn open_pkcs11(
     }
 }
 
-/// A reference as messages may show it: a PKCS#11 URI without its query
-/// (which may hold `pin-value`), a KMS reference as it is.
+/// The PKCS#11 path attributes a message may show: every one the service
+/// knows, but the PIN's.
+const SHOWN_PKCS11_ATTRIBUTES: &[&str] = &[
+    "token",
+    "manufacturer",
+    "serial",
+    "model",
+    "slot-id",
+    "slot-description",
+    "slot-manufacturer",
+    "object",
+    "id",
+    "type",
+];
+
+/// A reference as messages may show it: a KMS reference as it is; a PKCS#11 URI with
+/// nothing that may hold a PIN. Its query (`pin-value`, `pin-source`) is
+/// dropped whole, and of its path only the attributes in
+/// [`SHOWN_PKCS11_ATTRIBUTES`] are kept, split at `;` and `&` alike, so a
+/// PIN misplaced in the path (`;pin-value=…`, `&pin-value=…`, any case) or
+/// anything unrecognised is never shown, even when the URI does not parse.
 pub fn describe_reference(backend: Backend, reference: &str) -> String {
     let shown = match backend {
-        Backend::Pkcs11 => reference.split('?').next().unwrap_or_default(),
-        Backend::AwsKms => reference,
+        Backend::Pkcs11 => describe_pkcs11(reference),
+        Backend::AwsKms => reference.to_owned(),
     };
     shown.chars().take(200).collect()
+}
+
+fn describe_pkcs11(reference: &str) -> String {
+    let path = reference.split('?').next().unwrap_or_default();
+    let attributes = path
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("pkcs11:"))
+        .map_or(path, |_| &path[7..]);
+    let kept: Vec<&str> = attributes
+        .split([';', '&'])
+        .filter(|attribute| {
+            attribute.split_once('=').is_some_and(|(name, _)| {
+                SHOWN_PKCS11_ATTRIBUTES
+                    .iter()
+                    .any(|shown| name.trim().eq_ignore_ascii_case(shown))
+            })
+        })
+        .collect();
+    format!("pkcs11:{}", kept.join(";"))
 }
 
 #[cfg(test)]
@@ -325,12 +363,68 @@ mod tests {
     }
 
     #[test]
-    fn references_in_messages_drop_the_pkcs11_query() {
-        assert_eq!(
-            describe_reference(Backend::Pkcs11, "pkcs11:token=t;object=k?pin-value=1234"),
-            "pkcs11:token=t;object=k"
-        );
-        assert_eq!(describe_reference(Backend::AwsKms, "alias/k"), "alias/k");
+    fn references_in_messages_never_show_a_pin() {
+        let cases = [
+            (
+                Backend::Pkcs11,
+                "pkcs11:token=t;object=k?pin-value=1234",
+                "pkcs11:token=t;object=k",
+            ),
+            (
+                Backend::Pkcs11,
+                "pkcs11:token=t;object=k;pin-value=1234",
+                "pkcs11:token=t;object=k",
+            ),
+            (
+                Backend::Pkcs11,
+                "pkcs11:object=k&pin-value=1234",
+                "pkcs11:object=k",
+            ),
+            (
+                Backend::Pkcs11,
+                "PKCS11:object=k;PIN-Value=1234;pin-source=/run/1234",
+                "pkcs11:object=k",
+            ),
+            (
+                Backend::Pkcs11,
+                "pkcs11:object=k;pin%2dvalue=1234;1234;x=1234",
+                "pkcs11:object=k",
+            ),
+            (
+                Backend::Pkcs11,
+                "token=t;object=k;pin-value=1234",
+                "pkcs11:token=t;object=k",
+            ),
+            (Backend::AwsKms, "alias/k", "alias/k"),
+        ];
+        for (backend, reference, shown) in cases {
+            assert_eq!(
+                describe_reference(backend, reference),
+                shown,
+                "{reference:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pin_misplaced_in_a_pkcs11_path_never_reaches_the_error() {
+        for reference in [
+            "pkcs11:token=t;object=k;pin-value=1234",
+            "pkcs11:object=k&pin-value=1234",
+            "pkcs11:object=k;PIN-SOURCE=/run/1234",
+        ] {
+            let err = open(
+                &Backends::default(),
+                Backend::Pkcs11,
+                reference,
+                SigningAlg::Es256,
+            )
+            .err()
+            .expect("refused")
+            .to_string();
+            assert!(!err.contains("1234"), "{reference}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
     }
 
     #[test]

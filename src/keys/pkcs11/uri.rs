@@ -9,7 +9,10 @@
 //! is raw bytes, everything else UTF-8.
 //!
 //! A URI can carry a PIN (`pin-value`) or say where one is (`pin-source`), so
-//! its `Debug` form and every message about it leave the PIN out.
+//! its `Debug` form and every message about it leave the PIN out. Both belong
+//! in the query: in the path they are refused, and so is a `&` in a path
+//! value (`object=k&pin-value=…` is a query typed into the path), each with
+//! a message that quotes no value.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -98,6 +101,11 @@ impl Pkcs11Uri {
                     bad("every attribute of the PKCS#11 URI must have the form name=value")
                 })?;
                 let name = name.to_ascii_lowercase();
+                if separator == ';' && value.contains('&') {
+                    return Err(BackendError::BadReference(format!(
+                        "the value of path attribute {name:?} holds \"&\", which separates query attributes (after \"?\"); write a literal & as %26"
+                    )));
+                }
                 if seen.contains(&name) {
                     return Err(BackendError::BadReference(format!(
                         "the PKCS#11 URI names attribute {name:?} twice"
@@ -137,6 +145,11 @@ impl Pkcs11Uri {
                         "type must be \"private\": the service signs with a private key".into(),
                     ));
                 }
+            }
+            (true, "pin-value" | "pin-source") => {
+                return Err(BackendError::BadReference(format!(
+                    "{name} belongs in the query, after \"?\" (pkcs11:…?{name}=…), not in the path"
+                )));
             }
             (false, "module-path") => self.module_path = Some(PathBuf::from(text()?)),
             (false, "pin-value") => {
@@ -345,10 +358,23 @@ mod tests {
                 "pkcs11:object=k;module-path=/lib/x.so",
                 "unsupported path attribute",
             ),
+            (
+                "pkcs11:token=t;object=k;pin-value=1234",
+                "pin-value belongs in the query, after \"?\" (pkcs11:…?pin-value=…), not in the path",
+            ),
+            (
+                "pkcs11:object=k;PIN-SOURCE=/run/1234",
+                "pin-source belongs in the query",
+            ),
+            (
+                "pkcs11:object=k&pin-value=1234",
+                "the value of path attribute \"object\" holds \"&\", which separates query attributes (after \"?\"); write a literal & as %26",
+            ),
         ];
         for (text, expected) in cases {
             let err = Pkcs11Uri::parse(text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text}: {err}");
+            assert!(!err.contains("1234"), "{text}: {err}");
         }
     }
 
