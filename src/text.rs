@@ -38,6 +38,24 @@ pub(crate) fn is_printable(text: &str) -> bool {
     !text.chars().any(is_unsafe)
 }
 
+/// `text` with every [`is_unsafe`] character written as `\u{XXXX}`, for
+/// values that are shown rather than refused (a key reference in an error
+/// line), so the line stays one line and reads as what it holds.
+pub(crate) fn escape_unsafe(text: &str) -> std::borrow::Cow<'_, str> {
+    if is_printable(text) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The sentence validation errors use for a value that is not printable.
 pub(crate) const PRINTABLE_RULE: &str = "must not contain control characters, line or paragraph separators, or bidirectional formatting characters";
 
@@ -63,6 +81,19 @@ mod tests {
             "a b",
         ] {
             assert!(is_printable(text), "{text:?} is printable");
+        }
+    }
+
+    #[test]
+    fn unsafe_characters_are_shown_as_escapes_and_the_rest_as_it_is() {
+        let cases = [
+            ("alias/k", "alias/k"),
+            ("a\nINFO forged", "a\\u{000a}INFO forged"),
+            ("x\u{202E}y\r", "x\\u{202e}y\\u{000d}"),
+            ("ünï", "ünï"),
+        ];
+        for (text, shown) in cases {
+            assert_eq!(escape_unsafe(text), shown, "{text:?}");
         }
     }
 }

@@ -280,7 +280,8 @@ const SHOWN_PKCS11_ATTRIBUTES: &[&str] = &[
     "type",
 ];
 
-/// A reference as messages may show it: a KMS reference as it is; a PKCS#11 URI with
+/// A reference as messages may show it, on one line (characters that could
+/// break it are escaped): a KMS reference as it is; a PKCS#11 URI with
 /// nothing that may hold a PIN. Its query (`pin-value`, `pin-source`) is
 /// dropped whole, and of its path only the attributes in
 /// [`SHOWN_PKCS11_ATTRIBUTES`] are kept, split at `;` and `&` alike, so a
@@ -291,7 +292,8 @@ pub fn describe_reference(backend: Backend, reference: &str) -> String {
         Backend::Pkcs11 => describe_pkcs11(reference),
         Backend::AwsKms => reference.to_owned(),
     };
-    shown.chars().take(200).collect()
+    let shown: String = shown.chars().take(200).collect();
+    crate::text::escape_unsafe(&shown).into_owned()
 }
 
 fn describe_pkcs11(reference: &str) -> String {
@@ -363,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn references_in_messages_never_show_a_pin() {
+    fn references_in_messages_never_show_a_pin_and_stay_on_one_line() {
         let cases = [
             (
                 Backend::Pkcs11,
@@ -395,7 +397,17 @@ mod tests {
                 "token=t;object=k;pin-value=1234",
                 "pkcs11:token=t;object=k",
             ),
+            (
+                Backend::Pkcs11,
+                "pkcs11:object=k\nINFO forged line",
+                "pkcs11:object=k\\u{000a}INFO forged line",
+            ),
             (Backend::AwsKms, "alias/k", "alias/k"),
+            (
+                Backend::AwsKms,
+                "alias/k\r\nERROR forged",
+                "alias/k\\u{000d}\\u{000a}ERROR forged",
+            ),
         ];
         for (backend, reference, shown) in cases {
             assert_eq!(

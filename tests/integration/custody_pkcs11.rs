@@ -391,3 +391,27 @@ async fn a_reload_with_a_wrong_pin_keeps_the_ring_and_the_live_key_logs_in_again
         );
     }
 }
+
+#[test]
+fn a_reference_holding_line_breaks_stays_on_the_one_startup_line() {
+    let mut cases = vec![(
+        json!({"pkcs11": "pkcs11:token=t\nINFO forged line;object=k"}),
+        "pkcs11 key pkcs11:token=t\\u{000a}INFO forged line;object=k: no module",
+    )];
+    if cfg!(feature = "aws-kms") {
+        cases.push((
+            json!({"aws_kms": "alias/k\r\nERROR forged line"}),
+            "aws_kms key alias/k\\u{000d}\\u{000a}ERROR forged line: invalid reference",
+        ));
+    }
+    for (member, expected) in cases {
+        let output = binary()
+            .env("MACP_AUTH_SIGNING_KEY_JSON", member.to_string())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+        assert!(stderr.contains(expected), "{stderr:?} lacks {expected:?}");
+    }
+}
