@@ -16,7 +16,8 @@
 //! A reference is resolved once, at load: `GetPublicKey` answers with the
 //! key's ARN, and every `Sign` names that ARN. Re-pointing an alias in AWS
 //! therefore never switches the signing key under a published public key;
-//! the switch happens at the next reload, which publishes the new key.
+//! and the next reload, which would find another key under the same kid,
+//! is refused (`keys::store`): a new key needs a new kid.
 //!
 //! Region, credentials and endpoint come from the SDK's standard chain
 //! (`AWS_REGION`, environment/profile/web identity/container/instance

@@ -49,6 +49,18 @@ pub enum LoadKeyError {
     /// An ephemeral key could not be generated.
     #[error("ephemeral signing key: {0}")]
     Ephemeral(crate::keys::KeyError),
+    /// A reload in which a kid of the ring in force names another key: a KMS
+    /// alias re-pointed, a PKCS#11 label reused, a file key replaced. A
+    /// verifier that cached the kid would reject the new key's tokens.
+    #[error(
+        "{variable} has kid {kid:?} naming a different key than the ring in force; give the new key a new kid (verifiers cache keys by kid)"
+    )]
+    KidNamesAnotherKey {
+        /// The variable naming the file (`MACP_AUTH_SIGNING_KEY_FILE`).
+        variable: &'static str,
+        /// The kid.
+        kid: String,
+    },
 }
 
 /// A ring as read from its source, with the exact text it was parsed from
@@ -324,6 +336,7 @@ impl KeyStore {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         let previous = self.ring.load_full();
+        same_keys_under_same_kids(&previous, &ring)?;
         let before = self.snapshot.load_full();
         let ring = self.with_facts(&ring, &before, now);
         let mut notices = {
@@ -355,6 +368,28 @@ impl KeyStore {
         );
         Ok(notices)
     }
+}
+
+/// Refuses `next` if a kid of `current` names another public key in it:
+/// whatever kind of key it is (a file key replaced, a KMS alias re-pointed,
+/// a PKCS#11 label reused), verifiers that cached the kid would reject the
+/// new key's tokens, and a kid's key is checked nowhere else.
+fn same_keys_under_same_kids(current: &KeyRing, next: &KeyRing) -> Result<(), LoadKeyError> {
+    for entry in next.keys() {
+        let kid = entry.key.kid();
+        let changed = current
+            .keys()
+            .iter()
+            .find(|known| known.key.kid() == kid)
+            .is_some_and(|known| known.key.public_jwk() != entry.key.public_jwk());
+        if changed {
+            return Err(LoadKeyError::KidNamesAnotherKey {
+                variable: vars::SIGNING_KEY_FILE,
+                kid: kid.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Logs one notice with today's wording and fields. Lives here, not in

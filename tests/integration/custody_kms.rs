@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::support::jwk::{public_members, same_key};
 use crate::support::moto::Moto;
-use crate::support::{Spawned, binary, token_parts, verify_like_runtime};
+use crate::support::{
+    Spawned, TempDir, binary, es256_key, ring_text, token_parts, verify_like_runtime,
+};
 
 /// The environment of a service whose ring is `member`, using `moto` as KMS.
 fn service_env(moto: &Moto, alg: &str, member: &Value) -> Vec<(&'static str, String)> {
@@ -293,4 +295,52 @@ async fn a_stalled_kms_answers_503_within_the_deadline_and_readiness_follows_it_
         log.contains("signing backend aws_kms answers again: ready"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn an_alias_re_pointed_at_another_key_is_refused_at_reload_under_the_same_kid() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let first = moto.create_key("ECC_NIST_P256", Some("alias/macp-moving"));
+    let dir = TempDir::new("kms-moving");
+    let ring = dir.join("ring.json");
+    let member = json!({"kid": "kms-1", "alg": "ES256", "aws_kms": "alias/macp-moving"});
+    std::fs::write(&ring, ring_text(&[&member])).unwrap();
+    let mut env = vec![
+        ("MACP_AUTH_SIGNING_ALG", "ES256".to_owned()),
+        ("MACP_AUTH_SIGNING_KEY_FILE", ring.display().to_string()),
+        ("MACP_AUTH_KEY_POLL_SECONDS", "0".to_owned()),
+    ];
+    env.extend(moto.env());
+    let service = Spawned::start(&env).await;
+
+    let second = moto.create_key("ECC_NIST_P256", None);
+    moto.point_alias("alias/macp-moving", &second.key_id);
+    // Any edit of the ring reloads it, and with it the alias.
+    let pending = es256_key("file-next", Some(32_503_680_000));
+    std::fs::write(&ring, ring_text(&[&member, &pending])).unwrap();
+    service.signal(libc::SIGHUP);
+    let refused = "key ring reload (SIGHUP) failed, keeping the current ring: MACP_AUTH_SIGNING_KEY_FILE has kid \"kms-1\" naming a different key than the ring in force; give the new key a new kid";
+    let started = Instant::now();
+    while !service.log().contains(refused) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no refusal: {}",
+            service.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let jwks: Value = reqwest::get(format!("{}/.well-known/jwks.json", service.base()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "{jwks}");
+    assert!(
+        same_key(&jwks["keys"][0], &public_members(&first.spki)),
+        "kms-1 still publishes the key it signs with: {jwks}"
+    );
+    service.stop().await;
 }

@@ -7,8 +7,19 @@ use crate::clock::ManualClock;
 use crate::keys::SigningAlg;
 use crate::keys::generate_private_jwk;
 
+/// The ES256 JWK named `kid`: one key per kid, as a reload requires.
 fn jwk(kid: &str, activate_at: Option<u64>) -> Value {
-    let mut jwk = generate_private_jwk(SigningAlg::Es256, 0, Some(kid)).unwrap();
+    static BY_KID: std::sync::Mutex<Vec<(String, serde_json::Map<String, Value>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut keys = BY_KID.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut jwk = match keys.iter().find(|(known, _)| known == kid) {
+        Some((_, jwk)) => jwk.clone(),
+        None => {
+            let jwk = generate_private_jwk(SigningAlg::Es256, 0, Some(kid)).unwrap();
+            keys.push((kid.to_owned(), jwk.clone()));
+            jwk
+        }
+    };
     if let Some(at) = activate_at {
         jwk.insert("activate_at".into(), at.into());
     }
@@ -347,4 +358,29 @@ fn the_store_remembers_the_text_it_parsed_not_a_second_read() {
     assert_eq!(store.reload().unwrap().0, ReloadOutcome::Swapped);
     assert_eq!(store.current().published_kids, ["first", "second"]);
     assert_eq!(store.reload().unwrap().0, ReloadOutcome::Unchanged);
+}
+
+#[test]
+fn a_reload_in_which_a_kid_names_another_key_is_refused_and_the_ring_kept() {
+    let clock = ManualClock::at(1_000);
+    let first = jwk("a", None);
+    let file = RingFile::new("kid-reused", vec![first.clone()]);
+    let store = file.store(&clock);
+    let published = store.current().jwks.clone();
+
+    // The same kid, another key: refused, whatever else changed.
+    let another = Value::Object(generate_private_jwk(SigningAlg::Es256, 0, Some("a")).unwrap());
+    file.write(vec![another, jwk("b", Some(5_000))]);
+    let err = store.reload().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "MACP_AUTH_SIGNING_KEY_FILE has kid \"a\" naming a different key than the ring in force; give the new key a new kid (verifiers cache keys by kid)"
+    );
+    assert_eq!(store.current().jwks, published, "the ring in force stays");
+
+    // The same key under the same kid, and a new key under a new kid: fine.
+    file.write(vec![first, jwk("b", Some(5_000))]);
+    let (outcome, _) = store.reload().unwrap();
+    assert_eq!(outcome, ReloadOutcome::Swapped);
+    assert_eq!(store.current().published_kids, ["a", "b"]);
 }

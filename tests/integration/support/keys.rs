@@ -1,8 +1,10 @@
 //! Signing keys for tests. RSA key generation is the slowest thing a test
-//! can do, so RSA keys are made once per test binary and shared; ES256 keys
-//! are cheap and made per use where a test needs distinct ones.
+//! can do, so RSA keys are made once per test binary and shared. ES256 keys
+//! are made once per kid: a kid names one key, as the service requires of a
+//! ring it reloads (a kid that named another key before is refused).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use macp_auth_service::keys::{SigningAlg, generate_private_jwk};
 use serde_json::{Value, json};
@@ -31,10 +33,20 @@ pub fn other_rsa_jwk() -> &'static str {
     })
 }
 
-/// A fresh ES256 private JWK named `kid`, activating at `activate_at` (Unix
+/// The ES256 private JWK named `kid` (made on first use, the same for every
+/// later use in this test binary), activating at `activate_at` (Unix
 /// seconds) when given.
 pub fn es256_key(kid: &str, activate_at: Option<u64>) -> Value {
-    let mut jwk = generate_private_jwk(SigningAlg::Es256, 0, Some(kid)).unwrap();
+    static BY_KID: OnceLock<Mutex<HashMap<String, serde_json::Map<String, Value>>>> =
+        OnceLock::new();
+    let mut keys = BY_KID
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut jwk = keys
+        .entry(kid.to_owned())
+        .or_insert_with(|| generate_private_jwk(SigningAlg::Es256, 0, Some(kid)).unwrap())
+        .clone();
     if let Some(at) = activate_at {
         jwk.insert("activate_at".into(), at.into());
     }
@@ -46,7 +58,7 @@ pub fn ring_text(keys: &[&Value]) -> String {
     json!({ "keys": keys }).to_string()
 }
 
-/// A ring of fresh ES256 keys named `kids`, all active now.
+/// A ring of the ES256 keys named `kids`, all active now.
 pub fn es256_ring(kids: &[&str]) -> String {
     let keys: Vec<Value> = kids.iter().map(|kid| es256_key(kid, None)).collect();
     ring_text(&keys.iter().collect::<Vec<_>>())

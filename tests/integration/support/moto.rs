@@ -130,6 +130,26 @@ print(json.dumps({"key_id": meta["KeyId"], "arn": meta["Arn"], "spki": base64.b6
         }
     }
 
+    /// Points `alias` (`alias/NAME`, existing) at the key `key_id`.
+    pub fn point_alias(&self, alias: &str, key_id: &str) {
+        const SCRIPT: &str = r#"
+import os, sys
+import boto3
+kms = boto3.client("kms", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+kms.update_alias(AliasName=sys.argv[1], TargetKeyId=sys.argv[2])
+"#;
+        let output = Command::new("python3")
+            .args(["-c", SCRIPT, alias, key_id])
+            .envs(self.env())
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "re-pointing {alias} in moto failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Stops the server process (SIGSTOP): connections stay open, nothing answers.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
