@@ -1055,3 +1055,58 @@ fn the_image_runs_as_the_same_nonroot_user_as_the_pods() {
         "the runtime stage copies only the binary: {copies:?}"
     );
 }
+
+/// `kubectl` commands in the docs that need no namespace: cluster-scoped
+/// objects, the namespace itself, Kustomize (the base sets the namespace),
+/// and the reference service's own command, quoted for comparison.
+const KUBECTL_WITHOUT_NAMESPACE: &[&str] = &[
+    "kubectl get --raw",
+    "kubectl create clusterrolebinding",
+    "kubectl kustomize",
+    "kubectl apply -k ",
+    "kubectl apply -f deploy/kubernetes/namespace.yaml",
+    "kubectl exec deploy/macp-auth -- printenv",
+];
+
+#[test]
+fn kubectl_commands_in_the_docs_name_the_namespace_and_deployment_of_the_base() {
+    let deployment = deployment();
+    let namespace = deployment["metadata"]["namespace"].as_str().unwrap();
+    let name = deployment["metadata"]["name"].as_str().unwrap();
+    let scoped = format!("kubectl -n {namespace} ");
+    let mut checked = 0;
+    for doc in [
+        "README.md",
+        "docs/operations.md",
+        "docs/deployment.md",
+        "docs/migrating.md",
+    ] {
+        for (number, line) in read(&repo_path(doc)).lines().enumerate() {
+            for (at, _) in line.match_indices("kubectl ") {
+                let command = &line[at..];
+                if KUBECTL_WITHOUT_NAMESPACE
+                    .iter()
+                    .any(|exempt| command.starts_with(exempt))
+                {
+                    continue;
+                }
+                checked += 1;
+                let place = format!("{doc}:{}: {command}", number + 1);
+                assert!(command.starts_with(&scoped), "{place} lacks -n {namespace}");
+                for kind in ["deploy/", "deployment/"] {
+                    if let Some((_, rest)) = command.split_once(&format!(" {kind}")) {
+                        let named = rest
+                            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                            .next();
+                        assert_eq!(
+                            named,
+                            Some(name),
+                            "{place} names another Deployment than {name}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 10, "the docs hold kubectl commands: {checked}");
+}
