@@ -75,9 +75,11 @@ impl std::fmt::Debug for KmsClient {
 
 impl KmsClient {
     /// The process's client, built on first use from the SDK's standard
-    /// chain. Nothing is sent until a key is opened; the service builds no
-    /// client at all unless a ring member names `aws_kms`.
-    pub(crate) fn shared() -> Result<Arc<KmsClient>, BackendError> {
+    /// chain, whose loading (region and the like, perhaps from instance
+    /// metadata) may take at most `timeout`. Nothing is sent until a key is
+    /// opened; the service builds no client at all unless a ring member
+    /// names `aws_kms`.
+    pub(crate) fn shared(timeout: Duration) -> Result<Arc<KmsClient>, BackendError> {
         static SHARED: Mutex<Option<Arc<KmsClient>>> = Mutex::new(None);
         let mut shared = SHARED.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(client) = shared.as_ref() {
@@ -90,8 +92,15 @@ impl KmsClient {
             .build()
             .map_err(|err| BackendError::Failed(format!("cannot start the KMS runtime: {err}")))?;
         let loader = aws_config::defaults(BehaviorVersion::latest()).load();
-        let config = wait(runtime.handle(), loader, Duration::from_secs(60))
-            .ok_or_else(|| BackendError::Failed("the AWS configuration did not load".into()))?;
+        let Some(config) = wait(runtime.handle(), loader, timeout) else {
+            // Dropping a runtime where blocking is not allowed (an async
+            // worker, at startup) panics; this one is let go instead.
+            runtime.shutdown_background();
+            return Err(BackendError::Unreachable(format!(
+                "the AWS configuration (region, credentials providers) did not load within {} ms",
+                millis(timeout)
+            )));
+        };
         let client = Arc::new(KmsClient {
             has_region: config.region().is_some(),
             client: Client::new(&config),

@@ -211,7 +211,7 @@ pub(crate) fn open(
             .map(External::Pkcs11)
             .map_err(failed),
         #[cfg(feature = "aws-kms")]
-        Backend::AwsKms => KmsClient::shared()
+        Backend::AwsKms => KmsClient::shared(backends.timeout)
             .and_then(|client| KmsKey::open_blocking(client, reference, alg, backends.timeout))
             .map(External::AwsKms)
             .map_err(failed),

@@ -344,3 +344,34 @@ async fn an_alias_re_pointed_at_another_key_is_refused_at_reload_under_the_same_
     );
     service.stop().await;
 }
+
+#[test]
+fn an_aws_configuration_that_does_not_load_in_time_stops_startup_with_one_line() {
+    // Instance metadata that accepts connections and never answers: the
+    // region lookup waits on it, as on a host whose metadata endpoint is
+    // firewalled.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let member = json!({"kid": "kms-1", "alg": "ES256", "aws_kms": "alias/macp"});
+    let started = Instant::now();
+    let output = binary()
+        .env("MACP_AUTH_SIGNING_ALG", "ES256")
+        .env("MACP_AUTH_SIGNING_KEY_JSON", member.to_string())
+        .env("MACP_AUTH_SIGNING_TIMEOUT_MS", "300")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line, no panic: {stderr:?}");
+    let expected = "aws_kms key alias/macp: unreachable: the AWS configuration (region, credentials providers) did not load within 300 ms";
+    assert!(stderr.contains(expected), "{stderr:?} lacks {expected:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
