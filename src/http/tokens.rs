@@ -81,7 +81,10 @@ pub(crate) async fn mint(
         Err(error) => {
             let outcome = outcome_of(&error);
             span.record("macp.mint.outcome", outcome.as_str());
-            if matches!(outcome, Outcome::Failed | Outcome::Overloaded) {
+            if matches!(
+                outcome,
+                Outcome::Failed | Outcome::Overloaded | Outcome::BackendUnavailable
+            ) {
                 span.record("otel.status_code", "error");
             }
             let client = attempt.client.as_deref();

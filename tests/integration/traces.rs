@@ -371,3 +371,44 @@ fn check_config_shows_where_traces_go_without_credentials() {
     let off = binary().arg("check-config").output().unwrap();
     assert!(String::from_utf8_lossy(&off.stdout).contains("traces: off"));
 }
+
+/// A traced service signing with an ES256 key in `moto`'s KMS, with a short
+/// signing deadline.
+#[cfg(feature = "aws-kms")]
+async fn kms_traced_service(moto: &crate::support::moto::Moto, endpoint: &str) -> Spawned {
+    let key = moto.create_key("ECC_NIST_P256", None);
+    let mut env = traced_env(endpoint, 50);
+    env.extend(moto.env());
+    env.push((
+        "MACP_AUTH_SIGNING_KEY_JSON",
+        serde_json::json!({"kid": "kms-traced", "aws_kms": key.key_id}).to_string(),
+    ));
+    env.push(("MACP_AUTH_SIGNING_TIMEOUT_MS", "500".into()));
+    Spawned::start(&env).await
+}
+
+#[cfg(feature = "aws-kms")]
+#[tokio::test]
+async fn a_mint_refused_because_the_key_store_failed_is_an_error_span() {
+    let Some(moto) = crate::support::moto::Moto::start() else {
+        return;
+    };
+    let receiver = OtlpReceiver::start().await;
+    let service = kms_traced_service(&moto, &receiver.endpoint()).await;
+    moto.pause();
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    assert_eq!(mint(&service.base(), Some(&traceparent)).await.0, 503);
+    moto.resume();
+    let spans = receiver
+        .wait_for(Duration::from_secs(10), |spans| {
+            spans.iter().any(|span| span.name == "mint")
+        })
+        .await;
+    let mint_span = named(&spans, "mint");
+    assert_eq!(
+        mint_span.str("macp.mint.outcome"),
+        Some("backend_unavailable")
+    );
+    assert_eq!(mint_span.status_code, 2, "an error: {mint_span:?}");
+    service.stop().await;
+}
