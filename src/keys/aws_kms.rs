@@ -19,27 +19,37 @@
 //! and the next reload, which would find another key under the same kid,
 //! is refused (`keys::store`): a new key needs a new kid.
 //!
+//! In a trace, a signature's `sign` span (the signer's) gets the time spent
+//! waiting for the bound on calls in flight (`macp.signer.queue_wait_us`),
+//! the time of the call itself (`macp.signer.signature_us`) and a
+//! `signature` child around the call, as a signing thread gives them.
+//!
 //! Region, credentials and endpoint come from the SDK's standard chain
 //! (`AWS_REGION`, environment/profile/web identity/container/instance
 //! credentials, `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_KMS`). The SSO
 //! providers are left out of the build (they pull in `ring`).
 
+mod errors;
+
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyUsageType, MessageType, SigningAlgorithmSpec};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 
 use crate::keys::SigningAlg;
 use crate::keys::custody::{BackendError, PROBE, PublicKey, ecdsa_der_to_jose, sha256};
+use crate::telemetry::TRACE_TARGET;
+use errors::sdk_error;
 
 /// Calls to KMS in flight at once, across every KMS key of the process.
 pub(crate) const MAX_IN_FLIGHT: usize = 64;
@@ -112,21 +122,36 @@ impl KmsClient {
     }
 
     /// Runs one KMS call under the process-wide bound and `deadline`
-    /// (queueing for the bound included).
+    /// (queueing for the bound included). When `trace` (a `sign` span) is
+    /// recorded, it gets the wait for the bound and the call's time, and
+    /// the call runs in a `signature` child of it.
     async fn call<T, E>(
         &self,
         operation: &str,
         reference: &str,
         deadline: Duration,
         request: impl Future<Output = Result<T, SdkError<E>>>,
+        trace: &tracing::Span,
     ) -> Result<T, BackendError>
     where
         E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     {
         let millis = millis(deadline);
         let bounded = async {
+            let queued = Instant::now();
             let _permit = self.limiter.acquire().await;
-            request.await
+            if trace.is_disabled() {
+                return request.await;
+            }
+            let started = Instant::now();
+            let waited = started.duration_since(queued);
+            // As i64: the trace layer records u64 values as strings.
+            trace.record("macp.signer.queue_wait_us", waited.as_micros() as i64);
+            let signature = tracing::info_span!(target: TRACE_TARGET, parent: trace, "signature");
+            let output = request.instrument(signature).await;
+            let took = started.elapsed();
+            trace.record("macp.signer.signature_us", took.as_micros() as i64);
+            output
         };
         match tokio::time::timeout(deadline, bounded).await {
             Ok(Ok(output)) => Ok(output),
@@ -203,8 +228,9 @@ impl KmsKey {
             ));
         }
         let request = client.client.get_public_key().key_id(&reference).send();
+        let untraced = tracing::Span::none();
         let output = client
-            .call("GetPublicKey", &reference, timeout, request)
+            .call("GetPublicKey", &reference, timeout, request, &untraced)
             .await?;
         if output.key_usage() != Some(&KeyUsageType::SignVerify) {
             return Err(BackendError::WrongKey(format!(
@@ -234,7 +260,7 @@ impl KmsKey {
             public,
             timeout,
         };
-        let signature = inner.sign_digest(sha256(PROBE)).await?;
+        let signature = inner.sign_digest(sha256(PROBE), &untraced).await?;
         inner.public.check_probe(alg, &signature)?;
         Ok(KmsKey {
             inner: Arc::new(inner),
@@ -257,16 +283,24 @@ impl KmsKey {
     }
 
     /// Signs `message` (the JWS signing input) through KMS: PKCS#1 v1.5 for
-    /// RS256, `r || s` for ES256. The call runs on the KMS runtime; this
-    /// future only waits for it, at most the deadline.
-    pub(crate) async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+    /// RS256, `r || s` for ES256. The call runs on the KMS runtime, traced
+    /// under `trace` (the signer's `sign` span) with `trace`'s own
+    /// subscriber; this future only waits for it, at most the deadline.
+    pub(crate) async fn sign(
+        &self,
+        message: &[u8],
+        trace: &tracing::Span,
+    ) -> Result<Vec<u8>, BackendError> {
         let digest = sha256(message);
         let inner = self.inner.clone();
-        let task = self
-            .inner
-            .client
-            .runtime
-            .spawn(async move { inner.sign_digest(digest).await });
+        let trace = trace.clone();
+        let dispatch = tracing::Span::with_subscriber(&trace, |(_, dispatch)| dispatch.clone());
+        let signing = async move { inner.sign_digest(digest, &trace).await };
+        let runtime = &self.inner.client.runtime;
+        let task = match dispatch {
+            Some(dispatch) => runtime.spawn(WithSubscriber::with_subscriber(signing, dispatch)),
+            None => runtime.spawn(signing),
+        };
         match tokio::time::timeout(self.inner.timeout + REPORT_GRACE, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(BackendError::Failed("the KMS call was aborted".into())),
@@ -283,7 +317,7 @@ impl KmsKey {
         let limit = self.inner.timeout + REPORT_GRACE;
         wait(
             self.inner.client.runtime.handle(),
-            async move { inner.sign_digest(digest).await },
+            async move { inner.sign_digest(digest, &tracing::Span::none()).await },
             limit,
         )
         .unwrap_or(Err(BackendError::Timeout {
@@ -293,8 +327,13 @@ impl KmsKey {
 }
 
 impl Inner {
-    /// One `Sign` call with `MessageType: DIGEST`; the signature in JOSE form.
-    async fn sign_digest(&self, digest: [u8; 32]) -> Result<Vec<u8>, BackendError> {
+    /// One `Sign` call with `MessageType: DIGEST`, traced under `trace`
+    /// when it is recorded; the signature in JOSE form.
+    async fn sign_digest(
+        &self,
+        digest: [u8; 32],
+        trace: &tracing::Span,
+    ) -> Result<Vec<u8>, BackendError> {
         let request = self
             .client
             .client
@@ -306,7 +345,7 @@ impl Inner {
             .send();
         let output = self
             .client
-            .call("Sign", &self.reference, self.timeout, request)
+            .call("Sign", &self.reference, self.timeout, request, trace)
             .await?;
         let signature = output
             .signature()
@@ -377,91 +416,6 @@ pub(crate) fn check_reference(reference: &str) -> Result<(), BackendError> {
     if valid { Ok(()) } else { Err(bad()) }
 }
 
-/// Maps an SDK error to what it means to an operator, from error codes and
-/// fixed text only: AWS messages can name principals, and credential
-/// errors can come from parsing profile files.
-fn sdk_error<E>(operation: &str, reference: &str, millis: u64, err: &SdkError<E>) -> BackendError
-where
-    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-{
-    match err {
-        SdkError::TimeoutError(_) => BackendError::Timeout { millis },
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => {
-            BackendError::Timeout { millis }
-        }
-        SdkError::DispatchFailure(failure) if failure.is_io() => BackendError::Unreachable(
-            format!("{operation}: cannot connect to the KMS endpoint"),
-        ),
-        SdkError::DispatchFailure(_) => match credentials_error(err) {
-            Some(CredentialsError::CredentialsNotLoaded(_)) => BackendError::AccessDenied(
-                "no AWS credentials found (environment, profile, web identity, container or instance)"
-                    .into(),
-            ),
-            Some(CredentialsError::ProviderTimedOut(_)) => {
-                BackendError::Unreachable("the AWS credentials provider timed out".into())
-            }
-            Some(_) => BackendError::AccessDenied("the AWS credentials provider failed".into()),
-            None => BackendError::Unreachable(format!("{operation}: the request could not be sent")),
-        },
-        SdkError::ServiceError(service) => {
-            service_error(operation, reference, service.err().code().unwrap_or("Unknown"))
-        }
-        SdkError::ResponseError(_) => BackendError::Unreachable(format!(
-            "{operation}: the endpoint's response is not a KMS response"
-        )),
-        _ => BackendError::Failed(format!("{operation}: the request could not be built")),
-    }
-}
-
-fn service_error(operation: &str, reference: &str, code: &str) -> BackendError {
-    let code: String = code
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(64)
-        .collect();
-    match code.as_str() {
-        "NotFoundException" => BackendError::NotFound(format!("no KMS key matches {reference}")),
-        "AccessDeniedException" => BackendError::AccessDenied(format!(
-            "{operation} on {reference} is not allowed (the key policy or IAM policy must allow kms:Sign and kms:GetPublicKey)"
-        )),
-        "UnrecognizedClientException"
-        | "InvalidClientTokenId"
-        | "InvalidSignatureException"
-        | "SignatureDoesNotMatch"
-        | "IncompleteSignature"
-        | "MissingAuthenticationToken"
-        | "ExpiredTokenException" => {
-            BackendError::AccessDenied(format!("AWS rejected the credentials ({code})"))
-        }
-        "DisabledException" => BackendError::Failed(format!("the KMS key is disabled ({code})")),
-        "KMSInvalidStateException" => BackendError::Failed(format!(
-            "the KMS key cannot be used in its current state, e.g. pending deletion ({code})"
-        )),
-        "InvalidKeyUsageException" => {
-            BackendError::WrongKey(format!("the KMS key cannot sign this way ({code})"))
-        }
-        "KeyUnavailableException"
-        | "DependencyTimeoutException"
-        | "KMSInternalException"
-        | "ThrottlingException"
-        | "ServiceUnavailable"
-        | "InternalFailure" => BackendError::Unreachable(format!("KMS answered {code}")),
-        _ => BackendError::Failed(format!("{operation} failed ({code})")),
-    }
-}
-
-/// The credentials error somewhere in `err`'s source chain, if any.
-fn credentials_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a CredentialsError> {
-    let mut current = Some(err);
-    while let Some(error) = current {
-        if let Some(found) = error.downcast_ref::<CredentialsError>() {
-            return Some(found);
-        }
-        current = error.source();
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,58 +452,5 @@ mod tests {
                 "{reference}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn kms_error_codes_read_as_what_the_operator_must_fix() {
-        let cases = [
-            (
-                "NotFoundException",
-                "object not found: no KMS key matches alias/k",
-            ),
-            (
-                "AccessDeniedException",
-                "access denied: Sign on alias/k is not allowed (the key policy or IAM policy must allow kms:Sign and kms:GetPublicKey)",
-            ),
-            (
-                "UnrecognizedClientException",
-                "access denied: AWS rejected the credentials (UnrecognizedClientException)",
-            ),
-            (
-                "KMSInternalException",
-                "unreachable: KMS answered KMSInternalException",
-            ),
-            (
-                "DisabledException",
-                "the KMS key is disabled (DisabledException)",
-            ),
-            ("Weird<script>", "Sign failed (Weirdscript)"),
-        ];
-        for (code, message) in cases {
-            assert_eq!(service_error("Sign", "alias/k", code).to_string(), message);
-        }
-    }
-
-    #[test]
-    fn missing_credentials_are_found_in_the_error_chain() {
-        #[derive(Debug)]
-        struct Wrapper(Box<dyn StdError + Send + Sync>);
-        impl std::fmt::Display for Wrapper {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("dispatch failure")
-            }
-        }
-        impl StdError for Wrapper {
-            fn source(&self) -> Option<&(dyn StdError + 'static)> {
-                Some(self.0.as_ref())
-            }
-        }
-        let err = CredentialsError::not_loaded("no providers in chain provided credentials");
-        let wrapped = Wrapper(Box::new(Wrapper(Box::new(err))));
-        assert!(matches!(
-            credentials_error(&wrapped),
-            Some(CredentialsError::CredentialsNotLoaded(_))
-        ));
-        assert!(credentials_error(&Wrapper("plain".into())).is_none());
     }
 }

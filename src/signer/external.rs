@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 #[cfg(feature = "aws-kms")]
-use std::time::Instant;
-#[cfg(feature = "aws-kms")]
 use tracing::Instrument;
 
 use super::{SignerError, UNREADY_AFTER_FAILURES};
@@ -54,12 +52,12 @@ impl Route {
     ) -> Result<(String, Vec<u8>), SignerError> {
         #[cfg(feature = "aws-kms")]
         if let Some(kms) = key.kms() {
-            let started = Instant::now();
-            let signed = kms.sign(message.as_bytes()).instrument(span.clone()).await;
-            span.record(
-                "macp.signer.signature_us",
-                started.elapsed().as_micros() as i64,
-            );
+            // The KMS client records the wait for its bound on calls in
+            // flight, the call's time and its `signature` span.
+            let signed = kms
+                .sign(message.as_bytes(), &span)
+                .instrument(span.clone())
+                .await;
             return match signed {
                 Ok(signature) => Ok((message, signature)),
                 Err(error) => Err(SignerError::Backend { backend, error }),

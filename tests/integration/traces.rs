@@ -412,3 +412,34 @@ async fn a_mint_refused_because_the_key_store_failed_is_an_error_span() {
     assert_eq!(mint_span.status_code, 2, "an error: {mint_span:?}");
     service.stop().await;
 }
+
+#[cfg(feature = "aws-kms")]
+#[tokio::test]
+async fn a_kms_signature_is_traced_with_its_queue_wait_and_a_signature_span() {
+    let Some(moto) = crate::support::moto::Moto::start() else {
+        return;
+    };
+    let receiver = OtlpReceiver::start().await;
+    let service = kms_traced_service(&moto, &receiver.endpoint()).await;
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    assert_eq!(mint(&service.base(), Some(&traceparent)).await.0, 200);
+    let spans = receiver
+        .wait_for(Duration::from_secs(10), has_mint_trace)
+        .await;
+    let sign = named(&spans, "sign");
+    assert_eq!(sign.parent_span_id, named(&spans, "mint").span_id);
+    let waited = sign.int("macp.signer.queue_wait_us").expect("queue wait");
+    let signing = sign.int("macp.signer.signature_us").expect("signing time");
+    assert!(waited >= 0 && signing > 0, "{sign:?}");
+    let signature = named(&spans, "signature");
+    assert_eq!(signature.trace_id, TRACE_ID);
+    assert_eq!(signature.parent_span_id, sign.span_id);
+    assert!(signature.duration() <= sign.duration());
+    let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|name| **name == "signature").count(),
+        1,
+        "no span for the calls made at load: {names:?}"
+    );
+    service.stop().await;
+}
