@@ -4,6 +4,10 @@
 //! what the edit means for the schedule: `add` warns when the new key would
 //! sign before verifiers can have fetched it, `prune` says when the next key
 //! retires.
+//!
+//! A ring's algorithm is its keys' own (`alg`, or `kty`); a member naming a
+//! store may carry neither, so `MACP_AUTH_SIGNING_ALG`, when set, decides
+//! for such a ring, and every key added must fit it, as serving requires.
 
 use std::io::Read;
 use std::path::Path;
@@ -35,25 +39,33 @@ pub struct Added {
 /// JWK, or a member naming a key in an external store (`pkcs11`,
 /// `aws_kms`), which is opened through `backends` first, so a reference that
 /// does not reach its store is never written. Refuses a key of another
-/// algorithm than the ring's, a kid, key material or reference already in the
-/// ring, and a result that would not load. Judges the new key's activation
-/// against `now` and the pre-publication window `prepublish` (seconds).
+/// algorithm than the ring's or than `configured` (`MACP_AUTH_SIGNING_ALG`,
+/// when set, which also gives the algorithm of a member that names none), a
+/// kid, key material or reference already in the ring, and a result that
+/// would not load. Judges the new key's activation against `now` and the
+/// pre-publication window `prepublish` (seconds).
 pub fn keys_add(
     path: &Path,
     new_key: &str,
     now: u64,
     prepublish: u64,
     backends: &Backends,
+    configured: Option<SigningAlg>,
 ) -> Result<Added, CommandError> {
     let new_key = parse_jwk_object(new_key.trim())?;
     let mut keys = match read_if_exists(path)? {
         Some(text) => ring_document(&text)?,
         None => Vec::new(),
     };
-    let new_public = new_public_jwk(&new_key, &keys, backends)?;
+    let new_public = new_public_jwk(&new_key, &keys, backends, configured)?;
+    let new = new_public["alg"].as_str().unwrap_or_default();
+    if let Some(configured) = configured.filter(|alg| alg.as_str() != new) {
+        return Err(CommandError::Usage(format!(
+            "this key is {new}, but MACP_AUTH_SIGNING_ALG is {configured}: the service would refuse the ring; generate the key with `keygen --alg {configured}`"
+        )));
+    }
     if !keys.is_empty() {
-        let ring = ring_alg(&keys)?;
-        let new = new_public["alg"].as_str().unwrap_or_default();
+        let ring = ring_alg(&keys, configured)?;
         if ring.as_str() != new {
             return Err(CommandError::Usage(format!(
                 "this key is {new}, but the ring holds {ring} keys: a ring holds keys of one algorithm, the one MACP_AUTH_SIGNING_ALG names; generate the key with `keygen --alg {ring}` (changing the algorithm needs a new ring and a restart, see the runbook)"
@@ -69,7 +81,7 @@ pub fn keys_add(
         ));
     }
     keys.push(new_key);
-    let ring = write_ring(path, keys, backends)?;
+    let ring = write_ring(path, keys, backends, configured)?;
     let added = ring.keys().last().expect("the new key is in the ring");
     let warning = match added.activate_at {
         Some(at) if rotating => activation_warning(added.key.kid(), at, now, prepublish),
@@ -87,6 +99,7 @@ fn new_public_jwk(
     new_key: &Map<String, Value>,
     keys: &[Map<String, Value>],
     backends: &Backends,
+    configured: Option<SigningAlg>,
 ) -> Result<Map<String, Value>, CommandError> {
     let Some((backend, reference)) = named_backend(new_key)? else {
         let text = Value::Object(new_key.clone()).to_string();
@@ -102,7 +115,8 @@ fn new_public_jwk(
             describe_reference(backend, reference)
         )));
     }
-    let alg = ring_alg(std::slice::from_ref(new_key)).or_else(|_| ring_alg(keys))?;
+    let alg =
+        ring_alg(std::slice::from_ref(new_key), None).or_else(|_| ring_alg(keys, configured))?;
     let key = SigningKey::from_member(alg, new_key, KeySource::File, backends)?;
     Ok(key.public_jwk().clone())
 }
@@ -173,10 +187,11 @@ pub fn keys_prune(
     now: u64,
     max_ttl: u64,
     backends: &Backends,
+    configured: Option<SigningAlg>,
 ) -> Result<Pruned, CommandError> {
     let text = std::fs::read_to_string(path).map_err(|err| io_error(path, &err))?;
     let keys = ring_document(&text)?;
-    let alg = ring_alg(&keys)?;
+    let alg = ring_alg(&keys, configured)?;
     let ring = KeyRing::parse_with(alg, &text, KeySource::File, Some(backends))?;
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
@@ -195,7 +210,7 @@ pub fn keys_prune(
         kept.push(jwk);
     }
     if !dropped.is_empty() {
-        write_ring(path, kept, backends)?;
+        write_ring(path, kept, backends, configured)?;
     }
     Ok(Pruned {
         dropped,
@@ -204,10 +219,14 @@ pub fn keys_prune(
 }
 
 /// The algorithm of a ring's keys: the first key's `alg`, or its `kty` (a
-/// key naming an external store has no `kty`; the next key's counts then).
-fn ring_alg(keys: &[Map<String, Value>]) -> Result<SigningAlg, CommandError> {
+/// key naming an external store has no `kty`; the next key's counts then),
+/// or else `configured` (`MACP_AUTH_SIGNING_ALG`, when set).
+fn ring_alg(
+    keys: &[Map<String, Value>],
+    configured: Option<SigningAlg>,
+) -> Result<SigningAlg, CommandError> {
     if keys.is_empty() {
-        return Err(RingError::Empty.into());
+        return configured.ok_or_else(|| RingError::Empty.into());
     }
     let alg_of = |key: &Map<String, Value>| {
         let from_alg = key
@@ -221,9 +240,9 @@ fn ring_alg(keys: &[Map<String, Value>]) -> Result<SigningAlg, CommandError> {
         };
         from_alg.or(from_kty)
     };
-    keys.iter().find_map(alg_of).ok_or_else(|| {
+    keys.iter().find_map(alg_of).or(configured).ok_or_else(|| {
         CommandError::Usage(
-            "the ring's keys name no usable alg or kty: check the file is a ring of RS256 or ES256 keys, and give a key in an HSM or KMS its \"alg\"".into(),
+            "the ring's keys name no usable alg or kty: check the file is a ring of RS256 or ES256 keys, and give a key in an HSM or KMS its \"alg\" (or set MACP_AUTH_SIGNING_ALG)".into(),
         )
     })
 }
@@ -234,8 +253,9 @@ fn write_ring(
     path: &Path,
     keys: Vec<Map<String, Value>>,
     backends: &Backends,
+    configured: Option<SigningAlg>,
 ) -> Result<KeyRing, CommandError> {
-    let alg = ring_alg(&keys)?;
+    let alg = ring_alg(&keys, configured)?;
     let document = serde_json::json!({ "keys": keys });
     let text = serde_json::to_string_pretty(&document).expect("JSON values serialise");
     let ring = KeyRing::parse_with(alg, &text, KeySource::File, Some(backends))?;
@@ -264,6 +284,24 @@ fn prepublish_from_env() -> Result<u64, crate::config::ConfigError> {
     Ok(config.keys.prepublish_seconds)
 }
 
+/// `MACP_AUTH_SIGNING_ALG` when it is set (only that variable, with
+/// serving's rule).
+fn signing_alg_from_env() -> Result<Option<SigningAlg>, ExitCode> {
+    let name = crate::config::vars::SIGNING_ALG;
+    if std::env::var_os(name).is_none() {
+        return Ok(None);
+    }
+    Config::from_lookup(|wanted| {
+        if wanted == name {
+            std::env::var_os(name)
+        } else {
+            None
+        }
+    })
+    .map(|config| Some(config.keys.alg))
+    .map_err(|err| fail(format_args!("invalid configuration: {err}")))
+}
+
 /// How keys in external stores are reached, from `MACP_AUTH_PKCS11_*` and
 /// `MACP_AUTH_SIGNING_TIMEOUT_MS` alone (the commands need no other setting).
 fn backends_from_env() -> Result<Backends, ExitCode> {
@@ -286,11 +324,12 @@ pub fn run(command: KeysCommand) -> ExitCode {
                 Ok(prepublish) => prepublish,
                 Err(err) => return fail(format_args!("invalid configuration: {err}")),
             };
-            let backends = match backends_from_env() {
-                Ok(backends) => backends,
-                Err(code) => return code,
+            let (backends, configured) = match (backends_from_env(), signing_alg_from_env()) {
+                (Ok(backends), Ok(configured)) => (backends, configured),
+                (Err(code), _) | (_, Err(code)) => return code,
             };
-            match keys_add(&ring, &new_key, SystemClock.now(), prepublish, &backends) {
+            let now = SystemClock.now();
+            match keys_add(&ring, &new_key, now, prepublish, &backends, configured) {
                 Ok(added) => {
                     let noun = if added.kids.len() == 1 { "key" } else { "keys" };
                     println!(
@@ -322,11 +361,11 @@ fn run_prune(ring: &Path, max_ttl_seconds: Option<u64>) -> ExitCode {
             Err(err) => return fail(format_args!("invalid configuration: {err}")),
         },
     };
-    let backends = match backends_from_env() {
-        Ok(backends) => backends,
-        Err(code) => return code,
+    let (backends, configured) = match (backends_from_env(), signing_alg_from_env()) {
+        (Ok(backends), Ok(configured)) => (backends, configured),
+        (Err(code), _) | (_, Err(code)) => return code,
     };
-    match keys_prune(ring, SystemClock.now(), max_ttl, &backends) {
+    match keys_prune(ring, SystemClock.now(), max_ttl, &backends, configured) {
         Ok(pruned) => {
             let done = if pruned.dropped.is_empty() {
                 "no retired keys".to_owned()

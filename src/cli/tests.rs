@@ -57,7 +57,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// `keys add` at instant 0 with the default pre-publication window.
 fn add(path: &Path, jwk: &str) -> Result<Vec<String>, CommandError> {
-    keys_add(path, jwk, 0, 600, &Backends::default()).map(|added| added.kids)
+    keys_add(path, jwk, 0, 600, &Backends::default(), None).map(|added| added.kids)
 }
 
 /// A ring file with key "old" (always active) and "new" activating at `at`.
@@ -205,14 +205,14 @@ fn keys_prune_drops_only_retired_keys() {
     let dir = temp_dir("prune");
     let path = dir.join("ring.json");
     old_and_new_ring(&path, "1000");
-    let early = keys_prune(&path, 1000 + 3600 + 59, 3600, &Backends::default()).unwrap();
+    let early = keys_prune(&path, 1000 + 3600 + 59, 3600, &Backends::default(), None).unwrap();
     assert!(early.dropped.is_empty(), "still published");
     assert_eq!(
         early.next_retirement,
         Some(("old".to_owned(), 1000 + 3600 + 60)),
         "says when to prune again"
     );
-    let pruned = keys_prune(&path, 1000 + 3600 + 60, 3600, &Backends::default()).unwrap();
+    let pruned = keys_prune(&path, 1000 + 3600 + 60, 3600, &Backends::default(), None).unwrap();
     assert_eq!(pruned.dropped, ["old"]);
     assert_eq!(pruned.next_retirement, None, "the last key never retires");
     let keys = ring_document(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -511,13 +511,13 @@ fn keys_add_warns_when_a_key_would_sign_before_verifiers_can_have_fetched_it() {
     let dir = temp_dir("add-warning");
     let path = dir.join("ring.json");
     let first = keygen(SigningAlg::Es256, Some("k1"), 0, Some("5")).unwrap();
-    let added = keys_add(&path, &first, 10_000, 600, &Backends::default()).unwrap();
+    let added = keys_add(&path, &first, 10_000, 600, &Backends::default(), None).unwrap();
     assert_eq!(
         added.warning, None,
         "a first key has nothing to be published before"
     );
     let next = keygen(SigningAlg::Es256, Some("k2"), 0, Some("10300")).unwrap();
-    let added = keys_add(&path, &next, 10_000, 600, &Backends::default()).unwrap();
+    let added = keys_add(&path, &next, 10_000, 600, &Backends::default(), None).unwrap();
     assert!(
         added
             .warning
@@ -649,5 +649,40 @@ fn clients_add_replaces_the_list_atomically_and_refuses_a_duplicate_name() {
         .filter(|name| name.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn keys_add_takes_the_configured_algorithm_for_a_member_naming_none_and_holds_keys_to_it() {
+    let dir = temp_dir("configured-alg");
+    let path = dir.join("ring.json");
+    let reference = r#"{"kid": "hsm-1", "pkcs11": "pkcs11:object=k"}"#;
+    let backends = Backends::default();
+    let err = keys_add(&path, reference, 0, 600, &backends, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the ring holds no keys",
+        "no algorithm at all"
+    );
+    // With MACP_AUTH_SIGNING_ALG the member is opened for it (and fails
+    // here only for want of a PKCS#11 module, or of the feature).
+    let configured = Some(SigningAlg::Es256);
+    let err = keys_add(&path, reference, 0, 600, &backends, configured).unwrap_err();
+    let expected = if cfg!(feature = "pkcs11") {
+        "no module"
+    } else {
+        "no pkcs11 support"
+    };
+    assert!(err.to_string().contains(expected), "{err}");
+    let ec = keygen(SigningAlg::Es256, Some("k1"), 0, None).unwrap();
+    let err = keys_add(&path, &ec, 0, 600, &backends, Some(SigningAlg::Rs256)).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("this key is ES256, but MACP_AUTH_SIGNING_ALG is RS256"),
+        "{err}"
+    );
+    assert!(!path.exists(), "nothing written");
+    let added = keys_add(&path, &ec, 0, 600, &backends, configured).unwrap();
+    assert_eq!(added.kids, ["k1"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

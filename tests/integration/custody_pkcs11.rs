@@ -415,3 +415,56 @@ fn a_reference_holding_line_breaks_stays_on_the_one_startup_line() {
         assert!(stderr.contains(expected), "{stderr:?} lacks {expected:?}");
     }
 }
+
+#[test]
+fn keys_add_takes_the_algorithm_of_a_reference_without_one_from_the_configuration() {
+    let Some(hsm) = SoftHsm::create("add-alg") else {
+        return;
+    };
+    hsm.generate(KeyKind::EcP256, "first", "04");
+    let ring = hsm.dir().join("alg-ring.json");
+    let ring_arg = ring.display().to_string();
+    let reference = json!({"kid": "hsm-first", "pkcs11": hsm.uri("first")}).to_string();
+    let keys_add = |alg: &str| {
+        let mut command = binary();
+        command
+            .envs(service_env(&hsm, alg, &json!({})))
+            .env_remove("MACP_AUTH_SIGNING_KEY_JSON")
+            .args(["keys", "add", "--ring", &ring_arg]);
+        run_with_stdin(command, &reference)
+    };
+    let refused = keys_add("RS256");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("the key is EC P-256, but RS256 needs an RSA key"),
+        "{stderr}"
+    );
+    assert!(!ring.exists(), "nothing written");
+
+    let added = keys_add("ES256");
+    let stdout = String::from_utf8_lossy(&added.stdout);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(stdout.contains("1 key: hsm-first"), "{stdout}");
+    let report = binary()
+        .envs(service_env(&hsm, "ES256", &json!({})))
+        .env_remove("MACP_AUTH_SIGNING_KEY_JSON")
+        .env("MACP_AUTH_SIGNING_KEY_FILE", &ring_arg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert!(
+        stdout.contains("key hsm-first: signing, pkcs11 token=\"macp-add-alg\" object=\"first\""),
+        "{stdout}"
+    );
+}
