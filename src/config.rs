@@ -333,151 +333,153 @@ mod tests {
         );
     }
 
+    /// Each invalid value, as (variable, value, the start of its message).
+    const INVALID_VALUES: &[(&str, &str, &str)] = &[
+        ("PORT", "abc", "PORT must be an integer from 1 to 65535"),
+        ("PORT", "0", "PORT must be an integer from 1 to 65535"),
+        ("PORT", "65536", "PORT must be an integer from 1 to 65535"),
+        ("PORT", "-1", "PORT must be an integer from 1 to 65535"),
+        ("PORT", "80.5", "PORT must be an integer from 1 to 65535"),
+        ("PORT", "", "PORT must be an integer from 1 to 65535"),
+        ("HOST", "localhost", "HOST must be an IP address"),
+        ("HOST", "300.1.1.1", "HOST must be an IP address"),
+        ("HOST", "", "HOST must be an IP address"),
+        (
+            "MACP_AUTH_ISSUER",
+            "",
+            "MACP_AUTH_ISSUER must be a non-empty string",
+        ),
+        (
+            "MACP_AUTH_ISSUER",
+            "   ",
+            "MACP_AUTH_ISSUER must be a non-empty string",
+        ),
+        (
+            "MACP_AUTH_AUDIENCE",
+            "",
+            "MACP_AUTH_AUDIENCE must be a non-empty string",
+        ),
+        (
+            "MACP_AUTH_ISSUER",
+            "issuer\nINFO forged line",
+            "MACP_AUTH_ISSUER must not contain control characters, line or paragraph separators, or bidirectional formatting characters",
+        ),
+        (
+            "MACP_AUTH_AUDIENCE",
+            "macp-\u{202E}emitnur",
+            "MACP_AUTH_AUDIENCE must not contain control characters",
+        ),
+        (
+            "MACP_AUTH_MAX_TTL_SECONDS",
+            "0",
+            "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_MAX_TTL_SECONDS",
+            "-5",
+            "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_MAX_TTL_SECONDS",
+            "1.5",
+            "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_MAX_TTL_SECONDS",
+            "ten",
+            "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_MAX_TTL_SECONDS",
+            "4294967296",
+            "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_DEFAULT_TTL_SECONDS",
+            "0",
+            "MACP_AUTH_DEFAULT_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_DEFAULT_TTL_SECONDS",
+            "",
+            "MACP_AUTH_DEFAULT_TTL_SECONDS must be a positive integer",
+        ),
+        (
+            "MACP_AUTH_SIGNING_ALG",
+            "HS256",
+            "MACP_AUTH_SIGNING_ALG must be RS256 or ES256",
+        ),
+        (
+            "MACP_AUTH_SIGNING_ALG",
+            "rs256",
+            "MACP_AUTH_SIGNING_ALG must be RS256 or ES256, in capitals (got \"rs256\")",
+        ),
+        (
+            "MACP_AUTH_SIGNING_ALG",
+            "",
+            "MACP_AUTH_SIGNING_ALG must be RS256 or ES256",
+        ),
+        (
+            "MACP_AUTH_SIGNING_KEY_JSON",
+            "",
+            "MACP_AUTH_SIGNING_KEY_JSON is set but empty",
+        ),
+        (
+            "MACP_AUTH_SIGNING_KEY_JSON",
+            "  \n",
+            "MACP_AUTH_SIGNING_KEY_JSON is set but empty",
+        ),
+        ("RUST_LOG", "info,[=", "RUST_LOG must be a tracing filter"),
+        (
+            "MACP_AUTH_ALLOW_UNAUTHENTICATED",
+            "yes",
+            "MACP_AUTH_ALLOW_UNAUTHENTICATED must be true or false (got \"yes\")",
+        ),
+        (
+            "MACP_AUTH_ALLOW_UNAUTHENTICATED",
+            "",
+            "MACP_AUTH_ALLOW_UNAUTHENTICATED must be true or false",
+        ),
+        (
+            "MACP_AUTH_SIGNING_KEY_FILE",
+            "",
+            "MACP_AUTH_SIGNING_KEY_FILE is set but empty",
+        ),
+        (
+            "MACP_AUTH_KEY_PREPUBLISH_SECONDS",
+            "-1",
+            "MACP_AUTH_KEY_PREPUBLISH_SECONDS must be a whole number of seconds",
+        ),
+        (
+            "MACP_AUTH_KEY_POLL_SECONDS",
+            "often",
+            "MACP_AUTH_KEY_POLL_SECONDS must be a whole number of seconds",
+        ),
+        (
+            "MACP_AUTH_JWKS_MAX_AGE_SECONDS",
+            "86401",
+            "MACP_AUTH_JWKS_MAX_AGE_SECONDS must be a whole number of seconds from 0 to 86400",
+        ),
+        (
+            "MACP_AUTH_PUBLIC_URL",
+            "auth.example.com",
+            "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
+        ),
+        (
+            "MACP_AUTH_PUBLIC_URL",
+            "ftp://auth.example.com",
+            "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
+        ),
+        (
+            "MACP_AUTH_PUBLIC_URL",
+            "https://auth.example.com/?x=1",
+            "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
+        ),
+    ];
+
     #[test]
     fn every_invalid_value_is_refused_with_a_message_naming_its_variable() {
-        let cases: &[(&str, &str, &str)] = &[
-            ("PORT", "abc", "PORT must be an integer from 1 to 65535"),
-            ("PORT", "0", "PORT must be an integer from 1 to 65535"),
-            ("PORT", "65536", "PORT must be an integer from 1 to 65535"),
-            ("PORT", "-1", "PORT must be an integer from 1 to 65535"),
-            ("PORT", "80.5", "PORT must be an integer from 1 to 65535"),
-            ("PORT", "", "PORT must be an integer from 1 to 65535"),
-            ("HOST", "localhost", "HOST must be an IP address"),
-            ("HOST", "300.1.1.1", "HOST must be an IP address"),
-            ("HOST", "", "HOST must be an IP address"),
-            (
-                "MACP_AUTH_ISSUER",
-                "",
-                "MACP_AUTH_ISSUER must be a non-empty string",
-            ),
-            (
-                "MACP_AUTH_ISSUER",
-                "   ",
-                "MACP_AUTH_ISSUER must be a non-empty string",
-            ),
-            (
-                "MACP_AUTH_AUDIENCE",
-                "",
-                "MACP_AUTH_AUDIENCE must be a non-empty string",
-            ),
-            (
-                "MACP_AUTH_ISSUER",
-                "issuer\nINFO forged line",
-                "MACP_AUTH_ISSUER must not contain control characters, line or paragraph separators, or bidirectional formatting characters",
-            ),
-            (
-                "MACP_AUTH_AUDIENCE",
-                "macp-\u{202E}emitnur",
-                "MACP_AUTH_AUDIENCE must not contain control characters",
-            ),
-            (
-                "MACP_AUTH_MAX_TTL_SECONDS",
-                "0",
-                "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
-            ),
-            (
-                "MACP_AUTH_MAX_TTL_SECONDS",
-                "-5",
-                "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
-            ),
-            (
-                "MACP_AUTH_MAX_TTL_SECONDS",
-                "1.5",
-                "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
-            ),
-            (
-                "MACP_AUTH_MAX_TTL_SECONDS",
-                "ten",
-                "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
-            ),
-            (
-                "MACP_AUTH_MAX_TTL_SECONDS",
-                "4294967296",
-                "MACP_AUTH_MAX_TTL_SECONDS must be a positive integer",
-            ),
-            (
-                "MACP_AUTH_DEFAULT_TTL_SECONDS",
-                "0",
-                "MACP_AUTH_DEFAULT_TTL_SECONDS must be a positive integer",
-            ),
-            (
-                "MACP_AUTH_DEFAULT_TTL_SECONDS",
-                "",
-                "MACP_AUTH_DEFAULT_TTL_SECONDS must be a positive integer",
-            ),
-            (
-                "MACP_AUTH_SIGNING_ALG",
-                "HS256",
-                "MACP_AUTH_SIGNING_ALG must be RS256 or ES256",
-            ),
-            (
-                "MACP_AUTH_SIGNING_ALG",
-                "rs256",
-                "MACP_AUTH_SIGNING_ALG must be RS256 or ES256, in capitals (got \"rs256\")",
-            ),
-            (
-                "MACP_AUTH_SIGNING_ALG",
-                "",
-                "MACP_AUTH_SIGNING_ALG must be RS256 or ES256",
-            ),
-            (
-                "MACP_AUTH_SIGNING_KEY_JSON",
-                "",
-                "MACP_AUTH_SIGNING_KEY_JSON is set but empty",
-            ),
-            (
-                "MACP_AUTH_SIGNING_KEY_JSON",
-                "  \n",
-                "MACP_AUTH_SIGNING_KEY_JSON is set but empty",
-            ),
-            ("RUST_LOG", "info,[=", "RUST_LOG must be a tracing filter"),
-            (
-                "MACP_AUTH_ALLOW_UNAUTHENTICATED",
-                "yes",
-                "MACP_AUTH_ALLOW_UNAUTHENTICATED must be true or false (got \"yes\")",
-            ),
-            (
-                "MACP_AUTH_ALLOW_UNAUTHENTICATED",
-                "",
-                "MACP_AUTH_ALLOW_UNAUTHENTICATED must be true or false",
-            ),
-            (
-                "MACP_AUTH_SIGNING_KEY_FILE",
-                "",
-                "MACP_AUTH_SIGNING_KEY_FILE is set but empty",
-            ),
-            (
-                "MACP_AUTH_KEY_PREPUBLISH_SECONDS",
-                "-1",
-                "MACP_AUTH_KEY_PREPUBLISH_SECONDS must be a whole number of seconds",
-            ),
-            (
-                "MACP_AUTH_KEY_POLL_SECONDS",
-                "often",
-                "MACP_AUTH_KEY_POLL_SECONDS must be a whole number of seconds",
-            ),
-            (
-                "MACP_AUTH_JWKS_MAX_AGE_SECONDS",
-                "86401",
-                "MACP_AUTH_JWKS_MAX_AGE_SECONDS must be a whole number of seconds from 0 to 86400",
-            ),
-            (
-                "MACP_AUTH_PUBLIC_URL",
-                "auth.example.com",
-                "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
-            ),
-            (
-                "MACP_AUTH_PUBLIC_URL",
-                "ftp://auth.example.com",
-                "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
-            ),
-            (
-                "MACP_AUTH_PUBLIC_URL",
-                "https://auth.example.com/?x=1",
-                "MACP_AUTH_PUBLIC_URL must be an http:// or https:// URL",
-            ),
-        ];
-        for (variable, value, expected) in cases {
+        for (variable, value, expected) in INVALID_VALUES {
             let err = load(&[(variable, value)]).expect_err(&format!("{variable}={value:?}"));
             assert_eq!(&err.variable, variable, "{variable}={value:?}");
             let message = err.to_string();
