@@ -22,29 +22,29 @@ use crate::keys::SigningAlg;
 use crate::keys::ring::{KeyRing, KeyStatus};
 use crate::reload::Source;
 
-pub use findings::{Finding, FindingKind, Severity};
+pub(crate) use findings::{Finding, FindingKind, Severity};
 
 /// One key of the ring as the fingerprint shows it.
 #[derive(Clone, Debug)]
-pub struct KeyLine {
+pub(crate) struct KeyLine {
     /// The key's kid.
-    pub kid: String,
+    pub(crate) kid: String,
     /// What it does now.
-    pub status: KeyStatus,
+    pub(crate) status: KeyStatus,
     /// When it starts (or started) signing, if scheduled.
-    pub activate_at: Option<u64>,
+    pub(crate) activate_at: Option<u64>,
     /// When it leaves (or left) the JWKS, if superseded.
-    pub retire_at: Option<u64>,
+    pub(crate) retire_at: Option<u64>,
     /// Where its private key lives: `in-process`, or the external store
     /// and the key's reference (never a PIN).
-    pub custody: String,
+    pub(crate) custody: String,
     /// Whether an external store holds it.
-    pub external: bool,
+    pub(crate) external: bool,
 }
 
 /// Who may mint, as the fingerprint shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClientsLine {
+pub(crate) enum ClientsLine {
     /// No client list: minting is unauthenticated.
     Off,
     /// A client list from the named variable, with the clients' names.
@@ -58,7 +58,7 @@ pub enum ClientsLine {
 
 /// Everything the startup lines and `check-config` report.
 #[derive(Clone, Debug)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     listen: SocketAddr,
     port: u16,
     base_url: String,
@@ -76,13 +76,13 @@ pub struct Fingerprint {
     /// Where traces go, when tracing is on.
     traces: Option<String>,
     /// What serving warns about, in the order it logs them.
-    pub findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
 }
 
 impl Fingerprint {
     /// The fingerprint of `config` serving `ring` (from `source`) with the
     /// client names `clients` at `now`.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         ring: &KeyRing,
         source: &Source,
@@ -135,7 +135,7 @@ impl Fingerprint {
 
     /// The same fingerprint with the metrics listener's bound address (port
     /// 0 in the configuration becomes the port the OS picked).
-    pub fn with_metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
+    pub(crate) fn with_metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
         if addr.is_some() {
             self.metrics = addr;
         }
@@ -143,7 +143,7 @@ impl Fingerprint {
     }
 
     /// The same fingerprint with one more warning, when there is one.
-    pub fn with_warning(mut self, warning: Option<String>) -> Self {
+    pub(crate) fn with_warning(mut self, warning: Option<String>) -> Self {
         if let Some(message) = warning {
             self.findings.push(Finding {
                 kind: FindingKind::Other,
@@ -155,7 +155,7 @@ impl Fingerprint {
     }
 
     /// The clients line of a client store's source and current list.
-    pub fn clients_line(source: &Source, names: Vec<String>) -> ClientsLine {
+    pub(crate) fn clients_line(source: &Source, names: Vec<String>) -> ClientsLine {
         match source {
             Source::Unset => ClientsLine::Off,
             Source::File(_) => ClientsLine::List {
@@ -173,7 +173,7 @@ impl Fingerprint {
     /// ring's schedule, metrics, clients and rate limit), then each finding
     /// but the short pre-publications, which the key store has already
     /// logged while loading the ring.
-    pub fn log(&self) {
+    pub(crate) fn log(&self) {
         // The reference's exact phrase first: operators grep for it.
         tracing::info!("listening on port {} (address {})", self.port, self.listen);
         tracing::info!("issuer={} audience={}", self.issuer, self.audience);
@@ -241,7 +241,7 @@ impl Fingerprint {
 
     /// The `check-config` report: one `name: value` line per fact, then one
     /// `warning:`/`error:` line per finding.
-    pub fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         let mut report = String::new();
         let mut line = |name: &str, value: &dyn std::fmt::Display| {
             let _ = writeln!(report, "{name}: {value}");

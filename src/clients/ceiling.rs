@@ -44,16 +44,16 @@ pub struct ScopeCeiling {
 #[error("client {client:?} may not grant scopes.{}: {}", .field.key(), .rule)]
 pub struct CeilingRefusal {
     /// The client's name.
-    pub client: String,
+    pub(crate) client: String,
     /// The field over the ceiling.
-    pub field: ScopeField,
+    pub(crate) field: ScopeField,
     /// The rule, in words, with the ceiling's value.
-    pub rule: String,
+    pub(crate) rule: String,
 }
 
 impl ScopeCeiling {
     /// Whether this ceiling imposes anything at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == ScopeCeiling::default()
     }
 
@@ -118,7 +118,7 @@ impl ScopeCeiling {
     }
 
     /// One line for `check-config`: the fields the ceiling sets.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.is_empty() {
             return "none".to_owned();
         }

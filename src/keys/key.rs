@@ -31,10 +31,10 @@ use super::error::{KeyError, SignError};
 use super::jwk::{check_declared, declared_kid};
 
 /// The kid of a key generated at startup, as the reference service uses.
-pub const EPHEMERAL_KID: &str = "dev-key-1";
+pub(crate) const EPHEMERAL_KID: &str = "dev-key-1";
 
 /// The smallest RSA modulus accepted, in bits.
-pub const MIN_RSA_BITS: usize = 2048;
+pub(crate) const MIN_RSA_BITS: usize = 2048;
 
 /// P-256 field elements and scalars are 32 bytes.
 pub(super) const P256_COORDINATE_LEN: usize = 32;
@@ -90,7 +90,7 @@ impl fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Generates a fresh key for `alg` (RSA-2048 or P-256) with kid `dev-key-1`.
-    pub fn generate(alg: SigningAlg) -> Result<Self, KeyError> {
+    pub(crate) fn generate(alg: SigningAlg) -> Result<Self, KeyError> {
         let pair = match alg {
             SigningAlg::Rs256 => KeyPairKind::Rsa(
                 RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generation { alg })?,
@@ -200,7 +200,7 @@ impl SigningKey {
 
     /// The store holding the private key, or `None` for a key in this
     /// process (AWS-LC).
-    pub fn backend(&self) -> Option<Backend> {
+    pub(crate) fn backend(&self) -> Option<Backend> {
         match &self.pair {
             KeyPairKind::External(external) => Some(external.backend()),
             _ => None,
@@ -209,7 +209,7 @@ impl SigningKey {
 
     /// Where the private key lives, for logs and `check-config`:
     /// `in-process`, or the store and the key's reference (never a PIN).
-    pub fn custody(&self) -> String {
+    pub(crate) fn custody(&self) -> String {
         match &self.pair {
             KeyPairKind::External(external) => {
                 format!("{} {}", external.backend(), external.description())
@@ -254,7 +254,7 @@ impl SigningKey {
 }
 
 /// Serialises a JWKS document, `{"keys": [...]}`, from public JWKs only.
-pub fn jwks_json<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> Vec<u8> {
+pub(crate) fn jwks_json<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> Vec<u8> {
     let keys: Vec<&Map<String, Value>> = keys.into_iter().map(SigningKey::public_jwk).collect();
     serde_json::to_vec(&json!({ "keys": keys })).expect("a map of strings always serialises")
 }

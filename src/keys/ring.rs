@@ -30,22 +30,22 @@ use std::sync::Arc;
 use crate::clock::rfc3339;
 use crate::keys::{KeyError, SigningKey};
 
-pub use parse::ring_document;
+pub(crate) use parse::ring_document;
 
 /// Most keys a ring may publish at once.
 pub const MAX_PUBLISHED_KEYS: usize = 8;
 
 /// Clock leeway verifiers allow (the MACP runtime's is 60 s): a superseded key
 /// stays published this much longer than its last token's lifetime.
-pub const VERIFIER_LEEWAY_SECONDS: u64 = 60;
+pub(crate) const VERIFIER_LEEWAY_SECONDS: u64 = 60;
 
 /// The JWK member holding a key's activation time.
-pub const ACTIVATE_AT: &str = "activate_at";
+pub(crate) const ACTIVATE_AT: &str = "activate_at";
 
 /// The kid of a lone pinned JWK that has none: the TypeScript reference's, so
 /// swapping the image keeps the kid every verifier has cached. Keys of a JWK
 /// Set without `kid` get their RFC 7638 thumbprint instead, being several.
-pub const LONE_JWK_KID: &str = "key-1";
+pub(crate) const LONE_JWK_KID: &str = "key-1";
 
 /// One key of the ring.
 #[derive(Debug, Clone)]
@@ -168,7 +168,7 @@ impl fmt::Display for KeyStatus {
 
 impl KeyRing {
     /// A ring of one key that has always been active.
-    pub fn single(key: SigningKey) -> Self {
+    pub(crate) fn single(key: SigningKey) -> Self {
         KeyRing {
             keys: vec![RingKey {
                 key: Arc::new(key),
@@ -200,7 +200,7 @@ impl KeyRing {
 
     /// Whether the source is one JWK without `kid`, published as
     /// [`LONE_JWK_KID`] (worth a warning: two such keys would share it).
-    pub fn kid_defaulted(&self) -> bool {
+    pub(crate) fn kid_defaulted(&self) -> bool {
         self.kid_defaulted
     }
 

@@ -17,7 +17,7 @@ use super::{ClientsLine, Fingerprint};
 
 /// How serious a configuration finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Works, but probably not what a shared deployment wants.
     Warning,
     /// Works, and is dangerous: anyone on the network can mint.
@@ -26,7 +26,7 @@ pub enum Severity {
 
 /// What a finding is about; fixes where the startup log places it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FindingKind {
+pub(crate) enum FindingKind {
     /// The signing key is generated at startup.
     EphemeralKey,
     /// No client list: anyone who reaches the port may mint.
@@ -41,13 +41,13 @@ pub enum FindingKind {
 
 /// One finding about the configuration, as serving logs it at startup.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// What it is about.
-    pub kind: FindingKind,
+    pub(crate) kind: FindingKind,
     /// How serious it is.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// What is wrong and what to do.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl Fingerprint {

@@ -28,7 +28,7 @@ impl KeyRing {
     /// [`KeyRing::parse`], where JSON members may also name a key in an
     /// external store (`pkcs11`, `aws_kms`), opened through `backends`:
     /// each is reached, its public key read and a probe signed, in order.
-    pub fn parse_with(
+    pub(crate) fn parse_with(
         alg: SigningAlg,
         text: &str,
         source: KeySource,
@@ -189,7 +189,7 @@ fn split_pem(text: &str) -> Vec<&str> {
 /// Reads a ring file's JSON as an editable JWK Set (a single JWK becomes a
 /// set of one, keeping the kid it is served with); for the `keys add` and
 /// `keys prune` commands.
-pub fn ring_document(text: &str) -> Result<Vec<Map<String, Value>>, RingError> {
+pub(crate) fn ring_document(text: &str) -> Result<Vec<Map<String, Value>>, RingError> {
     let value: Value = serde_json::from_str(text).map_err(|err| RingError::Key {
         position: 1,
         kid: String::new(),
