@@ -187,7 +187,7 @@ fn bench_claims(h: &Harness, keys: &[BenchKey]) {
             jti: &jti,
         };
         h.run(&format!("claims/signing-input/{alg}"), || {
-            signing_input(key.header_b64(), &claims).expect("serialises")
+            signing_input(key.header_b64(), &claims, key.signature_len()).expect("serialises")
         });
     }
 }
@@ -218,7 +218,7 @@ fn signing_input_for(key: &SigningKey) -> String {
         sub: &request.sender,
         jti: "AAAAAAAAAAAAAAAAAAAAAA",
     };
-    signing_input(key.header_b64(), &claims).expect("serialises")
+    signing_input(key.header_b64(), &claims, key.signature_len()).expect("serialises")
 }
 
 /// State as the service builds it for a pinned key, with one signing thread

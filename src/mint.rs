@@ -181,9 +181,16 @@ pub fn new_jti() -> Result<String, MintError> {
 }
 
 /// `base64url(header) . base64url(claims)`, the bytes that get signed.
-pub fn signing_input(header_b64: &str, claims: &Claims<'_>) -> Result<String, MintError> {
+pub fn signing_input(
+    header_b64: &str,
+    claims: &Claims<'_>,
+    signature_len: usize,
+) -> Result<String, MintError> {
     let payload = serde_json::to_vec(claims).map_err(|_| MintError::Claims)?;
-    let mut input = String::with_capacity(header_b64.len() + 1 + payload.len().div_ceil(3) * 4);
+    // Room for the signature too, so `compact_jws` appends without copying.
+    let capacity =
+        header_b64.len() + 1 + payload.len().div_ceil(3) * 4 + 1 + signature_len.div_ceil(3) * 4;
+    let mut input = String::with_capacity(capacity);
     input.push_str(header_b64);
     input.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut input);
@@ -436,7 +443,7 @@ mod tests {
             sub: "s",
             jti: "j",
         };
-        let input = signing_input("HEADER", &claims).unwrap();
+        let input = signing_input("HEADER", &claims, 64).unwrap();
         let (header, payload) = input.split_once('.').unwrap();
         assert_eq!(header, "HEADER");
         let decoded: Value =
@@ -446,5 +453,29 @@ mod tests {
             compact_jws(input.clone(), &[0xff, 0xfe]),
             format!("{input}.__4")
         );
+    }
+
+    #[test]
+    fn the_signing_input_has_room_for_its_signature() {
+        let scopes = Map::new();
+        let claims = Claims {
+            macp_scopes: &scopes,
+            iat: 1,
+            exp: 2,
+            iss: "i",
+            aud: "a",
+            sub: "s",
+            jti: "j",
+        };
+        for signature_len in [64, 256, 512] {
+            let input = signing_input("HEADER", &claims, signature_len).unwrap();
+            let capacity = input.capacity();
+            let token = compact_jws(input, &vec![7; signature_len]);
+            assert_eq!(
+                token.capacity(),
+                capacity,
+                "{signature_len}: no reallocation"
+            );
+        }
     }
 }

@@ -8,7 +8,8 @@
 //! kid and jti only.
 //!
 //! Lines are written by a dedicated thread, so a slow or blocked stdout
-//! never holds up an async worker mid-request. The hand-off is not lossy:
+//! never holds up an async worker mid-request; the lines queued while it
+//! writes go out together in one system call. The hand-off is not lossy:
 //! when the thread falls behind, callers wait rather than drop an audit
 //! record, and [`Telemetry`] flushes everything when dropped. Each record
 //! is one line to every reader, whatever the values in it ([`escape`]).
@@ -45,6 +46,9 @@ pub(crate) use otel::{SHUTDOWN_FLUSH_TIMEOUT, Tracing, continue_trace};
 /// never shows them.
 pub(crate) const TRACE_TARGET: &str = "macp_trace";
 
+/// Bytes of log lines the writer thread gathers into one write(2).
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Logging and tracing, installed. Keep it until the process ends: dropping
 /// it flushes the log. Take the trace pipeline out with
 /// [`Telemetry::take_traces`] so the service can flush it at shutdown.
@@ -72,10 +76,17 @@ pub(crate) fn init(
         Some(settings) => Some(Tracing::start(settings, runtime.clone())?),
         None => None,
     };
+    // The writer thread writes every line queued since it last woke, then
+    // flushes once the queue is empty: through a buffer, a burst of records
+    // costs one write(2) instead of one per line, and nothing waits in the
+    // buffer once the burst is written.
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("macp-log-writer")
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_BUFFER_BYTES,
+            std::io::stdout(),
+        ));
     // Colour codes only help a person at a terminal; in a log pipeline they
     // are noise that breaks grep and parsers.
     let ansi = logging.format == LogFormat::Text && std::io::stdout().is_terminal();

@@ -195,7 +195,7 @@ async fn issue(
     };
     span.record("macp.signing.alg", key.alg().as_str());
     span.record("macp.key.kid", key.kid());
-    let input = signing_input(key.header_b64(), &claims)?;
+    let input = signing_input(key.header_b64(), &claims, key.signature_len())?;
     let (input, signature) = state.signer().sign(key.clone(), input).await?;
     let token = compact_jws(input, &signature);
 

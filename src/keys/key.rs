@@ -23,6 +23,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use super::alg::SigningAlg;
+
+/// Bytes of an ES256 signature (JOSE `r || s`).
+const ES256_SIGNATURE_LEN: usize = 64;
+/// Bytes of the largest RSA signature a key ring accepts (4096-bit).
+const MAX_RSA_SIGNATURE_LEN: usize = 512;
 #[cfg(feature = "aws-kms")]
 use super::aws_kms::KmsKey;
 use super::backend::{self, Backends, External};
@@ -195,6 +200,19 @@ impl SigningKey {
                         error,
                     })
             }
+        }
+    }
+
+    /// The length of this key's signatures in bytes (at most that, for an
+    /// RSA key in an external store), so a token's buffer is sized once.
+    pub fn signature_len(&self) -> usize {
+        match &self.pair {
+            KeyPairKind::Rsa(rsa) => rsa.public_modulus_len(),
+            KeyPairKind::Ec(_) => ES256_SIGNATURE_LEN,
+            KeyPairKind::External(_) => match self.alg() {
+                SigningAlg::Es256 => ES256_SIGNATURE_LEN,
+                SigningAlg::Rs256 => MAX_RSA_SIGNATURE_LEN,
+            },
         }
     }
 
