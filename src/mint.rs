@@ -22,7 +22,7 @@ pub struct MintRequest {
     /// The requested lifetime; `None` when absent or null.
     pub ttl_seconds: Option<f64>,
     /// What the audit record should flag about the scopes.
-    pub warning: Option<scopes::ScopeWarning>,
+    pub(crate) warning: Option<scopes::ScopeWarning>,
 }
 
 /// Why a mint request body is refused. The messages are the wire

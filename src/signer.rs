@@ -52,7 +52,7 @@ use crate::telemetry::TRACE_TARGET;
 /// failure can be a blip, three in a row (a few seconds at the default
 /// deadline) mean the store is down for this replica. The next success
 /// makes it ready again.
-pub const UNREADY_AFTER_FAILURES: u32 = 3;
+pub(crate) const UNREADY_AFTER_FAILURES: u32 = 3;
 
 /// Jobs allowed to wait per signing thread before requests are shed.
 const QUEUE_PER_THREAD: usize = 128;
@@ -67,7 +67,7 @@ const MAX_NICENESS: i32 = 19;
 /// Why a signature could not be made. Turned into an HTTP answer at the
 /// edge (`http::error`), never here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignerError {
+pub(crate) enum SignerError {
     /// Every thread is busy and the queue is full: shed, retry shortly.
     #[error("the signing queue is full")]
     Overloaded,
@@ -149,7 +149,7 @@ impl SigningPool {
 
     /// The same pool, waiting at most `timeout` for a PKCS#11 signature
     /// (`MACP_AUTH_SIGNING_TIMEOUT_MS`; KMS keys carry their own deadline).
-    pub fn with_backend_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn with_backend_timeout(mut self, timeout: Duration) -> Self {
         self.backend_timeout = timeout;
         self
     }
@@ -167,7 +167,7 @@ impl SigningPool {
 
     /// Whether the external store of the signing key answers: false after
     /// [`UNREADY_AFTER_FAILURES`] consecutive failures, until a success.
-    pub fn backend_available(&self) -> bool {
+    pub(crate) fn backend_available(&self) -> bool {
         self.consecutive_failures.load(Ordering::Relaxed) < UNREADY_AFTER_FAILURES
     }
 

@@ -37,18 +37,18 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LoggingSettings, TelemetrySettings};
-pub use escape::{Escaping, EscapingWriter};
-pub use otel::StartError;
+pub(crate) use escape::Escaping;
+pub(crate) use otel::StartError;
 pub(crate) use otel::{SHUTDOWN_FLUSH_TIMEOUT, Tracing, continue_trace};
 
 /// The `tracing` target of spans meant for traces (the request, the mint,
 /// the signing). Only spans with this target are exported; the log output
 /// never shows them.
-pub const TRACE_TARGET: &str = "macp_trace";
+pub(crate) const TRACE_TARGET: &str = "macp_trace";
 
 /// Why logging or tracing could not be installed.
 #[derive(Debug, thiserror::Error)]
-pub enum InitError {
+pub(crate) enum InitError {
     /// The log writer thread could not be started.
     #[error("cannot start the log writer thread: {0}")]
     LogWriter(std::io::Error),
@@ -60,7 +60,7 @@ pub enum InitError {
 /// Logging and tracing, installed. Keep it until the process ends: dropping
 /// it flushes the log. Take the trace pipeline out with
 /// [`Telemetry::take_traces`] so the service can flush it at shutdown.
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     _log_writer: writer::WriterGuard,
     traces: Option<Tracing>,
 }
@@ -75,7 +75,7 @@ impl Telemetry {
 /// Installs the global subscriber: log lines as `logging` says, and, when
 /// `telemetry` configures traces, the OpenTelemetry layer whose exports run
 /// on `runtime`.
-pub fn init(
+pub(crate) fn init(
     logging: &LoggingSettings,
     telemetry: &TelemetrySettings,
     runtime: &Handle,

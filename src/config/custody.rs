@@ -14,7 +14,7 @@ use super::reader::Reader;
 use super::{ConfigError, KeyMaterial, vars};
 
 /// The default deadline of one external signature.
-pub const DEFAULT_SIGNING_TIMEOUT: Duration = Duration::from_millis(2000);
+pub(crate) const DEFAULT_SIGNING_TIMEOUT: Duration = Duration::from_millis(2000);
 
 /// What external key stores need from the environment.
 #[derive(Clone, Debug)]
@@ -26,10 +26,17 @@ pub struct CustodySettings {
     pub pkcs11_pin: Option<KeyMaterial>,
     /// A file holding the PIN (`MACP_AUTH_PKCS11_PIN_FILE`), read when a key
     /// is opened, so a rotated PIN file is picked up by the next reload.
-    pub pkcs11_pin_file: Option<PathBuf>,
+    #[cfg_attr(
+        not(feature = "pkcs11"),
+        allow(
+            dead_code,
+            reason = "read and checked without the feature too; only PKCS#11 uses it"
+        )
+    )]
+    pub(crate) pkcs11_pin_file: Option<PathBuf>,
     /// How long one signature (or one load-time call) through an external
     /// store may take (`MACP_AUTH_SIGNING_TIMEOUT_MS`).
-    pub signing_timeout: Duration,
+    pub(crate) signing_timeout: Duration,
 }
 
 impl Default for CustodySettings {
@@ -46,7 +53,7 @@ impl Default for CustodySettings {
 impl CustodySettings {
     /// Reads only these variables from the process environment, for the
     /// commands that need no other setting.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub(crate) fn from_env() -> Result<Self, ConfigError> {
         let lookup = |name: &str| std::env::var_os(name);
         Self::read(&Reader::new(&lookup))
     }

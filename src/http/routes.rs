@@ -27,17 +27,17 @@ use crate::http::state::AppState;
 use crate::http::tokens::mint;
 
 /// Path of the mint endpoint.
-pub const TOKENS_PATH: &str = "/tokens";
+pub(crate) const TOKENS_PATH: &str = "/tokens";
 /// Path of the public key set.
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Path of the liveness probe.
 pub const HEALTHZ_PATH: &str = "/healthz";
 /// Path of the OpenID Connect discovery document.
-pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// Path of the readiness probe.
 pub const READYZ_PATH: &str = "/readyz";
 /// Path of the Prometheus metrics.
-pub const METRICS_PATH: &str = "/metrics";
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
 /// Every route the service serves, with its methods (GET routes answer HEAD
 /// too); the OpenAPI document is checked against this list.
@@ -95,7 +95,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// A router serving only `/metrics`, for `MACP_AUTH_METRICS_ADDR`.
-pub fn metrics_router(state: AppState) -> Router {
+pub(crate) fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route(METRICS_PATH, get(metrics))
         .method_not_allowed_fallback(method_not_allowed)

@@ -34,9 +34,13 @@ const KEY_MATERIAL: &[&str] = &[
 /// How external keys are reached: the PKCS#11 defaults and the deadline of
 /// every store call. Cheap to clone; built from the configuration.
 #[derive(Clone, Debug)]
-pub struct Backends {
+pub(crate) struct Backends {
     #[cfg(feature = "pkcs11")]
     pkcs11: Pkcs11Defaults,
+    #[cfg_attr(
+        not(feature = "aws-kms"),
+        allow(dead_code, reason = "only the AWS KMS store reads it")
+    )]
     timeout: Duration,
 }
 
@@ -54,7 +58,7 @@ impl Default for Backends {
 impl Backends {
     /// What `settings` (from `MACP_AUTH_PKCS11_*` and
     /// `MACP_AUTH_SIGNING_TIMEOUT_MS`) say.
-    pub fn from_settings(settings: &CustodySettings) -> Self {
+    pub(crate) fn from_settings(settings: &CustodySettings) -> Self {
         #[cfg(feature = "pkcs11")]
         let pkcs11 = {
             let pin = match (&settings.pkcs11_pin, &settings.pkcs11_pin_file) {
@@ -72,11 +76,6 @@ impl Backends {
             pkcs11,
             timeout: settings.signing_timeout,
         }
-    }
-
-    /// The deadline of one store call.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 }
 
@@ -142,7 +141,7 @@ impl External {
 /// The backend a ring member names and its reference, or `None` for an
 /// ordinary JWK. A member naming a backend may carry `kid`, `alg`, `use`
 /// and `activate_at` (and other annotations), but no key material.
-pub fn named_backend(jwk: &Map<String, Value>) -> Result<Option<(Backend, &str)>, KeyError> {
+pub(crate) fn named_backend(jwk: &Map<String, Value>) -> Result<Option<(Backend, &str)>, KeyError> {
     let mut named = None;
     for backend in [Backend::Pkcs11, Backend::AwsKms] {
         let Some(value) = jwk.get(backend.as_str()) else {
@@ -199,7 +198,7 @@ pub(crate) fn open(
 
 /// A reference as messages may show it: a PKCS#11 URI without its query
 /// (which may hold `pin-value`), a KMS reference as it is.
-pub fn describe_reference(backend: Backend, reference: &str) -> String {
+pub(crate) fn describe_reference(backend: Backend, reference: &str) -> String {
     let shown = match backend {
         Backend::Pkcs11 => reference.split('?').next().unwrap_or_default(),
         Backend::AwsKms => reference,
