@@ -406,8 +406,8 @@ def cpu_snapshot(pid: int) -> dict:
             continue
         if comm.startswith("macp-signer"):
             signer += int(tf[11]) + int(tf[12])
-    return {"t": time.monotonic(), "ticks": int(fields[11]) + int(fields[12]), "signer": signer,
-            "machine": proc_stat_totals()}
+    return {"t": time.monotonic(), "ticks": int(fields[11]) + int(fields[12]),
+            "system_ticks": int(fields[12]), "signer": signer, "machine": proc_stat_totals()}
 
 
 def cpu_delta(before: dict, after: dict, split: bool) -> dict:
@@ -415,6 +415,7 @@ def cpu_delta(before: dict, after: dict, split: bool) -> dict:
     wall = after["t"] - before["t"]
     busy = (after["machine"][0] - before["machine"][0]) / max(1, after["machine"][1] - before["machine"][1])
     out = {"seconds": (after["ticks"] - before["ticks"]) / hz, "wall": wall,
+           "system_seconds": (after["system_ticks"] - before["system_ticks"]) / hz,
            "machine_cores": busy * (os.cpu_count() or 1)}
     if split:
         out["signer_seconds"] = (after["signer"] - before["signer"]) / hz
@@ -759,6 +760,9 @@ class Report:
         bare = [micro.get(f"sign/{a}", 0) / 1000 or None for a in algs]
         ossl = [1e6 / speed[a] if speed.get(a) else None for a in algs]
         line("service CPU per mint, µs (user+sys over the run / mints)", cpu, "{:.1f}")
+        system = [self.per_mint_us("ours", a, "system_seconds") for a in algs]
+        line("… of which system time (sockets, wake-ups, and on loopback the load generator's "
+             "receive path), µs", system, "{:.1f}")
         line("… of which signing threads, µs", signer, "{:.1f}")
         line("… of which everything else (HTTP, JSON, hand-offs, log), µs",
              [c - s if c is not None and s is not None else None for c, s in zip(cpu, signer)], "{:.1f}")
