@@ -104,6 +104,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--kms-rs256", metavar="KEY", help="key id, ARN or alias/NAME of an RSA_2048 SIGN_VERIFY key")
     g.add_argument("--kms-es256", metavar="KEY", help="key id, ARN or alias/NAME of an ECC_NIST_P256 key")
     g.add_argument("--kms-region", default=env("AWS_REGION", "us-east-1"))
+    g.add_argument("--moto", action="store_true",
+                   help="start the test suite's moto KMS server (tests/integration/support/moto_server.py, "
+                        "which honours MessageType DIGEST) with an RSA_2048 and an ECC_NIST_P256 key, and use it")
     args = p.parse_args(argv)
     check_args(p, args)
     return args
@@ -128,6 +131,8 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     pkcs11_keys = args.pkcs11_rs256 or args.pkcs11_es256
     if pkcs11_keys and not args.softhsm and not (args.pkcs11_module and args.pkcs11_pin):
         p.error("--pkcs11-rs256/--pkcs11-es256 need --pkcs11-module and --pkcs11-pin")
+    if args.moto and args.kms_endpoint:
+        p.error("give either --moto or --kms-endpoint, not both")
     if args.kms_endpoint and not (args.kms_rs256 or args.kms_es256):
         p.error("--kms-endpoint needs --kms-rs256 and/or --kms-es256")
 
@@ -401,8 +406,8 @@ def cpu_snapshot(pid: int) -> dict:
             continue
         if comm.startswith("macp-signer"):
             signer += int(tf[11]) + int(tf[12])
-    return {"t": time.monotonic(), "ticks": int(fields[11]) + int(fields[12]), "signer": signer,
-            "machine": proc_stat_totals()}
+    return {"t": time.monotonic(), "ticks": int(fields[11]) + int(fields[12]),
+            "system_ticks": int(fields[12]), "signer": signer, "machine": proc_stat_totals()}
 
 
 def cpu_delta(before: dict, after: dict, split: bool) -> dict:
@@ -410,6 +415,7 @@ def cpu_delta(before: dict, after: dict, split: bool) -> dict:
     wall = after["t"] - before["t"]
     busy = (after["machine"][0] - before["machine"][0]) / max(1, after["machine"][1] - before["machine"][1])
     out = {"seconds": (after["ticks"] - before["ticks"]) / hz, "wall": wall,
+           "system_seconds": (after["system_ticks"] - before["system_ticks"]) / hz,
            "machine_cores": busy * (os.cpu_count() or 1)}
     if split:
         out["signer_seconds"] = (after["signer"] - before["signer"]) / hz
@@ -570,6 +576,42 @@ class SoftHsm:
         return f"pkcs11:token={self.token};object={alg.lower()}"
 
 
+class MotoKms:
+    """The test suite's moto KMS server (which honours MessageType DIGEST, see
+    the comment in moto_server.py) on a free loopback port, with one RSA_2048
+    and one ECC_NIST_P256 signing key created through boto3 with static test
+    credentials; stopped when the block ends."""
+
+    def __init__(self, repo: Path, region: str):
+        self.script = repo / "tests" / "integration" / "support" / "moto_server.py"
+        self.region = region
+        self.keys: dict[str, str] = {}
+
+    def __enter__(self) -> "MotoKms":
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_REGION=self.region, AWS_EC2_METADATA_DISABLED="true")
+        self.proc = subprocess.Popen([sys.executable, str(self.script)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=env)
+        line = self.proc.stdout.readline().split() if self.proc.stdout else []
+        if len(line) != 2 or line[0] != "PORT":
+            self.proc.kill()
+            raise BenchError("moto_server.py did not start (pip install 'moto[server]==5.2.1')")
+        self.endpoint = f"http://127.0.0.1:{line[1]}"
+        import boto3  # only this optional phase needs it; moto[server] brings it
+        kms = boto3.client("kms", endpoint_url=self.endpoint, region_name=self.region,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        for alg, spec in (("RS256", "RSA_2048"), ("ES256", "ECC_NIST_P256")):
+            self.keys[alg] = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 def csign_worker(module: str, pin: str, uri: str, alg: str, seconds: float, barrier, counts) -> None:
     """One process, one session, one login: C_Sign as fast as it goes until
     the deadline. RS256 signs the message (CKM_SHA256_RSA_PKCS); ES256 signs
@@ -718,6 +760,9 @@ class Report:
         bare = [micro.get(f"sign/{a}", 0) / 1000 or None for a in algs]
         ossl = [1e6 / speed[a] if speed.get(a) else None for a in algs]
         line("service CPU per mint, µs (user+sys over the run / mints)", cpu, "{:.1f}")
+        system = [self.per_mint_us("ours", a, "system_seconds") for a in algs]
+        line("… of which system time (sockets, wake-ups, and on loopback the load generator's "
+             "receive path), µs", system, "{:.1f}")
         line("… of which signing threads, µs", signer, "{:.1f}")
         line("… of which everything else (HTTP, JSON, hand-offs, log), µs",
              [c - s if c is not None and s is not None else None for c, s in zip(cpu, signer)], "{:.1f}")
@@ -972,10 +1017,14 @@ class Bench:
             self.pkcs11_rows()
         else:
             self.note("PKCS#11 rows skipped: no --softhsm or --pkcs11-module/--pkcs11-pin/--pkcs11-<alg>")
-        if a.kms_endpoint:
+        if a.moto:
+            with MotoKms(REPO, a.kms_region) as moto:
+                a.kms_endpoint, a.kms_rs256, a.kms_es256 = moto.endpoint, moto.keys["RS256"], moto.keys["ES256"]
+                self.kms_rows()
+        elif a.kms_endpoint:
             self.kms_rows()
         else:
-            self.note("AWS KMS rows skipped: no --kms-endpoint")
+            self.note("AWS KMS rows skipped: no --moto or --kms-endpoint")
 
     def pkcs11_rows(self) -> None:
         a = self.args

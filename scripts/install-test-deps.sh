@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the key-custody tests start: SoftHSM2 (a PKCS#11 token in a
 # temporary directory), OpenSC's pkcs11-tool (creates keys in it) and moto's
-# server (a local AWS KMS). `cargo test` skips those tests with a printed
+# server (a local AWS KMS), and a C compiler for the PKCS#11 shim that
+# plays a hung token (tests/integration/support/hung_pkcs11.c; the one cargo
+# links with does). `cargo test` skips those tests with a printed
 # reason when a dependency is missing, except under CI=true, where a missing
 # dependency fails them; .ci/run calls this script before `cargo test`.
 #
@@ -23,6 +25,7 @@ as_root() {
 missing_packages=()
 [ -e "$SOFTHSM_MODULE" ] && command -v softhsm2-util >/dev/null || missing_packages+=(softhsm2)
 command -v pkcs11-tool >/dev/null || missing_packages+=(opensc)
+command -v cc >/dev/null || missing_packages+=(gcc libc6-dev)
 if [ "${#missing_packages[@]}" -gt 0 ]; then
     echo "== installing ${missing_packages[*]} (apt)"
     as_root apt-get update -qq

@@ -16,8 +16,8 @@
 //! The binary and the in-process tests start the same `Service`, so the
 //! wiring the binary relies on is the wiring the tests exercise.
 
-pub mod fingerprint;
-pub mod maintenance;
+pub(crate) mod fingerprint;
+pub(crate) mod maintenance;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,7 +74,7 @@ pub struct Service {
 impl Service {
     /// Builds the state `config` describes and binds its listeners. The
     /// connection cap is first fitted to the open-file limit.
-    pub async fn build(mut config: Config) -> Result<Self, ServiceError> {
+    pub(crate) async fn build(mut config: Config) -> Result<Self, ServiceError> {
         let (cap, warning) = fit_to_descriptors(config.limits.max_connections);
         config.limits.max_connections = cap;
         let mut service = Self::with_state(AppState::from_config(config)?).await?;
@@ -129,13 +129,8 @@ impl Service {
         })
     }
 
-    /// The shared state, for tests that inspect or drive it.
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     /// The startup fingerprint of this service as it is now.
-    pub fn fingerprint(&self) -> Fingerprint {
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
         let state = &self.state;
         let clients = state.clients();
         Fingerprint::new(

@@ -23,11 +23,11 @@ use serde_json::{Map, Value};
 use crate::clock::rfc3339;
 
 /// The tracing target of audit records.
-pub const TARGET: &str = "audit";
+pub(crate) const TARGET: &str = "audit";
 
 /// What was decided about one mint request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A token was issued.
     Issued,
     /// No usable credentials (401).
@@ -50,7 +50,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The label used in audit records and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Issued => "issued",
             Outcome::Unauthenticated => "unauthenticated",
@@ -67,13 +67,13 @@ impl Outcome {
 
 /// Who asked.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
+pub(crate) struct Caller<'a> {
     /// The authenticated client's name, if minting is authenticated.
-    pub client: Option<&'a str>,
+    pub(crate) client: Option<&'a str>,
     /// The `sub` of the caller's workload JWT, when it used one.
-    pub subject: Option<&'a str>,
+    pub(crate) subject: Option<&'a str>,
     /// The peer address, when known.
-    pub peer: Option<SocketAddr>,
+    pub(crate) peer: Option<SocketAddr>,
 }
 
 impl Caller<'_> {
@@ -89,25 +89,25 @@ impl Caller<'_> {
 
 /// An issued token's record.
 #[derive(Debug, Clone, Copy)]
-pub struct Issued<'a> {
+pub(crate) struct Issued<'a> {
     /// Who asked.
-    pub caller: Caller<'a>,
+    pub(crate) caller: Caller<'a>,
     /// The token's subject.
-    pub sender: &'a str,
+    pub(crate) sender: &'a str,
     /// `ttl_seconds` as requested, if given.
-    pub requested_ttl: Option<f64>,
+    pub(crate) requested_ttl: Option<f64>,
     /// The lifetime granted.
-    pub effective_ttl: u64,
+    pub(crate) effective_ttl: u64,
     /// The signing key.
-    pub kid: &'a str,
+    pub(crate) kid: &'a str,
     /// The token's id.
-    pub jti: &'a str,
+    pub(crate) jti: &'a str,
     /// The `macp_scopes` claim.
-    pub scopes: &'a Map<String, Value>,
+    pub(crate) scopes: &'a Map<String, Value>,
     /// Issued at, Unix seconds.
-    pub iat: u64,
+    pub(crate) iat: u64,
     /// A warning about the scopes (`allowed_modes_empty`), if any.
-    pub warning: Option<&'static str>,
+    pub(crate) warning: Option<&'static str>,
 }
 
 /// Emits one audit event; `requested_ttl` becomes a number field when the
@@ -125,7 +125,7 @@ macro_rules! audit_event {
 /// (Formatting the time, peer and scopes up front costs a few microseconds
 /// per mint, noise beside a signature; `tracing::enabled!` would skip it but
 /// caches its answer per callsite, which misleads per-thread subscribers.)
-pub fn issued(record: &Issued<'_>) {
+pub(crate) fn issued(record: &Issued<'_>) {
     let time = rfc3339(record.iat);
     let peer = record.caller.peer();
     let scopes = serde_json::to_string(record.scopes).unwrap_or_default();
@@ -147,7 +147,7 @@ pub fn issued(record: &Issued<'_>) {
 }
 
 /// Records a refused mint.
-pub fn denied(
+pub(crate) fn denied(
     outcome: Outcome,
     caller: Caller<'_>,
     sender: Option<&str>,

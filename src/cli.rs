@@ -25,7 +25,7 @@ use crate::keys::store::LoadKeyError;
 
 /// Why an operator command failed. Never carries key material.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     /// A key is unusable.
     #[error("the key {0}")]
     Key(#[from] KeyError),
@@ -52,7 +52,7 @@ pub enum CommandError {
 }
 
 /// Prints `message` as the one failure line and returns exit status 1.
-pub fn fail(message: std::fmt::Arguments<'_>) -> ExitCode {
+pub(crate) fn fail(message: std::fmt::Arguments<'_>) -> ExitCode {
     eprintln!("macp-auth-service: {message}");
     ExitCode::FAILURE
 }

@@ -20,14 +20,14 @@
 //! Each way of identifying a caller, or of limiting what it may ask for,
 //! gets its own file here.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod ceiling;
 pub mod jwt;
 mod list;
 mod patterns;
 mod store;
 
-pub use list::{Client, ClientList, ClientsError, secret_digest_hex};
-pub(crate) use list::{ClientEntry, NewClient, new_entry};
+pub(crate) use list::{Client, ClientEntry, NewClient, new_entry};
+pub use list::{ClientList, secret_digest_hex};
 pub(crate) use store::no_clients;
-pub use store::{ClientStore, LoadClientsError};
+pub(crate) use store::{ClientStore, LoadClientsError};

@@ -25,16 +25,16 @@
 //! key store (PKCS#11, AWS KMS); nothing here formats private material, a
 //! PIN or a credential into an error, a log line or a `Debug` string.
 
-pub mod alg;
+pub(crate) mod alg;
 #[cfg(feature = "aws-kms")]
 pub(crate) mod aws_kms;
-pub mod backend;
-pub mod custody;
-pub mod error;
-pub mod jwk;
-pub mod key;
-pub mod notices;
-pub mod pem;
+pub(crate) mod backend;
+pub(crate) mod custody;
+pub(crate) mod error;
+pub(crate) mod jwk;
+pub(crate) mod key;
+pub(crate) mod notices;
+pub(crate) mod pem;
 #[cfg(feature = "pkcs11")]
 pub(crate) mod pkcs11;
 pub mod ring;
@@ -42,9 +42,10 @@ pub(crate) mod snapshot;
 pub mod store;
 
 pub use alg::SigningAlg;
-pub use backend::Backends;
+pub(crate) use backend::Backends;
 pub use custody::{Backend, BackendError};
-pub use error::{KeyError, SignError};
-pub use jwk::{default_kid, generate_private_jwk, parse_jwk_object, public_jwk_from_private};
-pub use key::{EPHEMERAL_KID, KeySource, MIN_RSA_BITS, SigningKey, jwks_json};
-pub use notices::Notice;
+pub(crate) use error::{KeyError, SignError};
+pub(crate) use jwk::{default_kid, parse_jwk_object};
+pub use jwk::{generate_private_jwk, public_jwk_from_private};
+pub(crate) use key::jwks_json;
+pub use key::{KeySource, SigningKey};

@@ -32,22 +32,22 @@
 //! of thing goes.
 
 pub mod app;
-pub mod audit;
+pub(crate) mod audit;
 pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod http;
 pub mod keys;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod mint;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod reload;
 pub mod signer;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub(crate) mod text;
 
 pub use config::Config;
 pub use http::routes::router;
-pub use http::server::{ServeError, run, shutdown_signal};
-pub use http::state::{AppState, StartupError};
+pub use http::server::ServeError;
+pub use http::state::AppState;

@@ -82,9 +82,9 @@ pub(crate) struct ClientLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct AuthLabels {
     /// The client's name, or `-` when none was identified.
-    pub client: String,
+    pub(crate) client: String,
     /// `ok`, `unknown_secret`, or a workload-JWT failure reason.
-    pub result: &'static str,
+    pub(crate) result: &'static str,
 }
 
 /// Labels of a served request.
@@ -135,7 +135,7 @@ impl Default for BackendMetrics {
 
 /// The service's metrics.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Mint decisions by outcome and client.
     pub(crate) mint_requests: Family<MintLabels, Counter>,

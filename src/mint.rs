@@ -22,7 +22,7 @@ pub struct MintRequest {
     /// The requested lifetime; `None` when absent or null.
     pub ttl_seconds: Option<f64>,
     /// What the audit record should flag about the scopes.
-    pub warning: Option<scopes::ScopeWarning>,
+    pub(crate) warning: Option<scopes::ScopeWarning>,
 }
 
 /// Why a mint request body is refused. The messages are the wire
@@ -431,18 +431,22 @@ mod tests {
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 16);
     }
 
-    #[test]
-    fn the_signing_input_is_header_dot_payload() {
-        let scopes = Map::new();
-        let claims = Claims {
-            macp_scopes: &scopes,
+    fn small_claims(scopes: &Map<String, Value>) -> Claims<'_> {
+        Claims {
+            macp_scopes: scopes,
             iat: 1,
             exp: 2,
             iss: "i",
             aud: "a",
             sub: "s",
             jti: "j",
-        };
+        }
+    }
+
+    #[test]
+    fn the_signing_input_is_header_dot_payload() {
+        let scopes = Map::new();
+        let claims = small_claims(&scopes);
         let input = signing_input("HEADER", &claims, 64).unwrap();
         let (header, payload) = input.split_once('.').unwrap();
         assert_eq!(header, "HEADER");
@@ -458,15 +462,7 @@ mod tests {
     #[test]
     fn the_signing_input_has_room_for_its_signature() {
         let scopes = Map::new();
-        let claims = Claims {
-            macp_scopes: &scopes,
-            iat: 1,
-            exp: 2,
-            iss: "i",
-            aud: "a",
-            sub: "s",
-            jti: "j",
-        };
+        let claims = small_claims(&scopes);
         for signature_len in [64, 256, 512] {
             let input = signing_input("HEADER", &claims, signature_len).unwrap();
             let capacity = input.capacity();

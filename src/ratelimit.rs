@@ -17,7 +17,7 @@ use crate::config::RateLimit;
 
 /// One bucket per key.
 #[derive(Debug)]
-pub struct MintRateLimiter {
+pub(crate) struct MintRateLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
 }
@@ -28,7 +28,7 @@ impl MintRateLimiter {
     /// counts nanoseconds in a `u64`, so refilling a whole bucket must take
     /// less than [`RateLimit::MAX_REFILL_SECONDS`]. Configuration refuses such pairs first
     /// ([`RateLimit::refill_fits`]), so serving and `check-config` agree.
-    pub fn new(limit: RateLimit) -> Option<Self> {
+    pub(crate) fn new(limit: RateLimit) -> Option<Self> {
         if !limit.refill_fits() {
             return None;
         }
@@ -42,20 +42,21 @@ impl MintRateLimiter {
     }
 
     /// Takes one mint from `key`'s bucket, or says how long until one is free.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
+    pub(crate) fn check(&self, key: &str) -> Result<(), Duration> {
         self.limiter
             .check_key(&key.to_owned())
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Forgets keys whose buckets have refilled, and frees their memory.
-    pub fn forget_idle(&self) {
+    pub(crate) fn forget_idle(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
     }
 
     /// How many keys are tracked.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
         self.limiter.len()
     }
 }
@@ -64,7 +65,7 @@ impl MintRateLimiter {
 /// or the /64 network of its IPv6 address, since one host usually holds a
 /// whole /64 and could otherwise take a fresh bucket per address. An
 /// IPv4-mapped IPv6 address counts as the IPv4 address.
-pub fn peer_bucket(ip: IpAddr) -> String {
+pub(crate) fn peer_bucket(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -78,7 +79,7 @@ pub fn peer_bucket(ip: IpAddr) -> String {
 }
 
 /// Whole seconds for a `Retry-After` header: rounded up, at least 1.
-pub fn retry_after_seconds(wait: Duration) -> u64 {
+pub(crate) fn retry_after_seconds(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 

@@ -18,11 +18,11 @@ use std::time::Duration;
 /// Longest a file read may take before it is given up on. A read of a
 /// regular file on a healthy disk takes microseconds; one that takes seconds
 /// is on a hung network or FUSE mount and would not finish any sooner.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest key or client file read. A ring of eight RSA-4096 keys is about
 /// 50 KB and a client list of a thousand clients about 200 KB.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Where a reloadable source comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub enum ReloadOutcome {
 
 /// Why a configured file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadFailure {
+pub(crate) enum ReadFailure {
     /// The operating system refused (missing, no permission, ...).
     Io(std::io::ErrorKind),
     /// A FIFO, a device, a socket or a directory: reading it could block

@@ -55,7 +55,7 @@ use lane::{Lane, LaneError, Stats};
 /// failure can be a blip, three in a row (a few seconds at the default
 /// deadline) mean the store is down for this replica. The next success
 /// makes it ready again.
-pub const UNREADY_AFTER_FAILURES: u32 = 3;
+pub(crate) const UNREADY_AFTER_FAILURES: u32 = 3;
 
 /// Jobs allowed to wait per signing thread before requests are shed.
 const QUEUE_PER_THREAD: usize = 128;
@@ -74,7 +74,7 @@ const PKCS11_QUEUE_PER_THREAD: usize = 32;
 /// Why a signature could not be made. Turned into an HTTP answer at the
 /// edge (`http::error`), never here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignerError {
+pub(crate) enum SignerError {
     /// Every thread is busy and the queue is full: shed, retry shortly.
     #[error("the signing queue is full")]
     Overloaded,
@@ -177,7 +177,7 @@ impl SigningPool {
 
     /// The same pool, waiting at most `timeout` for a PKCS#11 signature
     /// (`MACP_AUTH_SIGNING_TIMEOUT_MS`; KMS keys carry their own deadline).
-    pub fn with_backend_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn with_backend_timeout(mut self, timeout: Duration) -> Self {
         self.route.timeout = timeout;
         self
     }
@@ -195,7 +195,7 @@ impl SigningPool {
 
     /// Whether the external store of the signing key answers: false after
     /// [`UNREADY_AFTER_FAILURES`] consecutive failures, until a success.
-    pub fn backend_available(&self) -> bool {
+    pub(crate) fn backend_available(&self) -> bool {
         self.outcomes.available()
     }
 
@@ -431,19 +431,13 @@ mod tests {
 
     #[test]
     fn a_panicked_signature_of_a_store_key_is_the_stores_failure() {
-        let error = SignerError::from(panicked(Some(Backend::Pkcs11)));
+        // The edge answers it as the backend's 503 (`http::error`).
         assert_eq!(
-            error,
+            SignerError::from(panicked(Some(Backend::Pkcs11))),
             SignerError::Backend {
                 backend: Backend::Pkcs11,
                 error: BackendError::Failed("the signature panicked".into()),
             }
-        );
-        let answer = crate::http::error::ApiError::from(error);
-        assert_eq!(answer.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(
-            answer.to_string(),
-            "signing backend unavailable, retry shortly"
         );
         assert_eq!(SignerError::from(panicked(None)), SignerError::Failed);
     }

@@ -9,7 +9,7 @@
 //!
 //! Lines are written by a dedicated thread, so a slow or blocked stdout
 //! never holds up an async worker mid-request; the lines queued while it
-//! writes go out together in one system call. The hand-off is not lossy:
+//! writes or naps go out together in one system call ([`writer`]). The hand-off is not lossy:
 //! when the thread falls behind, callers wait rather than drop an audit
 //! record, and [`Telemetry`] flushes everything when dropped. Each record
 //! is one line to every reader, whatever the values in it ([`escape`]).
@@ -25,11 +25,11 @@
 
 mod escape;
 pub(crate) mod otel;
+mod writer;
 
 use std::io::IsTerminal;
 
 use tokio::runtime::Handle;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -37,23 +37,31 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LoggingSettings, TelemetrySettings};
-pub use escape::{Escaping, EscapingWriter};
-pub use otel::StartError;
+pub(crate) use escape::Escaping;
+pub(crate) use otel::StartError;
 pub(crate) use otel::{SHUTDOWN_FLUSH_TIMEOUT, Tracing, continue_trace};
 
 /// The `tracing` target of spans meant for traces (the request, the mint,
 /// the signing). Only spans with this target are exported; the log output
 /// never shows them.
-pub const TRACE_TARGET: &str = "macp_trace";
+pub(crate) const TRACE_TARGET: &str = "macp_trace";
 
-/// Bytes of log lines the writer thread gathers into one write(2).
-const LOG_BUFFER_BYTES: usize = 64 * 1024;
+/// Why logging or tracing could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InitError {
+    /// The log writer thread could not be started.
+    #[error("cannot start the log writer thread: {0}")]
+    LogWriter(std::io::Error),
+    /// The trace exporter could not be built.
+    #[error(transparent)]
+    Traces(#[from] StartError),
+}
 
 /// Logging and tracing, installed. Keep it until the process ends: dropping
 /// it flushes the log. Take the trace pipeline out with
 /// [`Telemetry::take_traces`] so the service can flush it at shutdown.
-pub struct Telemetry {
-    _log_writer: WorkerGuard,
+pub(crate) struct Telemetry {
+    _log_writer: writer::WriterGuard,
     traces: Option<Tracing>,
 }
 
@@ -67,26 +75,16 @@ impl Telemetry {
 /// Installs the global subscriber: log lines as `logging` says, and, when
 /// `telemetry` configures traces, the OpenTelemetry layer whose exports run
 /// on `runtime`.
-pub fn init(
+pub(crate) fn init(
     logging: &LoggingSettings,
     telemetry: &TelemetrySettings,
     runtime: &Handle,
-) -> Result<Telemetry, StartError> {
+) -> Result<Telemetry, InitError> {
     let traces = match &telemetry.traces {
         Some(settings) => Some(Tracing::start(settings, runtime.clone())?),
         None => None,
     };
-    // The writer thread writes every line queued since it last woke, then
-    // flushes once the queue is empty: through a buffer, a burst of records
-    // costs one write(2) instead of one per line, and nothing waits in the
-    // buffer once the burst is written.
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("macp-log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            LOG_BUFFER_BYTES,
-            std::io::stdout(),
-        ));
+    let (writer, guard) = writer::spawn(std::io::stdout()).map_err(InitError::LogWriter)?;
     // Colour codes only help a person at a terminal; in a log pipeline they
     // are noise that breaks grep and parsers.
     let ansi = logging.format == LogFormat::Text && std::io::stdout().is_terminal();

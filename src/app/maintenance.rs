@@ -16,7 +16,7 @@
 //! calls) can take a few signing deadlines, and reading a file on a hung
 //! mount can take forever. The read gives up after
 //! [`crate::reload::READ_TIMEOUT`] and opening a key after
-//! [`crate::keys::backend::OPEN_DEADLINE_FACTOR`] signing deadlines, and a
+//! `keys::backend::OPEN_DEADLINE_FACTOR` (5) signing deadlines, and a
 //! reload under way never holds up shutdown: this task stops at once and
 //! leaves the reload to finish (or fail) on its own.
 

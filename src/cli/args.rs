@@ -77,21 +77,21 @@ pub enum Command {
 pub struct KeygenArgs {
     /// Signing algorithm of the new key.
     #[arg(long, value_enum, default_value_t = AlgArg::Rs256)]
-    pub alg: AlgArg,
+    pub(crate) alg: AlgArg,
     /// Key id [default: <alg>-<UTC date>-<6 random hex digits>]
     #[arg(long)]
-    pub kid: Option<String>,
+    pub(crate) kid: Option<String>,
     /// RSA modulus size in bits (RS256 only) [default: 2048]
     #[arg(long, value_parser = ["2048", "3072", "4096"])]
-    pub bits: Option<String>,
+    pub(crate) bits: Option<String>,
     /// When the key starts signing (Unix seconds or RFC 3339); until then it
     /// is only published. Publish at least MACP_AUTH_KEY_PREPUBLISH_SECONDS
     /// (600 s) ahead.
     #[arg(long, value_name = "TIME")]
-    pub activate_at: Option<String>,
+    pub(crate) activate_at: Option<String>,
     /// Read a private JWK on standard input and print its public JWK.
     #[arg(long, conflicts_with_all = ["alg", "kid", "bits", "activate_at"])]
-    pub public: bool,
+    pub(crate) public: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,54 +150,54 @@ pub enum ClientsCommand {
 pub struct NewClientArgs {
     /// The client's name, as logs, metrics and audit records show it.
     #[arg(long)]
-    pub name: String,
+    pub(crate) name: String,
     /// Sender patterns it may mint for (`*` matches within one `/` segment, `**` across segments).
     #[arg(long, num_args = 1.., required = true)]
-    pub senders: Vec<String>,
+    pub(crate) senders: Vec<String>,
     /// Its own ceiling on token lifetime.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_ttl_seconds: Option<u64>,
+    pub(crate) max_ttl_seconds: Option<u64>,
     /// Write the secret to this file, which must not exist yet (it is
     /// created with mode 0600 and never overwritten).
     #[arg(long, value_name = "PATH", conflicts_with = "jwt_issuer")]
-    pub secret_file: Option<PathBuf>,
+    pub(crate) secret_file: Option<PathBuf>,
     /// Authenticate with JWTs from this issuer (exact `iss`) instead of a secret.
     #[arg(long, requires_all = ["jwt_audience", "jwt_subject"])]
-    pub jwt_issuer: Option<String>,
+    pub(crate) jwt_issuer: Option<String>,
     /// Audiences the caller's JWT may carry (one must match).
     #[arg(long, num_args = 1.., requires = "jwt_issuer")]
-    pub jwt_audience: Vec<String>,
+    pub(crate) jwt_audience: Vec<String>,
     /// Subject patterns the caller's JWT `sub` must match.
     #[arg(long, num_args = 1.., requires = "jwt_issuer")]
-    pub jwt_subject: Vec<String>,
+    pub(crate) jwt_subject: Vec<String>,
     /// The issuer's JWKS URL (default: found by OIDC discovery).
     #[arg(long, requires = "jwt_issuer")]
-    pub jwt_jwks_uri: Option<String>,
+    pub(crate) jwt_jwks_uri: Option<String>,
     /// A file holding the issuer's JWKS, re-read with the client list.
     #[arg(long, requires = "jwt_issuer")]
-    pub jwt_jwks_file: Option<PathBuf>,
+    pub(crate) jwt_jwks_file: Option<PathBuf>,
     /// PEM CA certificates to trust for the issuer's https endpoints.
     #[arg(long, requires = "jwt_issuer")]
-    pub jwt_ca_file: Option<PathBuf>,
+    pub(crate) jwt_ca_file: Option<PathBuf>,
     /// Ceiling: `false` forbids tokens that may start sessions.
     #[arg(long, value_name = "BOOL")]
-    pub ceiling_can_start_sessions: Option<bool>,
+    pub(crate) ceiling_can_start_sessions: Option<bool>,
     /// Ceiling: `false` forbids tokens that may manage the mode registry.
     #[arg(long, value_name = "BOOL")]
-    pub ceiling_can_manage_mode_registry: Option<bool>,
+    pub(crate) ceiling_can_manage_mode_registry: Option<bool>,
     /// Ceiling: `true` allows only observer tokens.
     #[arg(long, value_name = "BOOL")]
-    pub ceiling_is_observer: Option<bool>,
+    pub(crate) ceiling_is_observer: Option<bool>,
     /// Ceiling: tokens must list their modes, all from these (none given: only `[]`).
     #[arg(long, num_args = 0.., value_name = "MODE")]
-    pub ceiling_allowed_modes: Option<Vec<String>>,
+    pub(crate) ceiling_allowed_modes: Option<Vec<String>>,
     /// Ceiling: tokens must set max_open_sessions, at most this.
     #[arg(long, value_name = "N")]
-    pub ceiling_max_open_sessions: Option<u64>,
+    pub(crate) ceiling_max_open_sessions: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum AlgArg {
+pub(crate) enum AlgArg {
     #[value(name = "RS256")]
     Rs256,
     #[value(name = "ES256")]

@@ -16,12 +16,12 @@ use crate::reload::Source;
 /// What `check-config` found: the key source, the startup fingerprint, and
 /// one line per minting client (its kind, patterns and ceilings; never a
 /// secret).
-pub type Checked = (Source, Fingerprint, Vec<String>);
+pub(crate) type Checked = (Source, Fingerprint, Vec<String>);
 
 /// The fingerprint of what serving with `config` would use right now. Loads
 /// the keys and clients exactly as serving does, so a source that would stop
 /// startup fails here too.
-pub fn check_config(config: &Config) -> Result<Checked, CommandError> {
+pub(crate) fn check_config(config: &Config) -> Result<Checked, CommandError> {
     let now = SystemClock.now();
     let LoadedRing { ring, source, .. } = load_ring(config, now)?;
     let clients = ClientStore::from_config(config)?;

@@ -22,7 +22,7 @@ use crate::clients::{ClientEntry, ClientList, NewClient, new_entry};
 /// Creates a client and returns the line to print: the entry alone when the
 /// secret went to `--secret-file` (or there is no secret: a JWT client),
 /// else `{"secret": …, "client": {…}}`.
-pub fn clients_new(args: NewClientArgs) -> Result<String, CommandError> {
+pub(crate) fn clients_new(args: NewClientArgs) -> Result<String, CommandError> {
     let secret_file = args.secret_file.clone();
     let (secret, entry) = new_entry(new_client_spec(args))
         .map_err(|err| CommandError::Usage(format!("the client {err}")))?;
@@ -67,7 +67,7 @@ fn new_client_spec(args: NewClientArgs) -> NewClient {
 /// Adds the entry in `input` to the client-list file at `path` (created if
 /// absent) and returns the list's names. Refuses input that carries a
 /// secret, a name already listed, and a list the service would not load.
-pub fn clients_add(path: &Path, input: &str) -> Result<Vec<String>, CommandError> {
+pub(crate) fn clients_add(path: &Path, input: &str) -> Result<Vec<String>, CommandError> {
     let entry = parse_entry(input)?;
     let mut entries: Vec<ClientEntry> = match read_if_exists(path)? {
         None => Vec::new(),

@@ -18,12 +18,12 @@ use crate::config::Config;
 use crate::http::routes::HEALTHZ_PATH;
 
 /// How long the whole probe may take.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a probe did not see a healthy service. The messages leave the URL
 /// out (the caller prints it once) and end with what to check next.
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// The URL is not an `http://host[:port]/path` URL.
     #[error("not an http:// URL with a host; pass --url like http://127.0.0.1:3200/healthz")]
     BadUrl,
@@ -43,7 +43,7 @@ pub enum ProbeError {
 }
 
 /// GETs `url` and succeeds only on a 200 within `timeout`.
-pub async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
+pub(crate) async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
     let uri: Uri = url.parse().map_err(|_| ProbeError::BadUrl)?;
     let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority().cloned()) else {
         return Err(ProbeError::BadUrl);
@@ -89,7 +89,7 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
 
 /// The URL `healthcheck` probes when none is given: `/healthz` on the
 /// configured port, over loopback unless the service binds one address only.
-pub fn default_healthcheck_url(config: &Config) -> String {
+pub(crate) fn default_healthcheck_url(config: &Config) -> String {
     let host = match config.listen.host {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),

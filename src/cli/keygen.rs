@@ -14,12 +14,12 @@ use crate::keys::{
 };
 
 /// RSA modulus size `keygen` uses when `--bits` is not given.
-pub const DEFAULT_RSA_BITS: usize = 2048;
+pub(crate) const DEFAULT_RSA_BITS: usize = 2048;
 
 /// A fresh private JWK as one line of JSON, ready for
 /// `MACP_AUTH_SIGNING_KEY_JSON` or a ring file. `activate_at` (Unix seconds
 /// or RFC 3339) schedules when it starts signing.
-pub fn keygen(
+pub(crate) fn keygen(
     alg: SigningAlg,
     kid: Option<&str>,
     rsa_bits: usize,
@@ -42,7 +42,7 @@ pub fn keygen(
 }
 
 /// The public JWK of the private JWK in `private_jwk`, as one line of JSON.
-pub fn public_jwk(private_jwk: &str) -> Result<String, KeyError> {
+pub(crate) fn public_jwk(private_jwk: &str) -> Result<String, KeyError> {
     Ok(Value::Object(public_jwk_from_private(private_jwk.trim())?).to_string())
 }
 

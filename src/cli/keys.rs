@@ -28,11 +28,11 @@ use crate::keys::{
 
 /// What `keys add` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Added {
+pub(crate) struct Added {
     /// The ring's kids, in file order.
-    pub kids: Vec<String>,
+    pub(crate) kids: Vec<String>,
     /// Why the new key's activation is risky, if it is.
-    pub warning: Option<String>,
+    pub(crate) warning: Option<String>,
 }
 
 /// Adds `new_key` to the ring file at `path` (created if absent): a private
@@ -44,7 +44,7 @@ pub struct Added {
 /// kid, key material or reference already in the ring, and a result that
 /// would not load. Judges the new key's activation against `now` and the
 /// pre-publication window `prepublish` (seconds).
-pub fn keys_add(
+pub(crate) fn keys_add(
     path: &Path,
     new_key: &str,
     now: u64,
@@ -150,7 +150,7 @@ fn refuse_duplicates(
 
 /// The warning for a key added to a ring that already signs, activating at
 /// `at`: in the past, or sooner than the pre-publication window.
-pub fn activation_warning(kid: &str, at: u64, now: u64, prepublish: u64) -> Option<String> {
+pub(crate) fn activation_warning(kid: &str, at: u64, now: u64, prepublish: u64) -> Option<String> {
     let advice = format!(
         "to rotate without rejected tokens, give it an activate_at at least MACP_AUTH_KEY_PREPUBLISH_SECONDS ({prepublish} s) after every replica has loaded the ring"
     );
@@ -172,17 +172,17 @@ pub fn activation_warning(kid: &str, at: u64, now: u64, prepublish: u64) -> Opti
 
 /// What `keys prune` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     /// The kids dropped, in file order.
-    pub dropped: Vec<String>,
+    pub(crate) dropped: Vec<String>,
     /// The next key to retire and when, if any is scheduled to.
-    pub next_retirement: Option<(String, u64)>,
+    pub(crate) next_retirement: Option<(String, u64)>,
 }
 
 /// Drops from the ring file at `path` every key retired at `now` (every
 /// token it signed has expired, given `max_ttl`), and says which key retires
 /// next.
-pub fn keys_prune(
+pub(crate) fn keys_prune(
     path: &Path,
     now: u64,
     max_ttl: u64,

@@ -266,189 +266,227 @@ fn findings_of(config: &Config, clients: &ClientsLine, now: u64) -> Vec<Finding>
     Fingerprint::new(config, &ring, &source, clients.clone(), now).findings
 }
 
-#[test]
-fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
-    let now = 1_000_000;
+/// The instant the finding cases are judged at.
+const FINDINGS_NOW: u64 = 1_000_000;
+
+/// The ring of a finding case.
+#[derive(Clone, Copy)]
+enum CaseRing {
+    /// `k1`, always active.
+    One,
+    /// `k1`, and `k2` activating 120 s after [`FINDINGS_NOW`].
+    ActivatingSoon,
+    /// `k1`, and `k2` activating 900 s after [`FINDINGS_NOW`].
+    ActivatingLater,
+    /// `k1` without its kid.
+    Kidless,
+}
+
+/// One configuration and the one finding (if any) serving has about it.
+struct FindingCase {
+    name: &'static str,
+    ring: CaseRing,
+    /// What the case changes in the clean configuration.
+    tweak: fn(&mut Config),
+    /// Whether minting clients are configured.
+    listed: bool,
+    expected: Option<(Severity, &'static str)>,
+}
+
+const FINDING_CASES: &[FindingCase] = &[
+    FindingCase {
+        name: "a clean configuration",
+        ring: CaseRing::One,
+        tweak: |_| {},
+        listed: true,
+        expected: None,
+    },
+    FindingCase {
+        name: "an ephemeral key",
+        ring: CaseRing::One,
+        tweak: |c| c.keys.inline = None,
+        listed: true,
+        expected: Some((
+            Severity::Warning,
+            "ephemeral signing key: tokens minted now stop verifying",
+        )),
+    },
+    FindingCase {
+        name: "unauthenticated minting on a wildcard bind",
+        ring: CaseRing::One,
+        tweak: |c| {
+            c.listen.host = "0.0.0.0".parse().unwrap();
+            c.listen.public_url = Some("https://auth.example.com".into());
+        },
+        listed: false,
+        expected: Some((
+            Severity::Error,
+            "minting is unauthenticated and 0.0.0.0 is not a loopback address",
+        )),
+    },
+    FindingCase {
+        name: "unauthenticated minting on a wildcard bind, declared intended",
+        ring: CaseRing::One,
+        tweak: |c| {
+            c.listen.host = "0.0.0.0".parse().unwrap();
+            c.listen.public_url = Some("https://auth.example.com".into());
+            c.clients.allow_unauthenticated = true;
+        },
+        listed: false,
+        expected: Some((
+            Severity::Warning,
+            "minting is unauthenticated on 0.0.0.0, as MACP_AUTH_ALLOW_UNAUTHENTICATED=true says is intended",
+        )),
+    },
+    FindingCase {
+        name: "discovery following the Host header on a wildcard bind",
+        ring: CaseRing::One,
+        tweak: |c| c.listen.host = "0.0.0.0".parse().unwrap(),
+        listed: true,
+        expected: Some((
+            Severity::Warning,
+            "MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address",
+        )),
+    },
+    FindingCase {
+        name: "unauthenticated minting on loopback",
+        ring: CaseRing::One,
+        tweak: |_| {},
+        listed: false,
+        expected: Some((
+            Severity::Warning,
+            "minting is unauthenticated: any local process can mint",
+        )),
+    },
+    FindingCase {
+        name: "the opt-in beside a client list",
+        ring: CaseRing::One,
+        tweak: |c| c.clients.allow_unauthenticated = true,
+        listed: true,
+        expected: Some((
+            Severity::Warning,
+            "MACP_AUTH_ALLOW_UNAUTHENTICATED is set, but a client list is configured",
+        )),
+    },
+    FindingCase {
+        name: "a default TTL above the maximum",
+        ring: CaseRing::One,
+        tweak: |c| {
+            c.tokens.max_ttl_seconds = 300;
+            c.tokens.default_ttl_seconds = 600;
+        },
+        listed: true,
+        expected: Some((
+            Severity::Warning,
+            "MACP_AUTH_DEFAULT_TTL_SECONDS (600) exceeds MACP_AUTH_MAX_TTL_SECONDS (300)",
+        )),
+    },
+    FindingCase {
+        name: "a key activating inside the pre-publication window",
+        ring: CaseRing::ActivatingSoon,
+        tweak: |_| {},
+        listed: true,
+        expected: Some((
+            Severity::Warning,
+            "key k2 activates in 120 s (1970-01-12T13:48:40Z), less than MACP_AUTH_KEY_PREPUBLISH_SECONDS (600 s)",
+        )),
+    },
+    FindingCase {
+        name: "a key activating after the window",
+        ring: CaseRing::ActivatingLater,
+        tweak: |_| {},
+        listed: true,
+        expected: None,
+    },
+    FindingCase {
+        name: "a metrics address on the API's port",
+        ring: CaseRing::One,
+        tweak: |c| c.listen.metrics_addr = Some("0.0.0.0:3200".parse().unwrap()),
+        listed: true,
+        expected: Some((
+            Severity::Error,
+            "MACP_AUTH_METRICS_ADDR 0.0.0.0:3200 uses port 3200, which the API already listens on",
+        )),
+    },
+    FindingCase {
+        name: "a metrics address of its own",
+        ring: CaseRing::One,
+        tweak: |c| c.listen.metrics_addr = Some("0.0.0.0:9464".parse().unwrap()),
+        listed: true,
+        expected: None,
+    },
+    FindingCase {
+        name: "a misspelt variable",
+        ring: CaseRing::One,
+        tweak: |c| {
+            c.unknown_variables = vec![(
+                "MACP_AUTH_MAX_TTL".into(),
+                Some("MACP_AUTH_MAX_TTL_SECONDS"),
+            )]
+        },
+        listed: true,
+        expected: Some((
+            Severity::Warning,
+            "MACP_AUTH_MAX_TTL is set but no setting of this service reads it (did you mean MACP_AUTH_MAX_TTL_SECONDS?)",
+        )),
+    },
+    FindingCase {
+        name: "a lone pinned key without kid",
+        ring: CaseRing::Kidless,
+        tweak: |_| {},
+        listed: true,
+        expected: Some((
+            Severity::Warning,
+            "the pinned key has no kid, so it is published as \"key-1\"",
+        )),
+    },
+];
+
+/// The JWK texts of each [`CaseRing`], in the order of its variants.
+fn case_rings() -> [Vec<String>; 4] {
+    let now = FINDINGS_NOW;
     let key = keygen(SigningAlg::Es256, Some("k1"), 0, None).unwrap();
-    let soon = keygen(
-        SigningAlg::Es256,
-        Some("k2"),
-        0,
-        Some(&(now + 120).to_string()),
-    )
-    .unwrap();
-    let later = keygen(
-        SigningAlg::Es256,
-        Some("k2"),
-        0,
-        Some(&(now + 900).to_string()),
-    )
-    .unwrap();
+    let next = |activate_at: u64| {
+        keygen(
+            SigningAlg::Es256,
+            Some("k2"),
+            0,
+            Some(&activate_at.to_string()),
+        )
+        .unwrap()
+    };
     let kidless = {
         let mut jwk: Value = serde_json::from_str(&key).unwrap();
         jwk.as_object_mut().unwrap().remove("kid");
         jwk.to_string()
     };
+    [
+        vec![key.clone()],
+        vec![key.clone(), next(now + 120)],
+        vec![key, next(now + 900)],
+        vec![kidless],
+    ]
+}
+
+#[test]
+fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
+    let now = FINDINGS_NOW;
+    let rings = case_rings();
     let listed = ClientsLine::List {
         variable: "MACP_AUTH_CLIENTS_JSON",
         names: vec!["control-plane".into()],
     };
-    type Tweak = Box<dyn Fn(&mut Config)>;
-    type Expected = Option<(Severity, &'static str)>;
-    type Case<'a> = (&'a str, Vec<String>, Tweak, &'a ClientsLine, Expected);
-    let cases: Vec<Case> = vec![
-        (
-            "a clean configuration",
-            vec![key.clone()],
-            none_tweak(),
-            &listed,
-            None,
-        ),
-        (
-            "an ephemeral key",
-            vec![key.clone()],
-            Box::new(|c| c.keys.inline = None),
-            &listed,
-            Some((
-                Severity::Warning,
-                "ephemeral signing key: tokens minted now stop verifying",
-            )),
-        ),
-        (
-            "unauthenticated minting on a wildcard bind",
-            vec![key.clone()],
-            Box::new(|c| {
-                c.listen.host = "0.0.0.0".parse().unwrap();
-                c.listen.public_url = Some("https://auth.example.com".into());
-            }),
-            &ClientsLine::Off,
-            Some((
-                Severity::Error,
-                "minting is unauthenticated and 0.0.0.0 is not a loopback address",
-            )),
-        ),
-        (
-            "unauthenticated minting on a wildcard bind, declared intended",
-            vec![key.clone()],
-            Box::new(|c| {
-                c.listen.host = "0.0.0.0".parse().unwrap();
-                c.listen.public_url = Some("https://auth.example.com".into());
-                c.clients.allow_unauthenticated = true;
-            }),
-            &ClientsLine::Off,
-            Some((
-                Severity::Warning,
-                "minting is unauthenticated on 0.0.0.0, as MACP_AUTH_ALLOW_UNAUTHENTICATED=true says is intended",
-            )),
-        ),
-        (
-            "discovery following the Host header on a wildcard bind",
-            vec![key.clone()],
-            Box::new(|c| c.listen.host = "0.0.0.0".parse().unwrap()),
-            &listed,
-            Some((
-                Severity::Warning,
-                "MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address",
-            )),
-        ),
-        (
-            "unauthenticated minting on loopback",
-            vec![key.clone()],
-            none_tweak(),
-            &ClientsLine::Off,
-            Some((
-                Severity::Warning,
-                "minting is unauthenticated: any local process can mint",
-            )),
-        ),
-        (
-            "the opt-in beside a client list",
-            vec![key.clone()],
-            Box::new(|c| c.clients.allow_unauthenticated = true),
-            &listed,
-            Some((
-                Severity::Warning,
-                "MACP_AUTH_ALLOW_UNAUTHENTICATED is set, but a client list is configured",
-            )),
-        ),
-        (
-            "a default TTL above the maximum",
-            vec![key.clone()],
-            Box::new(|c| {
-                c.tokens.max_ttl_seconds = 300;
-                c.tokens.default_ttl_seconds = 600;
-            }),
-            &listed,
-            Some((
-                Severity::Warning,
-                "MACP_AUTH_DEFAULT_TTL_SECONDS (600) exceeds MACP_AUTH_MAX_TTL_SECONDS (300)",
-            )),
-        ),
-        (
-            "a key activating inside the pre-publication window",
-            vec![key.clone(), soon.clone()],
-            none_tweak(),
-            &listed,
-            Some((
-                Severity::Warning,
-                "key k2 activates in 120 s (1970-01-12T13:48:40Z), less than MACP_AUTH_KEY_PREPUBLISH_SECONDS (600 s)",
-            )),
-        ),
-        (
-            "a key activating after the window",
-            vec![key.clone(), later.clone()],
-            none_tweak(),
-            &listed,
-            None,
-        ),
-        (
-            "a metrics address on the API's port",
-            vec![key.clone()],
-            Box::new(|c| c.listen.metrics_addr = Some("0.0.0.0:3200".parse().unwrap())),
-            &listed,
-            Some((
-                Severity::Error,
-                "MACP_AUTH_METRICS_ADDR 0.0.0.0:3200 uses port 3200, which the API already listens on",
-            )),
-        ),
-        (
-            "a metrics address of its own",
-            vec![key.clone()],
-            Box::new(|c| c.listen.metrics_addr = Some("0.0.0.0:9464".parse().unwrap())),
-            &listed,
-            None,
-        ),
-        (
-            "a misspelt variable",
-            vec![key.clone()],
-            Box::new(|c| {
-                c.unknown_variables = vec![(
-                    "MACP_AUTH_MAX_TTL".into(),
-                    Some("MACP_AUTH_MAX_TTL_SECONDS"),
-                )]
-            }),
-            &listed,
-            Some((
-                Severity::Warning,
-                "MACP_AUTH_MAX_TTL is set but no setting of this service reads it (did you mean MACP_AUTH_MAX_TTL_SECONDS?)",
-            )),
-        ),
-        (
-            "a lone pinned key without kid",
-            vec![kidless.clone()],
-            none_tweak(),
-            &listed,
-            Some((
-                Severity::Warning,
-                "the pinned key has no kid, so it is published as \"key-1\"",
-            )),
-        ),
-    ];
-    for (name, keys, tweak, clients, expected) in cases {
-        let mut config = clean_config(&keys);
-        tweak(&mut config);
+    for case in FINDING_CASES {
+        let name = case.name;
+        let clients = if case.listed {
+            &listed
+        } else {
+            &ClientsLine::Off
+        };
+        let mut config = clean_config(&rings[case.ring as usize]);
+        (case.tweak)(&mut config);
         let findings = findings_of(&config, clients, now);
-        match expected {
+        match case.expected {
             None => assert!(findings.is_empty(), "{name}: {findings:?}"),
             Some((severity, text)) => {
                 assert_eq!(findings.len(), 1, "{name}: {findings:?}");
@@ -469,10 +507,6 @@ fn every_startup_warning_and_error_is_a_finding_that_check_config_reports() {
             }
         }
     }
-}
-
-fn none_tweak() -> Box<dyn Fn(&mut Config)> {
-    Box::new(|_| {})
 }
 
 #[test]

@@ -12,16 +12,16 @@ use super::{Client, ClientList};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
-pub struct Authenticated<'a> {
+pub(crate) struct Authenticated<'a> {
     /// Its client.
-    pub client: &'a Client,
+    pub(crate) client: &'a Client,
     /// The `sub` of its JWT, when it authenticated with one.
-    pub subject: Option<String>,
+    pub(crate) subject: Option<String>,
 }
 
 /// Why a credential authenticated no client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
+pub(crate) enum AuthFailure {
     /// Matches no secret, and is not a JWT some client could accept.
     UnknownSecret,
     /// A JWT, refused for this reason.
@@ -30,7 +30,7 @@ pub enum AuthFailure {
 
 impl AuthFailure {
     /// The `result` label of the authentication metric.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuthFailure::UnknownSecret => "unknown_secret",
             AuthFailure::Jwt(failure) => failure.as_str(),
@@ -42,7 +42,7 @@ impl ClientList {
     /// Authenticates a bearer credential; `now` is Unix seconds. May fetch
     /// an issuer's keys (at most 5 s per fetch, one fetch per issuer at a
     /// time).
-    pub async fn authenticate_bearer(
+    pub(crate) async fn authenticate_bearer(
         &self,
         credential: &str,
         now: u64,

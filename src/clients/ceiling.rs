@@ -44,16 +44,16 @@ pub struct ScopeCeiling {
 #[error("client {client:?} may not grant scopes.{}: {}", .field.key(), .rule)]
 pub struct CeilingRefusal {
     /// The client's name.
-    pub client: String,
+    pub(crate) client: String,
     /// The field over the ceiling.
-    pub field: ScopeField,
+    pub(crate) field: ScopeField,
     /// The rule, in words, with the ceiling's value.
-    pub rule: String,
+    pub(crate) rule: String,
 }
 
 impl ScopeCeiling {
     /// Whether this ceiling imposes anything at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == ScopeCeiling::default()
     }
 
@@ -118,7 +118,7 @@ impl ScopeCeiling {
     }
 
     /// One line for `check-config`: the fields the ceiling sets.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.is_empty() {
             return "none".to_owned();
         }
@@ -136,6 +136,10 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
     fn judge(ceiling_json: Value, scopes: Value) -> Result<(), String> {
         let map = scopes.as_object().unwrap().clone();
         let known = known_scopes(&map).unwrap();
@@ -144,90 +148,92 @@ mod tests {
             .map_err(|err| err.to_string())
     }
 
+    /// Scopes over a ceiling, as (name, ceiling, scopes, the field refused).
+    const OVER_THE_CEILING: &[(&str, &str, &str, &str)] = &[
+        (
+            "a false can_start_sessions ceiling refuses a true value",
+            r#"{"can_start_sessions": false}"#,
+            r#"{"can_start_sessions": true}"#,
+            "can_start_sessions",
+        ),
+        (
+            "a false can_start_sessions ceiling refuses an absent value",
+            r#"{"can_start_sessions": false}"#,
+            r#"{}"#,
+            "can_start_sessions",
+        ),
+        (
+            "a false can_start_sessions ceiling refuses a null value",
+            r#"{"can_start_sessions": false}"#,
+            r#"{"can_start_sessions": null}"#,
+            "can_start_sessions",
+        ),
+        (
+            "a false can_manage_mode_registry ceiling refuses a true value",
+            r#"{"can_manage_mode_registry": false}"#,
+            r#"{"can_manage_mode_registry": true}"#,
+            "can_manage_mode_registry",
+        ),
+        (
+            "a true is_observer ceiling refuses a false value",
+            r#"{"is_observer": true}"#,
+            r#"{"is_observer": false}"#,
+            "is_observer",
+        ),
+        (
+            "a true is_observer ceiling refuses an absent value",
+            r#"{"is_observer": true}"#,
+            r#"{}"#,
+            "is_observer",
+        ),
+        (
+            "a mode ceiling refuses an absent mode list",
+            r#"{"allowed_modes": ["a"]}"#,
+            r#"{}"#,
+            "allowed_modes",
+        ),
+        (
+            "a mode ceiling refuses a null mode list",
+            r#"{"allowed_modes": ["a"]}"#,
+            r#"{"allowed_modes": null}"#,
+            "allowed_modes",
+        ),
+        (
+            "a mode ceiling refuses a mode outside it",
+            r#"{"allowed_modes": ["a"]}"#,
+            r#"{"allowed_modes": ["a", "b"]}"#,
+            "allowed_modes",
+        ),
+        (
+            "an empty mode ceiling refuses any mode",
+            r#"{"allowed_modes": []}"#,
+            r#"{"allowed_modes": ["a"]}"#,
+            "allowed_modes",
+        ),
+        (
+            "a session ceiling refuses an absent limit",
+            r#"{"max_open_sessions": 5}"#,
+            r#"{}"#,
+            "max_open_sessions",
+        ),
+        (
+            "a session ceiling refuses a null limit",
+            r#"{"max_open_sessions": 5}"#,
+            r#"{"max_open_sessions": null}"#,
+            "max_open_sessions",
+        ),
+        (
+            "a session ceiling refuses a higher limit",
+            r#"{"max_open_sessions": 5}"#,
+            r#"{"max_open_sessions": 6}"#,
+            "max_open_sessions",
+        ),
+    ];
+
     #[test]
     fn every_rule_refuses_what_is_over_the_ceiling() {
-        let cases = [
-            (
-                "a false can_start_sessions ceiling refuses a true value",
-                json!({"can_start_sessions": false}),
-                json!({"can_start_sessions": true}),
-                "can_start_sessions",
-            ),
-            (
-                "a false can_start_sessions ceiling refuses an absent value",
-                json!({"can_start_sessions": false}),
-                json!({}),
-                "can_start_sessions",
-            ),
-            (
-                "a false can_start_sessions ceiling refuses a null value",
-                json!({"can_start_sessions": false}),
-                json!({"can_start_sessions": null}),
-                "can_start_sessions",
-            ),
-            (
-                "a false can_manage_mode_registry ceiling refuses a true value",
-                json!({"can_manage_mode_registry": false}),
-                json!({"can_manage_mode_registry": true}),
-                "can_manage_mode_registry",
-            ),
-            (
-                "a true is_observer ceiling refuses a false value",
-                json!({"is_observer": true}),
-                json!({"is_observer": false}),
-                "is_observer",
-            ),
-            (
-                "a true is_observer ceiling refuses an absent value",
-                json!({"is_observer": true}),
-                json!({}),
-                "is_observer",
-            ),
-            (
-                "a mode ceiling refuses an absent mode list",
-                json!({"allowed_modes": ["a"]}),
-                json!({}),
-                "allowed_modes",
-            ),
-            (
-                "a mode ceiling refuses a null mode list",
-                json!({"allowed_modes": ["a"]}),
-                json!({"allowed_modes": null}),
-                "allowed_modes",
-            ),
-            (
-                "a mode ceiling refuses a mode outside it",
-                json!({"allowed_modes": ["a"]}),
-                json!({"allowed_modes": ["a", "b"]}),
-                "allowed_modes",
-            ),
-            (
-                "an empty mode ceiling refuses any mode",
-                json!({"allowed_modes": []}),
-                json!({"allowed_modes": ["a"]}),
-                "allowed_modes",
-            ),
-            (
-                "a session ceiling refuses an absent limit",
-                json!({"max_open_sessions": 5}),
-                json!({}),
-                "max_open_sessions",
-            ),
-            (
-                "a session ceiling refuses a null limit",
-                json!({"max_open_sessions": 5}),
-                json!({"max_open_sessions": null}),
-                "max_open_sessions",
-            ),
-            (
-                "a session ceiling refuses a higher limit",
-                json!({"max_open_sessions": 5}),
-                json!({"max_open_sessions": 6}),
-                "max_open_sessions",
-            ),
-        ];
-        for (name, ceiling_json, scopes, field) in cases {
-            let err = judge(ceiling_json, scopes).expect_err(name);
+        for &(name, ceiling_json, scopes, field) in OVER_THE_CEILING {
+            let err = judge(parse(ceiling_json), parse(scopes)).expect_err(name);
             assert!(
                 err.starts_with(&format!("client \"cp\" may not grant scopes.{field}: ")),
                 "{name}: {err}"
@@ -235,72 +241,74 @@ mod tests {
         }
     }
 
+    /// Scopes within a ceiling, as (name, ceiling, scopes).
+    const WITHIN_THE_CEILING: &[(&str, &str, &str)] = &[
+        (
+            "a false can_start_sessions ceiling passes a false value",
+            r#"{"can_start_sessions": false}"#,
+            r#"{"can_start_sessions": false}"#,
+        ),
+        (
+            "a true can_start_sessions ceiling imposes nothing",
+            r#"{"can_start_sessions": true}"#,
+            r#"{}"#,
+        ),
+        (
+            "a false can_manage_mode_registry ceiling passes an absent value",
+            r#"{"can_manage_mode_registry": false}"#,
+            r#"{}"#,
+        ),
+        (
+            "a false can_manage_mode_registry ceiling passes a false value",
+            r#"{"can_manage_mode_registry": false}"#,
+            r#"{"can_manage_mode_registry": false}"#,
+        ),
+        (
+            "a true can_manage_mode_registry ceiling passes a true value",
+            r#"{"can_manage_mode_registry": true}"#,
+            r#"{"can_manage_mode_registry": true}"#,
+        ),
+        (
+            "a true is_observer ceiling passes an observer token",
+            r#"{"is_observer": true}"#,
+            r#"{"is_observer": true}"#,
+        ),
+        (
+            "a false is_observer ceiling imposes nothing",
+            r#"{"is_observer": false}"#,
+            r#"{"is_observer": true}"#,
+        ),
+        (
+            "a mode ceiling passes a subset",
+            r#"{"allowed_modes": ["a", "b"]}"#,
+            r#"{"allowed_modes": ["b"]}"#,
+        ),
+        (
+            "a mode ceiling passes the empty list",
+            r#"{"allowed_modes": ["a"]}"#,
+            r#"{"allowed_modes": []}"#,
+        ),
+        (
+            "a session ceiling passes an equal limit",
+            r#"{"max_open_sessions": 5}"#,
+            r#"{"max_open_sessions": 5}"#,
+        ),
+        (
+            "a session ceiling passes a lower limit",
+            r#"{"max_open_sessions": 5}"#,
+            r#"{"max_open_sessions": 0}"#,
+        ),
+        (
+            "no ceiling passes anything",
+            r#"{}"#,
+            r#"{"can_manage_mode_registry": true, "max_open_sessions": 18446744073709551615}"#,
+        ),
+    ];
+
     #[test]
     fn every_rule_passes_what_is_within_the_ceiling() {
-        let cases = [
-            (
-                "a false can_start_sessions ceiling passes a false value",
-                json!({"can_start_sessions": false}),
-                json!({"can_start_sessions": false}),
-            ),
-            (
-                "a true can_start_sessions ceiling imposes nothing",
-                json!({"can_start_sessions": true}),
-                json!({}),
-            ),
-            (
-                "a false can_manage_mode_registry ceiling passes an absent value",
-                json!({"can_manage_mode_registry": false}),
-                json!({}),
-            ),
-            (
-                "a false can_manage_mode_registry ceiling passes a false value",
-                json!({"can_manage_mode_registry": false}),
-                json!({"can_manage_mode_registry": false}),
-            ),
-            (
-                "a true can_manage_mode_registry ceiling passes a true value",
-                json!({"can_manage_mode_registry": true}),
-                json!({"can_manage_mode_registry": true}),
-            ),
-            (
-                "a true is_observer ceiling passes an observer token",
-                json!({"is_observer": true}),
-                json!({"is_observer": true}),
-            ),
-            (
-                "a false is_observer ceiling imposes nothing",
-                json!({"is_observer": false}),
-                json!({"is_observer": true}),
-            ),
-            (
-                "a mode ceiling passes a subset",
-                json!({"allowed_modes": ["a", "b"]}),
-                json!({"allowed_modes": ["b"]}),
-            ),
-            (
-                "a mode ceiling passes the empty list",
-                json!({"allowed_modes": ["a"]}),
-                json!({"allowed_modes": []}),
-            ),
-            (
-                "a session ceiling passes an equal limit",
-                json!({"max_open_sessions": 5}),
-                json!({"max_open_sessions": 5}),
-            ),
-            (
-                "a session ceiling passes a lower limit",
-                json!({"max_open_sessions": 5}),
-                json!({"max_open_sessions": 0}),
-            ),
-            (
-                "no ceiling passes anything",
-                json!({}),
-                json!({"can_manage_mode_registry": true, "max_open_sessions": 18446744073709551615u64}),
-            ),
-        ];
-        for (name, ceiling_json, scopes) in cases {
-            assert_eq!(judge(ceiling_json, scopes), Ok(()), "{name}");
+        for &(name, ceiling_json, scopes) in WITHIN_THE_CEILING {
+            assert_eq!(judge(parse(ceiling_json), parse(scopes)), Ok(()), "{name}");
         }
     }
 

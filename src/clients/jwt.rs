@@ -26,39 +26,39 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
-pub use keys::{IssuerKeys, KeyRegistry, KeySet};
+pub(crate) use keys::{IssuerKeys, KeyRegistry, KeySet};
 
 use super::patterns::{Pattern, glob_match};
 
 /// Leeway on `exp` and `nbf`, for clock skew between the platform and us.
-pub const LEEWAY_SECONDS: u64 = 30;
+pub(crate) const LEEWAY_SECONDS: u64 = 30;
 
 /// A client entry's `"jwt"`, as operators write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JwtTrust {
+pub(crate) struct JwtTrust {
     /// The exact `iss` of the caller's tokens.
-    pub issuer: String,
+    pub(crate) issuer: String,
     /// Accepted `aud` values; a token needs at least one of them.
-    pub audiences: Vec<String>,
+    pub(crate) audiences: Vec<String>,
     /// Patterns of accepted `sub` values, in the `senders` language (`*`
     /// within a `/`-segment, `**` across).
-    pub subjects: Vec<String>,
+    pub(crate) subjects: Vec<String>,
     /// Where the issuer publishes its JWKS; found by discovery when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_uri: Option<String>,
+    pub(crate) jwks_uri: Option<String>,
     /// A file holding the issuer's JWKS, re-read with the client list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_file: Option<PathBuf>,
+    pub(crate) jwks_file: Option<PathBuf>,
     /// PEM certificates trusted for https fetches instead of the system's
     /// (a cluster CA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl JwtTrust {
     /// Checks the entry; the problem is worded for the client-list error.
-    pub fn validate(&self) -> Result<(), &'static str> {
+    pub(crate) fn validate(&self) -> Result<(), &'static str> {
         if self.issuer.trim().is_empty() {
             return Err("\"jwt.issuer\" must be a non-empty string");
         }
@@ -137,7 +137,7 @@ pub enum JwtFailure {
 
 impl JwtFailure {
     /// The reason's name in audit records, logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             JwtFailure::Malformed => "malformed_token",
             JwtFailure::AlgorithmNotAllowed => "algorithm_not_allowed",
@@ -158,7 +158,7 @@ impl JwtFailure {
 
 /// Where a JWT client's issuer keys come from.
 #[derive(Debug, Clone)]
-pub enum KeyHandle {
+pub(crate) enum KeyHandle {
     /// Loaded from `jwks_file` with the client list.
     Static(Arc<KeySet>),
     /// Fetched over HTTP(S) and cached; shared across reloads.
@@ -167,17 +167,17 @@ pub enum KeyHandle {
 
 /// A workload-identity client: its trust entry and its issuer's keys.
 #[derive(Debug, Clone)]
-pub struct JwtClient {
+pub(crate) struct JwtClient {
     /// The entry.
-    pub trust: JwtTrust,
+    pub(crate) trust: JwtTrust,
     /// Its issuer's keys.
-    pub keys: KeyHandle,
+    pub(crate) keys: KeyHandle,
 }
 
 impl JwtClient {
     /// Builds the client: reads `jwks_file`, or takes the shared cache for
     /// the remote source from `registry`.
-    pub fn new(trust: JwtTrust, registry: &KeyRegistry) -> Result<Self, String> {
+    pub(crate) fn new(trust: JwtTrust, registry: &KeyRegistry) -> Result<Self, String> {
         let keys = match &trust.jwks_file {
             Some(path) => KeyHandle::Static(Arc::new(keys::read_jwks_file(path)?)),
             None => KeyHandle::Remote(registry.remote(&trust)?),
@@ -186,7 +186,7 @@ impl JwtClient {
     }
 
     /// Whether two clients would need different keys for the same issuer.
-    pub fn same_key_source(&self, other: &JwtClient) -> bool {
+    pub(crate) fn same_key_source(&self, other: &JwtClient) -> bool {
         self.trust.jwks_uri == other.trust.jwks_uri
             && self.trust.jwks_file == other.trust.jwks_file
             && self.trust.ca_file == other.trust.ca_file
@@ -195,9 +195,9 @@ impl JwtClient {
 
 /// The verified facts about a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// Its `sub`.
-    pub subject: String,
+    pub(crate) subject: String,
 }
 
 /// The claims we read from a caller's token, after its signature verified.
@@ -227,19 +227,19 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D
 
 /// The unverified parts of a token needed to pick its issuer and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unverified {
+pub(crate) struct Unverified {
     /// `iss` from the payload.
-    pub issuer: String,
+    pub(crate) issuer: String,
     /// `alg` from the header, RS256 or ES256.
-    pub alg: Algorithm,
+    pub(crate) alg: Algorithm,
     /// `kid` from the header.
-    pub kid: Option<String>,
+    pub(crate) kid: Option<String>,
 }
 
 /// Reads the header and issuer of a compact JWS without trusting them.
 /// `alg` is checked here, by its text, so `none` and `HS256` get their own
 /// reason rather than a parse error.
-pub fn peek(token: &str) -> Result<Unverified, JwtFailure> {
+pub(crate) fn peek(token: &str) -> Result<Unverified, JwtFailure> {
     #[derive(Deserialize)]
     struct Header {
         alg: String,
@@ -279,7 +279,7 @@ pub fn peek(token: &str) -> Result<Unverified, JwtFailure> {
 /// Verifies `token` against `keys` and picks the first of `candidates`
 /// (clients trusting its issuer, in list order) that accepts its audience
 /// and subject. `now` is Unix seconds.
-pub fn verify<'a, T>(
+pub(crate) fn verify<'a, T>(
     token: &str,
     unverified: &Unverified,
     keys: &KeySet,

@@ -44,7 +44,7 @@ pub enum LoadClientsError {
 }
 
 /// The live client list.
-pub struct ClientStore {
+pub(crate) struct ClientStore {
     list: ArcSwap<Option<ClientList>>,
     reloader: Reloader,
     registry: KeyRegistry,

@@ -14,7 +14,7 @@ use super::reader::Reader;
 use super::{ConfigError, KeyMaterial, vars};
 
 /// The default deadline of one external signature.
-pub const DEFAULT_SIGNING_TIMEOUT: Duration = Duration::from_millis(2000);
+pub(crate) const DEFAULT_SIGNING_TIMEOUT: Duration = Duration::from_millis(2000);
 
 /// What external key stores need from the environment.
 #[derive(Clone, Debug)]
@@ -27,9 +27,18 @@ pub struct CustodySettings {
     /// A file holding the PIN (`MACP_AUTH_PKCS11_PIN_FILE`), read when a key
     /// is opened. A token in use keeps the PIN it accepted: a changed PIN
     /// takes effect at the next start (see `keys::pkcs11::token`).
-    pub pkcs11_pin_file: Option<PathBuf>,
-    /// How long one signature (or one load-time call) through an external
-    /// store may take (`MACP_AUTH_SIGNING_TIMEOUT_MS`).
+    #[cfg_attr(
+        not(feature = "pkcs11"),
+        allow(
+            dead_code,
+            reason = "read and checked without the feature too; only PKCS#11 uses it"
+        )
+    )]
+    pub(crate) pkcs11_pin_file: Option<PathBuf>,
+    /// How long one signature (or one KMS call at load) through an external
+    /// store may take (`MACP_AUTH_SIGNING_TIMEOUT_MS`); opening a PKCS#11
+    /// key may take `keys::backend::OPEN_DEADLINE_FACTOR` times this. Public
+    /// for the tests that stall a key store.
     pub signing_timeout: Duration,
 }
 
@@ -47,7 +56,7 @@ impl Default for CustodySettings {
 impl CustodySettings {
     /// Reads only these variables from the process environment, for the
     /// commands that need no other setting.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub(crate) fn from_env() -> Result<Self, ConfigError> {
         let lookup = |name: &str| std::env::var_os(name);
         Self::read(&Reader::new(&lookup))
     }

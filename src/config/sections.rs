@@ -56,13 +56,13 @@ impl ListenSettings {
     }
 
     /// `host:port` as operators and clients should write it (IPv6 bracketed).
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
     }
 
     /// Base URL to print in the startup log: a wildcard bind is shown as
     /// `localhost`, since `0.0.0.0` is not an address a client can reach.
-    pub fn display_base_url(&self) -> String {
+    pub(crate) fn display_base_url(&self) -> String {
         let host = match self.host {
             host if host.is_unspecified() => "localhost".to_owned(),
             IpAddr::V4(v4) => v4.to_string(),
@@ -111,12 +111,6 @@ impl TokenSettings {
             default_ttl_seconds: ttl(vars::DEFAULT_TTL, defaults.default_ttl_seconds)?,
         })
     }
-
-    /// The lifetime a request without `ttl_seconds` gets: the default, held to
-    /// the maximum.
-    pub fn effective_default_ttl(&self) -> u64 {
-        self.default_ttl_seconds.min(self.max_ttl_seconds)
-    }
 }
 
 /// The signing key ring.
@@ -132,7 +126,7 @@ pub struct KeySettings {
     pub file: Option<PathBuf>,
     /// How long before its activation a key should be published
     /// (`MACP_AUTH_KEY_PREPUBLISH_SECONDS`); sooner activations are warned about.
-    pub prepublish_seconds: u64,
+    pub(crate) prepublish_seconds: u64,
     /// How often the key and client files are checked for changes
     /// (`MACP_AUTH_KEY_POLL_SECONDS`); `None` when set to 0.
     pub poll_interval: Option<Duration>,
@@ -215,11 +209,11 @@ pub struct RateLimit {
 impl RateLimit {
     /// The longest a bucket may take to refill from empty: the limiter's
     /// clock counts nanoseconds in a `u64`, so anything near 584 years wraps.
-    pub const MAX_REFILL_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
+    pub(crate) const MAX_REFILL_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
 
     /// Whether refilling the whole burst takes less than
     /// [`Self::MAX_REFILL_SECONDS`], which the limiter can represent.
-    pub fn refill_fits(&self) -> bool {
+    pub(crate) fn refill_fits(&self) -> bool {
         f64::from(self.burst) / self.per_second < Self::MAX_REFILL_SECONDS
     }
 }
@@ -239,7 +233,7 @@ pub struct ClientSettings {
     /// The operator's explicit statement that unauthenticated minting on a
     /// non-loopback address is intended (`MACP_AUTH_ALLOW_UNAUTHENTICATED`):
     /// the startup error about it becomes a warning. Changes no behaviour.
-    pub allow_unauthenticated: bool,
+    pub(crate) allow_unauthenticated: bool,
 }
 
 impl ClientSettings {
@@ -361,7 +355,7 @@ impl LimitSettings {
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines (the default).
     #[default]
     Text,
@@ -371,11 +365,11 @@ pub enum LogFormat {
 
 /// How logs are written.
 #[derive(Clone, Debug)]
-pub struct LoggingSettings {
+pub(crate) struct LoggingSettings {
     /// Log format (`MACP_AUTH_LOG_FORMAT`: `text` or `json`).
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
     /// The tracing filter (`RUST_LOG`), already checked to parse.
-    pub filter: String,
+    pub(crate) filter: String,
 }
 
 impl Default for LoggingSettings {

@@ -28,42 +28,42 @@ use super::{ConfigError, vars};
 mod pairs;
 
 /// `service.name` when neither `OTEL_SERVICE_NAME` nor the resource names one.
-pub const DEFAULT_SERVICE_NAME: &str = "macp-auth-service";
+pub(crate) const DEFAULT_SERVICE_NAME: &str = "macp-auth-service";
 
 /// Telemetry beyond logs.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct TelemetrySettings {
+pub(crate) struct TelemetrySettings {
     /// OTLP trace export; `None` (the default) when tracing is off.
-    pub traces: Option<TraceSettings>,
+    pub(crate) traces: Option<TraceSettings>,
 }
 
 /// Where and how finished spans are exported.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TraceSettings {
+pub(crate) struct TraceSettings {
     /// The full OTLP/HTTP traces URL (`…/v1/traces`).
-    pub endpoint: Uri,
+    pub(crate) endpoint: Uri,
     /// Extra request headers for the collector (credentials, tenant).
-    pub headers: ExportHeaders,
+    pub(crate) headers: ExportHeaders,
     /// Deadline of one export request, connection included.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The `service.name` resource attribute.
-    pub service_name: String,
+    pub(crate) service_name: String,
     /// Further resource attributes, in the order given.
-    pub resource: Vec<(String, String)>,
+    pub(crate) resource: Vec<(String, String)>,
     /// Which traces are recorded and exported.
-    pub sampler: SamplerSetting,
+    pub(crate) sampler: SamplerSetting,
     /// Spans waiting for export, at most (further spans are dropped).
-    pub max_queue_size: usize,
+    pub(crate) max_queue_size: usize,
     /// Spans per export request, at most.
-    pub max_export_batch_size: usize,
+    pub(crate) max_export_batch_size: usize,
     /// Longest wait before a partial batch is exported.
-    pub schedule_delay: Duration,
+    pub(crate) schedule_delay: Duration,
 }
 
 impl TraceSettings {
     /// The endpoint as it may be shown: scheme, host and path, without a
     /// query (which could hold a key).
-    pub fn endpoint_for_display(&self) -> String {
+    pub(crate) fn endpoint_for_display(&self) -> String {
         let uri = &self.endpoint;
         format!(
             "{}://{}{}",
@@ -74,7 +74,7 @@ impl TraceSettings {
     }
 
     /// The sampler as `OTEL_TRACES_SAMPLER` names it, with its ratio.
-    pub fn sampler_name(&self) -> String {
+    pub(crate) fn sampler_name(&self) -> String {
         let prefix = if self.sampler.parent_based {
             "parentbased_"
         } else {
@@ -90,11 +90,11 @@ impl TraceSettings {
 
 /// Collector request headers. `Debug` names the headers, never their values.
 #[derive(Clone, Default, PartialEq)]
-pub struct ExportHeaders(pub(crate) Vec<(HeaderName, HeaderValue)>);
+pub(crate) struct ExportHeaders(pub(crate) Vec<(HeaderName, HeaderValue)>);
 
 impl ExportHeaders {
     /// The header names, for display.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.0.iter().map(|(name, _)| name.as_str()).collect()
     }
 }
@@ -109,17 +109,17 @@ impl fmt::Debug for ExportHeaders {
 
 /// The sampler of `OTEL_TRACES_SAMPLER`, with its ratio.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SamplerSetting {
+pub(crate) struct SamplerSetting {
     /// Follow the caller's sampling decision when a `traceparent` carries one.
-    pub parent_based: bool,
+    pub(crate) parent_based: bool,
     /// The decision for traces this service starts (or every trace, when not
     /// parent based).
-    pub root: RootSampler,
+    pub(crate) root: RootSampler,
 }
 
 /// The decision for a trace without a sampled-or-not parent.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum RootSampler {
+pub(crate) enum RootSampler {
     /// Record and export every trace.
     AlwaysOn,
     /// Record none.

@@ -195,7 +195,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The variable reference for `serve --help`: every variable with its
 /// default and meaning, grouped as in the deployment guide.
-pub fn variables_help() -> String {
+pub(crate) fn variables_help() -> String {
     let mut help = String::from(
         "Environment variables, read once at startup (a bad value stops startup with one line naming it):\n",
     );

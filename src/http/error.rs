@@ -15,7 +15,7 @@ use crate::mint::{MintError, RequestError};
 use crate::signer::SignerError;
 
 /// The request body limit on `POST /tokens`, in bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Everything a request can fail with. Renders as `{"error": "<message>"}`.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

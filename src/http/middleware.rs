@@ -1,5 +1,5 @@
 //! Middleware shared by the routes: request metrics and the server span of
-//! a trace, the request timeout, and the JSON 404 and 405 answers.
+//! a trace, the single-`Host` rule, and the JSON 404 and 405 answers.
 
 use std::time::Instant;
 
@@ -106,18 +106,6 @@ struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// Ends any request, body included, that runs past the request timeout.
-pub(crate) async fn limit_duration(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match tokio::time::timeout(state.config().limits.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::RequestTimeout.into_response(),
     }
 }
 

@@ -1,43 +1,38 @@
 //! The router: every path the service serves, and the layers around them.
 //!
 //! One file per route group holds the handlers (`tokens`, `jwks`, `probes`,
-//! `metrics`); this one only wires them, with the `no-store` headers and the
-//! request timeout on the one route that reads a body, request metrics on
-//! every route, and JSON 404 and 405 answers for everything else.
-
-use std::convert::Infallible;
+//! `metrics`); this one only wires them, with request metrics on every
+//! route and JSON 404 and 405 answers for everything else. The one route
+//! that reads a body applies its request timeout and `no-store` headers
+//! itself.
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, header};
 use axum::middleware;
 use axum::routing::{get, post};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use crate::http::error::MAX_BODY_BYTES;
 use crate::http::jwks::{jwks, openid_configuration};
 use crate::http::metrics::metrics;
-use crate::http::middleware::{
-    limit_duration, method_not_allowed, not_found, single_host, track_requests,
-};
+use crate::http::middleware::{method_not_allowed, not_found, single_host, track_requests};
 use crate::http::probes::{healthz, readyz};
 use crate::http::state::AppState;
 use crate::http::tokens::mint;
 
 /// Path of the mint endpoint.
-pub const TOKENS_PATH: &str = "/tokens";
+pub(crate) const TOKENS_PATH: &str = "/tokens";
 /// Path of the public key set.
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Path of the liveness probe.
 pub const HEALTHZ_PATH: &str = "/healthz";
 /// Path of the OpenID Connect discovery document.
-pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// Path of the readiness probe.
 pub const READYZ_PATH: &str = "/readyz";
 /// Path of the Prometheus metrics.
-pub const METRICS_PATH: &str = "/metrics";
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
 /// Every route the service serves, with its methods (GET routes answer HEAD
 /// too); the OpenAPI document is checked against this list.
@@ -53,23 +48,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// Builds the service's router over `state`. `/metrics` is on it unless
 /// `MACP_AUTH_METRICS_ADDR` moves it to [`metrics_router`].
 pub fn router(state: AppState) -> Router {
-    // Tokens are bearer credentials: no cache, proxy or browser may keep one.
-    // Only this route reads a body, so only it needs the request timeout.
-    let tokens = post(mint)
-        .layer::<_, Infallible>(middleware::from_fn_with_state(
-            state.clone(),
-            limit_duration,
-        ))
-        .layer::<_, Infallible>(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer::<_, Infallible>(SetResponseHeaderLayer::overriding(
-            header::PRAGMA,
-            HeaderValue::from_static("no-cache"),
-        ));
+    // The one route that reads a body sets its own timeout and `no-store`
+    // headers (`tokens::mint`).
     let mut app = Router::new()
-        .route(TOKENS_PATH, tokens)
+        .route(TOKENS_PATH, post(mint))
         .route(JWKS_PATH, get(jwks))
         .route(DISCOVERY_PATH, get(openid_configuration))
         .route(HEALTHZ_PATH, get(healthz))
@@ -95,7 +77,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// A router serving only `/metrics`, for `MACP_AUTH_METRICS_ADDR`.
-pub fn metrics_router(state: AppState) -> Router {
+pub(crate) fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route(METRICS_PATH, get(metrics))
         .method_not_allowed_fallback(method_not_allowed)

@@ -52,7 +52,11 @@ pub enum ServeError {
 /// fails at once, the listener keeps serving for the configured shutdown
 /// delay, stops accepting, and in-flight requests finish. If they take longer
 /// than the drain timeout, returns [`ServeError::DrainTimeout`].
-pub async fn run<F>(listener: TcpListener, state: AppState, shutdown: F) -> Result<(), ServeError>
+pub(crate) async fn run<F>(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: F,
+) -> Result<(), ServeError>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -91,28 +95,28 @@ const BACKLOG_QUIET: Duration = Duration::from_millis(50);
 /// The largest request head (request line and headers) read from a client;
 /// a larger one gets `431 Request Header Fields Too Large`. 16 KiB holds any
 /// request this API expects, a workload-identity JWT included.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The most a connection buffers in either direction. hyper's default is
 /// about 400 KB per connection, which lets a few hundred slow clients hold
 /// more memory than a 128 MiB container has. Pipelined requests queue in
 /// this buffer too, so it also bounds pipelining.
-pub const MAX_BUFFER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_BUFFER_BYTES: usize = 16 * 1024;
 
 /// What bounds each listener's connections.
 #[derive(Clone, Copy, Debug)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// Connections served at once; more wait in the kernel's backlog.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Longest a client may take to send a request head.
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// Longest a write may make no progress before the connection closes.
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
 }
 
 impl ConnectionLimits {
     /// The limits `config` sets for the API listener.
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
         ConnectionLimits {
             max_connections: config.limits.max_connections,
             header_read_timeout: config.limits.header_read_timeout,
@@ -123,14 +127,14 @@ impl ConnectionLimits {
 
 /// Descriptors kept free beside the connection cap: listeners, the metrics
 /// listener's connections, key and client files, logs, the signing threads.
-pub const DESCRIPTOR_HEADROOM: u64 = 128;
+pub(crate) const DESCRIPTOR_HEADROOM: u64 = 128;
 
 /// Fits the connection cap to the open-file limit: raises the soft limit
 /// towards the hard one if it is short of `max_connections` plus headroom,
 /// and if it is still short, lowers the cap to what fits. Returns the cap to
 /// use and, when it was lowered, a warning that says what to raise.
 #[cfg(unix)]
-pub fn fit_to_descriptors(max_connections: usize) -> (usize, Option<String>) {
+pub(crate) fn fit_to_descriptors(max_connections: usize) -> (usize, Option<String>) {
     let wanted = max_connections as u64 + DESCRIPTOR_HEADROOM;
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -164,14 +168,14 @@ pub fn fit_to_descriptors(max_connections: usize) -> (usize, Option<String>) {
 
 /// Without `getrlimit`, the cap stands as configured.
 #[cfg(not(unix))]
-pub fn fit_to_descriptors(max_connections: usize) -> (usize, Option<String>) {
+pub(crate) fn fit_to_descriptors(max_connections: usize) -> (usize, Option<String>) {
     (max_connections, None)
 }
 
 /// Serves `app` on `listener` (the separate metrics listener too) until
 /// `stop_accepting` completes, then takes the connections already queued in
 /// the kernel and closes the listener. Returns a handle that drains.
-pub async fn serve<F>(
+pub(crate) async fn serve<F>(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
@@ -367,14 +371,14 @@ impl Connections {
 }
 
 /// Connections still open after the listener closed.
-pub struct Draining {
+pub(crate) struct Draining {
     open_connections: mpsc::Receiver<()>,
     open: mpsc::Sender<()>,
 }
 
 impl Draining {
     /// Waits until every connection has finished its request and closed.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let Draining {
             mut open_connections,
             open,
@@ -389,7 +393,7 @@ impl Draining {
 /// The handlers are installed by this call, not when the future first runs,
 /// so a signal arriving while the server starts is never lost to the default
 /// action. Call it from within the Tokio runtime.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::clients::{ClientStore, LoadClientsError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::keys::SigningKey;
 use crate::keys::store::{KeyStore, LoadKeyError, load_ring};
 use crate::metrics::{Live, Metrics, Reloads};
 use crate::ratelimit::MintRateLimiter;
@@ -59,17 +58,10 @@ pub enum StartupError {
 impl AppState {
     /// Everything from `config`: the key ring and client list it names, the
     /// system clock and a signing pool sized to this machine.
-    pub fn from_config(config: Config) -> Result<Self, StartupError> {
+    pub(crate) fn from_config(config: Config) -> Result<Self, StartupError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let loaded = load_ring(&config, clock.now())?;
         let keys = Arc::new(KeyStore::loaded(&config, loaded, clock.clone()));
-        Self::new(config, keys, clock, SigningPool::for_this_machine()?)
-    }
-
-    /// State signing with one key that has always been active.
-    pub fn with_key(config: Config, key: SigningKey) -> Result<Self, StartupError> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let keys = Arc::new(KeyStore::single(&config, key, clock.clone()));
         Self::new(config, keys, clock, SigningPool::for_this_machine()?)
     }
 
@@ -108,12 +100,12 @@ impl AppState {
     }
 
     /// The validated settings.
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
     /// The time source every decision uses.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
     }
 
@@ -128,7 +120,7 @@ impl AppState {
     }
 
     /// The mint rate limiter, when one is configured.
-    pub fn rate_limiter(&self) -> Option<&MintRateLimiter> {
+    pub(crate) fn rate_limiter(&self) -> Option<&MintRateLimiter> {
         self.inner.limiter.as_ref()
     }
 
@@ -143,12 +135,12 @@ impl AppState {
     }
 
     /// Marks the service as shutting down: readiness fails from now on.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
     }
 
     /// Whether shutdown has begun.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
     }
 }

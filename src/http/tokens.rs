@@ -16,7 +16,7 @@ use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::Instrument;
@@ -53,8 +53,32 @@ struct Attempt {
     requested_ttl: Option<f64>,
 }
 
+/// The `POST /tokens` handler: the decision within the request timeout,
+/// and the headers that keep every answer out of caches. Tokens are bearer
+/// credentials: no cache, proxy or browser may keep one. Both are done
+/// here rather than as router layers, each of which would box the route
+/// and its future again on every mint.
 pub(crate) async fn mint(
     State(state): State<AppState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = state.config().limits.request_timeout;
+    let mut response =
+        match tokio::time::timeout(limit, decide(state, connect, headers, body)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::RequestTimeout.into_response(),
+        };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The mint decision and its audit record (see the module docs).
+async fn decide(
+    state: AppState,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
@@ -378,7 +402,6 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn bearer_tokens_are_read_case_insensitively() {

@@ -24,7 +24,7 @@ impl SigningAlg {
     }
 
     /// Parses the exact JOSE name (`RS256` or `ES256`).
-    pub fn parse(value: &str) -> Option<Self> {
+    pub(crate) fn parse(value: &str) -> Option<Self> {
         match value {
             "RS256" => Some(SigningAlg::Rs256),
             "ES256" => Some(SigningAlg::Es256),

@@ -13,7 +13,7 @@
 //! deadlines; a PKCS#11 call cannot be given one (a hung token holds the
 //! calling thread in `C_Login`, `C_FindObjects` or `C_Sign` for as long as
 //! it likes), so a PKCS#11 key is opened on a thread of its own, and the
-//! load waits at most [`OPEN_DEADLINE_FACTOR`] signing deadlines for it. A
+//! load waits at most `OPEN_DEADLINE_FACTOR` (5) signing deadlines for it. A
 //! thread left behind finishes (or not) on its own; while a few are still
 //! stuck, no more are started.
 //!
@@ -40,7 +40,8 @@ use super::pkcs11::{PinSpec, Pkcs11Defaults, Pkcs11Key};
 /// How many signing deadlines (`MACP_AUTH_SIGNING_TIMEOUT_MS`) opening one
 /// PKCS#11 key may take in all: it makes about ten calls (module, slot,
 /// login, lookups, attributes, the probe signature), each normally fast.
-pub const OPEN_DEADLINE_FACTOR: u32 = 5;
+#[cfg(feature = "pkcs11")]
+pub(crate) const OPEN_DEADLINE_FACTOR: u32 = 5;
 
 /// PKCS#11 openings given up on whose threads are still stuck, past which
 /// no new one starts: each reload of a ring naming a hung token would
@@ -60,9 +61,13 @@ const KEY_MATERIAL: &[&str] = &[
 /// How external keys are reached: the PKCS#11 defaults and the deadline of
 /// every store call. Cheap to clone; built from the configuration.
 #[derive(Clone, Debug)]
-pub struct Backends {
+pub(crate) struct Backends {
     #[cfg(feature = "pkcs11")]
     pkcs11: Pkcs11Defaults,
+    #[cfg_attr(
+        not(any(feature = "aws-kms", feature = "pkcs11")),
+        allow(dead_code, reason = "only the stores read it")
+    )]
     timeout: Duration,
 }
 
@@ -80,7 +85,7 @@ impl Default for Backends {
 impl Backends {
     /// What `settings` (from `MACP_AUTH_PKCS11_*` and
     /// `MACP_AUTH_SIGNING_TIMEOUT_MS`) say.
-    pub fn from_settings(settings: &CustodySettings) -> Self {
+    pub(crate) fn from_settings(settings: &CustodySettings) -> Self {
         #[cfg(feature = "pkcs11")]
         let pkcs11 = {
             let pin = match (&settings.pkcs11_pin, &settings.pkcs11_pin_file) {
@@ -98,11 +103,6 @@ impl Backends {
             pkcs11,
             timeout: settings.signing_timeout,
         }
-    }
-
-    /// The deadline of one store call.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 }
 
@@ -168,7 +168,7 @@ impl External {
 /// The backend a ring member names and its reference, or `None` for an
 /// ordinary JWK. A member naming a backend may carry `kid`, `alg`, `use`
 /// and `activate_at` (and other annotations), but no key material.
-pub fn named_backend(jwk: &Map<String, Value>) -> Result<Option<(Backend, &str)>, KeyError> {
+pub(crate) fn named_backend(jwk: &Map<String, Value>) -> Result<Option<(Backend, &str)>, KeyError> {
     let mut named = None;
     for backend in [Backend::Pkcs11, Backend::AwsKms] {
         let Some(value) = jwk.get(backend.as_str()) else {
@@ -287,7 +287,7 @@ const SHOWN_PKCS11_ATTRIBUTES: &[&str] = &[
 /// [`SHOWN_PKCS11_ATTRIBUTES`] are kept, split at `;` and `&` alike, so a
 /// PIN misplaced in the path (`;pin-value=…`, `&pin-value=…`, any case) or
 /// anything unrecognised is never shown, even when the URI does not parse.
-pub fn describe_reference(backend: Backend, reference: &str) -> String {
+pub(crate) fn describe_reference(backend: Backend, reference: &str) -> String {
     let shown = match backend {
         Backend::Pkcs11 => describe_pkcs11(reference),
         Backend::AwsKms => reference.to_owned(),

@@ -62,7 +62,7 @@ pub enum Backend {
 
 impl Backend {
     /// The ring member naming this backend, also its name in logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Backend::Pkcs11 => "pkcs11",
             Backend::AwsKms => "aws_kms",

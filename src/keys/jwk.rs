@@ -36,7 +36,7 @@ impl SigningKey {
 
     /// Loads a ring member: a private JWK, or a member naming a key in an
     /// external store, which is opened through `backends`.
-    pub fn from_member(
+    pub(crate) fn from_member(
         alg: SigningAlg,
         jwk: &Map<String, Value>,
         source: KeySource,
@@ -51,7 +51,7 @@ impl SigningKey {
     /// Loads a private JWK already parsed into a JSON object. A member
     /// naming an external store is refused here: only ring loads, which
     /// know the store settings, open those ([`SigningKey::from_member`]).
-    pub fn from_jwk(
+    pub(crate) fn from_jwk(
         alg: SigningAlg,
         jwk: &Map<String, Value>,
         source: KeySource,
@@ -125,7 +125,7 @@ pub(super) fn declared_kid(jwk: &Map<String, Value>) -> Result<Option<String>, K
 
 /// Parses text as one JSON object. A syntax error reports only where it is:
 /// serde_json's own message can quote the input, which may be key material.
-pub fn parse_jwk_object(text: &str) -> Result<Map<String, Value>, KeyError> {
+pub(crate) fn parse_jwk_object(text: &str) -> Result<Map<String, Value>, KeyError> {
     match serde_json::from_str(text) {
         Ok(Value::Object(jwk)) => Ok(jwk),
         Ok(_) => Err(KeyError::NotAnObject),
@@ -196,7 +196,7 @@ pub fn generate_private_jwk(
 /// The kid `keygen` gives a key when none is asked for:
 /// `<alg in lower case>-<UTC date YYYYMMDD>-<6 random hex digits>`, sortable
 /// by creation date and unique enough never to collide within a ring.
-pub fn default_kid(alg: SigningAlg, now: std::time::SystemTime) -> Result<String, KeyError> {
+pub(crate) fn default_kid(alg: SigningAlg, now: std::time::SystemTime) -> Result<String, KeyError> {
     let date = time::OffsetDateTime::from(now);
     let date = format!(
         "{:04}{:02}{:02}",

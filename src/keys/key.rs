@@ -36,10 +36,10 @@ use super::error::{KeyError, SignError};
 use super::jwk::{check_declared, declared_kid};
 
 /// The kid of a key generated at startup, as the reference service uses.
-pub const EPHEMERAL_KID: &str = "dev-key-1";
+pub(crate) const EPHEMERAL_KID: &str = "dev-key-1";
 
 /// The smallest RSA modulus accepted, in bits.
-pub const MIN_RSA_BITS: usize = 2048;
+pub(crate) const MIN_RSA_BITS: usize = 2048;
 
 /// P-256 field elements and scalars are 32 bytes.
 pub(super) const P256_COORDINATE_LEN: usize = 32;
@@ -95,7 +95,7 @@ impl fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Generates a fresh key for `alg` (RSA-2048 or P-256) with kid `dev-key-1`.
-    pub fn generate(alg: SigningAlg) -> Result<Self, KeyError> {
+    pub(crate) fn generate(alg: SigningAlg) -> Result<Self, KeyError> {
         let pair = match alg {
             SigningAlg::Rs256 => KeyPairKind::Rsa(
                 RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generation { alg })?,
@@ -218,7 +218,7 @@ impl SigningKey {
 
     /// The store holding the private key, or `None` for a key in this
     /// process (AWS-LC).
-    pub fn backend(&self) -> Option<Backend> {
+    pub(crate) fn backend(&self) -> Option<Backend> {
         match &self.pair {
             KeyPairKind::External(external) => Some(external.backend()),
             _ => None,
@@ -227,7 +227,7 @@ impl SigningKey {
 
     /// Where the private key lives, for logs and `check-config`:
     /// `in-process`, or the store and the key's reference (never a PIN).
-    pub fn custody(&self) -> String {
+    pub(crate) fn custody(&self) -> String {
         match &self.pair {
             KeyPairKind::External(external) => {
                 format!("{} {}", external.backend(), external.description())
@@ -272,7 +272,7 @@ impl SigningKey {
 }
 
 /// Serialises a JWKS document, `{"keys": [...]}`, from public JWKs only.
-pub fn jwks_json<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> Vec<u8> {
+pub(crate) fn jwks_json<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> Vec<u8> {
     let keys: Vec<&Map<String, Value>> = keys.into_iter().map(SigningKey::public_jwk).collect();
     serde_json::to_vec(&json!({ "keys": keys })).expect("a map of strings always serialises")
 }
@@ -406,160 +406,229 @@ mod tests {
         assert_eq!(ec.kid().len(), 43, "base64url of a SHA-256 digest");
     }
 
+    /// The key a [`BadKey`] case spoils.
+    #[derive(Clone, Copy)]
+    enum Base {
+        Rsa,
+        Ec,
+    }
+
+    /// How a [`BadKey`] case spoils its key.
+    enum Spoil {
+        /// Not a JWK at all: this text instead.
+        Text(&'static str),
+        /// The key as it is (offered for the wrong algorithm).
+        Unchanged,
+        /// The key without these members.
+        Without(&'static [&'static str]),
+        /// The key with this member set to this JSON value.
+        With(&'static str, &'static str),
+        /// The key with this member taken from another key of its type.
+        FromOther(&'static str),
+    }
+
+    /// A key the service refuses, and the start of the reason it gives.
+    struct BadKey {
+        name: &'static str,
+        alg: SigningAlg,
+        base: Base,
+        spoil: Spoil,
+        expected: &'static str,
+    }
+
+    const BAD_KEYS: &[BadKey] = &[
+        BadKey {
+            name: "not JSON",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::Text("{not json"),
+            expected: "is not valid JSON",
+        },
+        BadKey {
+            name: "an array",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::Text("[1,2]"),
+            expected: "must be a JSON object",
+        },
+        BadKey {
+            name: "public-only RSA",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::Without(&PRIVATE_MEMBERS),
+            expected: "must be a private JWK",
+        },
+        BadKey {
+            name: "public-only EC",
+            alg: SigningAlg::Es256,
+            base: Base::Ec,
+            spoil: Spoil::Without(&["d"]),
+            expected: "must be a private JWK",
+        },
+        BadKey {
+            name: "EC key for RS256",
+            alg: SigningAlg::Rs256,
+            base: Base::Ec,
+            spoil: Spoil::Unchanged,
+            expected: "has key type \"EC\", but RS256 needs kty \"RSA\"",
+        },
+        BadKey {
+            name: "RSA key for ES256",
+            alg: SigningAlg::Es256,
+            base: Base::Rsa,
+            spoil: Spoil::Unchanged,
+            expected: "has key type \"RSA\", but ES256 needs kty \"EC\"",
+        },
+        BadKey {
+            name: "no kty",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::Without(&["kty"]),
+            expected: "member \"kty\" is missing",
+        },
+        BadKey {
+            name: "missing p",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::Without(&["p"]),
+            expected: "member \"p\" is missing",
+        },
+        BadKey {
+            name: "missing qi",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::Without(&["qi"]),
+            expected: "member \"qi\" is missing",
+        },
+        BadKey {
+            name: "n not base64url",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::With("n", r#""***""#),
+            expected: "member \"n\" must be a base64url string",
+        },
+        BadKey {
+            name: "n a number",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::With("n", "5"),
+            expected: "member \"n\" must be a base64url string",
+        },
+        BadKey {
+            name: "private exponent from another key",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::FromOther("d"),
+            expected: "has a private part that does not match its public part",
+        },
+        BadKey {
+            name: "modulus from another key",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::FromOther("n"),
+            expected: "has a private part that does not match its public part",
+        },
+        BadKey {
+            name: "CRT coefficient from another key",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::FromOther("qi"),
+            expected: "has a private part that does not match its public part",
+        },
+        BadKey {
+            name: "EC private scalar from another key",
+            alg: SigningAlg::Es256,
+            base: Base::Ec,
+            spoil: Spoil::FromOther("d"),
+            expected: "has a private part that does not match its public part",
+        },
+        BadKey {
+            name: "P-384 curve",
+            alg: SigningAlg::Es256,
+            base: Base::Ec,
+            spoil: Spoil::With("crv", r#""P-384""#),
+            expected: "has curve \"P-384\", but ES256 needs crv \"P-256\"",
+        },
+        BadKey {
+            name: "short x",
+            alg: SigningAlg::Es256,
+            base: Base::Ec,
+            spoil: Spoil::With("x", r#""AQAB""#),
+            expected: "member \"x\" must encode exactly 32 bytes",
+        },
+        BadKey {
+            name: "alg RS512",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::With("alg", r#""RS512""#),
+            expected: "declares alg \"RS512\", but the service is configured for RS256",
+        },
+        BadKey {
+            name: "use enc",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::With("use", r#""enc""#),
+            expected: "declares use \"enc\"",
+        },
+        BadKey {
+            name: "empty kid",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::With("kid", r#""""#),
+            expected: "member \"kid\" must be a non-empty string",
+        },
+        BadKey {
+            name: "kid with a line break",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::With("kid", r#""k1\nINFO forged""#),
+            expected: "member \"kid\" must be a non-empty string without control characters",
+        },
+        BadKey {
+            name: "kid with a carriage return",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::With("kid", r#""k1\r""#),
+            expected: "member \"kid\" must be a non-empty string without control characters",
+        },
+        BadKey {
+            name: "multi-prime",
+            alg: SigningAlg::Rs256,
+            base: Base::Rsa,
+            spoil: Spoil::With("oth", "[]"),
+            expected: "is a multi-prime RSA key",
+        },
+    ];
+
+    /// The JWK text of a [`BadKey`] case.
+    fn bad_key_text(case: &BadKey) -> String {
+        let key = match case.base {
+            Base::Rsa => rsa_jwk().clone(),
+            Base::Ec => ec_jwk(),
+        };
+        let jwk = match case.spoil {
+            Spoil::Text(text) => return text.to_owned(),
+            Spoil::Unchanged => key,
+            Spoil::Without(members) => members
+                .iter()
+                .fold(key, |jwk, member| without(&jwk, member)),
+            Spoil::With(member, value) => with(&key, member, serde_json::from_str(value).unwrap()),
+            Spoil::FromOther(member) => {
+                let other = match case.base {
+                    Base::Rsa => other_rsa_jwk()[member].clone(),
+                    Base::Ec => ec_jwk()[member].clone(),
+                };
+                with(&key, member, other)
+            }
+        };
+        Value::Object(jwk).to_string()
+    }
+
     #[test]
     fn each_bad_key_is_rejected_with_a_clear_reason() {
-        let rsa = rsa_jwk();
-        let ec = ec_jwk();
-        let mut public_rsa = rsa.clone();
-        for member in PRIVATE_MEMBERS {
-            public_rsa.remove(member);
-        }
-        let mismatched_rsa = with(rsa, "d", other_rsa_jwk()["d"].clone());
-        let mismatched_modulus = with(rsa, "n", other_rsa_jwk()["n"].clone());
-        let mismatched_crt = with(rsa, "qi", other_rsa_jwk()["qi"].clone());
-        let mismatched_ec = with(&ec, "d", ec_jwk()["d"].clone());
-        let cases: Vec<(&str, SigningAlg, String, &str)> = vec![
-            (
-                "not JSON",
-                SigningAlg::Rs256,
-                "{not json".into(),
-                "is not valid JSON",
-            ),
-            (
-                "an array",
-                SigningAlg::Rs256,
-                "[1,2]".into(),
-                "must be a JSON object",
-            ),
-            (
-                "public-only RSA",
-                SigningAlg::Rs256,
-                Value::Object(public_rsa).to_string(),
-                "must be a private JWK",
-            ),
-            (
-                "public-only EC",
-                SigningAlg::Es256,
-                Value::Object(without(&ec, "d")).to_string(),
-                "must be a private JWK",
-            ),
-            (
-                "EC key for RS256",
-                SigningAlg::Rs256,
-                Value::Object(ec.clone()).to_string(),
-                "has key type \"EC\", but RS256 needs kty \"RSA\"",
-            ),
-            (
-                "RSA key for ES256",
-                SigningAlg::Es256,
-                Value::Object(rsa.clone()).to_string(),
-                "has key type \"RSA\", but ES256 needs kty \"EC\"",
-            ),
-            (
-                "no kty",
-                SigningAlg::Rs256,
-                Value::Object(without(rsa, "kty")).to_string(),
-                "member \"kty\" is missing",
-            ),
-            (
-                "missing p",
-                SigningAlg::Rs256,
-                Value::Object(without(rsa, "p")).to_string(),
-                "member \"p\" is missing",
-            ),
-            (
-                "missing qi",
-                SigningAlg::Rs256,
-                Value::Object(without(rsa, "qi")).to_string(),
-                "member \"qi\" is missing",
-            ),
-            (
-                "n not base64url",
-                SigningAlg::Rs256,
-                Value::Object(with(rsa, "n", "***".into())).to_string(),
-                "member \"n\" must be a base64url string",
-            ),
-            (
-                "n a number",
-                SigningAlg::Rs256,
-                Value::Object(with(rsa, "n", 5.into())).to_string(),
-                "member \"n\" must be a base64url string",
-            ),
-            (
-                "private exponent from another key",
-                SigningAlg::Rs256,
-                Value::Object(mismatched_rsa).to_string(),
-                "has a private part that does not match its public part",
-            ),
-            (
-                "modulus from another key",
-                SigningAlg::Rs256,
-                Value::Object(mismatched_modulus).to_string(),
-                "has a private part that does not match its public part",
-            ),
-            (
-                "CRT coefficient from another key",
-                SigningAlg::Rs256,
-                Value::Object(mismatched_crt).to_string(),
-                "has a private part that does not match its public part",
-            ),
-            (
-                "EC private scalar from another key",
-                SigningAlg::Es256,
-                Value::Object(mismatched_ec).to_string(),
-                "has a private part that does not match its public part",
-            ),
-            (
-                "P-384 curve",
-                SigningAlg::Es256,
-                Value::Object(with(&ec, "crv", "P-384".into())).to_string(),
-                "has curve \"P-384\", but ES256 needs crv \"P-256\"",
-            ),
-            (
-                "short x",
-                SigningAlg::Es256,
-                Value::Object(with(&ec, "x", "AQAB".into())).to_string(),
-                "member \"x\" must encode exactly 32 bytes",
-            ),
-            (
-                "alg RS512",
-                SigningAlg::Rs256,
-                Value::Object(with(rsa, "alg", "RS512".into())).to_string(),
-                "declares alg \"RS512\", but the service is configured for RS256",
-            ),
-            (
-                "use enc",
-                SigningAlg::Rs256,
-                Value::Object(with(rsa, "use", "enc".into())).to_string(),
-                "declares use \"enc\"",
-            ),
-            (
-                "empty kid",
-                SigningAlg::Rs256,
-                Value::Object(with(rsa, "kid", "".into())).to_string(),
-                "member \"kid\" must be a non-empty string",
-            ),
-            (
-                "kid with a line break",
-                SigningAlg::Rs256,
-                Value::Object(with(rsa, "kid", "k1\nINFO forged".into())).to_string(),
-                "member \"kid\" must be a non-empty string without control characters",
-            ),
-            (
-                "kid with a carriage return",
-                SigningAlg::Rs256,
-                Value::Object(with(rsa, "kid", "k1\r".into())).to_string(),
-                "member \"kid\" must be a non-empty string without control characters",
-            ),
-            (
-                "multi-prime",
-                SigningAlg::Rs256,
-                Value::Object(with(rsa, "oth", json!([]))).to_string(),
-                "is a multi-prime RSA key",
-            ),
-        ];
-        for (name, alg, text, expected) in cases {
-            let err = SigningKey::from_jwk_json(alg, &text, KeySource::Env)
+        for case in BAD_KEYS {
+            let (name, expected) = (case.name, case.expected);
+            let err = SigningKey::from_jwk_json(case.alg, &bad_key_text(case), KeySource::Env)
                 .expect_err(name)
                 .to_string();
             assert!(

@@ -13,7 +13,11 @@ impl SigningKey {
     /// Loads one PEM-encoded private key: PKCS#8 (`PRIVATE KEY`), PKCS#1
     /// (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`). PEM carries no kid, so
     /// the kid is the RFC 7638 thumbprint.
-    pub fn from_pem(alg: SigningAlg, pem: &str, source: KeySource) -> Result<Self, KeyError> {
+    pub(crate) fn from_pem(
+        alg: SigningAlg,
+        pem: &str,
+        source: KeySource,
+    ) -> Result<Self, KeyError> {
         let (label, der) =
             pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|_| KeyError::BadPem {
                 label: "(undecodable)",

@@ -69,15 +69,15 @@ pub enum LoadKeyError {
 #[derive(Debug)]
 pub struct LoadedRing {
     /// The validated ring.
-    pub ring: KeyRing,
+    pub(crate) ring: KeyRing,
     /// Where it came from.
-    pub source: Source,
+    pub(crate) source: Source,
     text: Option<String>,
 }
 
 impl LoadedRing {
     /// A ring that did not come from a file.
-    pub fn unfiled(ring: KeyRing, source: Source) -> Self {
+    pub(crate) fn unfiled(ring: KeyRing, source: Source) -> Self {
         LoadedRing {
             ring,
             source,

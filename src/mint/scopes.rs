@@ -34,17 +34,8 @@ pub enum ScopeField {
 }
 
 impl ScopeField {
-    /// Every known field.
-    pub const ALL: [ScopeField; 5] = [
-        ScopeField::CanStartSessions,
-        ScopeField::CanManageModeRegistry,
-        ScopeField::IsObserver,
-        ScopeField::AllowedModes,
-        ScopeField::MaxOpenSessions,
-    ];
-
     /// The key in `macp_scopes`.
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             ScopeField::CanStartSessions => "can_start_sessions",
             ScopeField::CanManageModeRegistry => "can_manage_mode_registry",
@@ -55,7 +46,7 @@ impl ScopeField {
     }
 
     /// What the field must be, as the 400 error words it.
-    pub fn expected(self) -> &'static str {
+    pub(crate) fn expected(self) -> &'static str {
         match self {
             ScopeField::CanStartSessions
             | ScopeField::CanManageModeRegistry
@@ -74,14 +65,14 @@ pub struct ScopeTypeError(pub ScopeField);
 
 /// Something legal but worth an operator's attention, for the audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScopeWarning {
+pub(crate) enum ScopeWarning {
     /// `allowed_modes: []`: the runtime will refuse every mode to this token.
     AllowedModesEmpty,
 }
 
 impl ScopeWarning {
     /// The value of the audit record's `warning` field.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ScopeWarning::AllowedModesEmpty => "allowed_modes_empty",
         }
@@ -92,20 +83,20 @@ impl ScopeWarning {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownScopes<'a> {
     /// `can_start_sessions`.
-    pub can_start_sessions: Option<bool>,
+    pub(crate) can_start_sessions: Option<bool>,
     /// `can_manage_mode_registry`.
-    pub can_manage_mode_registry: Option<bool>,
+    pub(crate) can_manage_mode_registry: Option<bool>,
     /// `is_observer`.
-    pub is_observer: Option<bool>,
+    pub(crate) is_observer: Option<bool>,
     /// `allowed_modes`, borrowed from the scopes.
-    pub allowed_modes: Option<Vec<&'a str>>,
+    pub(crate) allowed_modes: Option<Vec<&'a str>>,
     /// `max_open_sessions`.
-    pub max_open_sessions: Option<u64>,
+    pub(crate) max_open_sessions: Option<u64>,
 }
 
 impl KnownScopes<'_> {
     /// What the audit record should flag about these scopes.
-    pub fn warning(&self) -> Option<ScopeWarning> {
+    pub(crate) fn warning(&self) -> Option<ScopeWarning> {
         match &self.allowed_modes {
             Some(modes) if modes.is_empty() => Some(ScopeWarning::AllowedModesEmpty),
             _ => None,
@@ -115,7 +106,7 @@ impl KnownScopes<'_> {
 
 /// Reads the known fields of normalised scopes, refusing any of the wrong
 /// type; the first bad field (in [`ScopeField::ALL`] order) is named.
-pub fn known_scopes(scopes: &Map<String, Value>) -> Result<KnownScopes<'_>, ScopeTypeError> {
+pub(crate) fn known_scopes(scopes: &Map<String, Value>) -> Result<KnownScopes<'_>, ScopeTypeError> {
     Ok(KnownScopes {
         can_start_sessions: boolean(scopes, ScopeField::CanStartSessions)?,
         can_manage_mode_registry: boolean(scopes, ScopeField::CanManageModeRegistry)?,

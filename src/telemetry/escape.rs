@@ -16,11 +16,11 @@ use tracing_subscriber::fmt::MakeWriter;
 /// formatter hands over each record in one write, so everything but a
 /// record's final line feed is escaped.
 #[derive(Clone, Debug)]
-pub struct Escaping<M> {
+pub(crate) struct Escaping<M> {
     /// Where escaped records go.
-    pub inner: M,
+    pub(crate) inner: M,
     /// Leave ESC alone, for colour codes on a terminal.
-    pub keep_ansi: bool,
+    pub(crate) keep_ansi: bool,
 }
 
 impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Escaping<M> {
@@ -36,7 +36,7 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Escaping<M> {
 
 /// One record's writer; see [`Escaping`].
 #[derive(Debug)]
-pub struct EscapingWriter<W> {
+pub(crate) struct EscapingWriter<W> {
     inner: W,
     keep_ansi: bool,
 }

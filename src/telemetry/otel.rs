@@ -68,7 +68,7 @@ pub(crate) struct Tracing {
 /// The exporter could not be built (not reachable with settings that parsed).
 #[derive(Debug, thiserror::Error)]
 #[error("the OTLP trace exporter could not be set up ({0})")]
-pub struct StartError(&'static str);
+pub(crate) struct StartError(&'static str);
 
 impl Tracing {
     /// Builds the exporter, the batch thread and the tracer provider. Export

@@ -418,6 +418,95 @@ async fn audit_records_and_metrics_name_the_client_and_its_caller() {
     }
 }
 
+/// Scopes against the ceilings of the clients in the test below, as
+/// (name, client, scopes, the field refused if any).
+const CEILING_RULES: &[(&str, &str, &str, Option<&str>)] = &[
+    (
+        "a start ceiling refuses an absent can_start_sessions",
+        "start",
+        r#"{}"#,
+        Some("can_start_sessions"),
+    ),
+    (
+        "a start ceiling refuses can_start_sessions true",
+        "start",
+        r#"{"can_start_sessions": true}"#,
+        Some("can_start_sessions"),
+    ),
+    (
+        "a start ceiling passes can_start_sessions false",
+        "start",
+        r#"{"can_start_sessions": false}"#,
+        None,
+    ),
+    (
+        "a registry ceiling refuses can_manage_mode_registry true",
+        "registry",
+        r#"{"can_manage_mode_registry": true}"#,
+        Some("can_manage_mode_registry"),
+    ),
+    (
+        "a registry ceiling passes an absent can_manage_mode_registry",
+        "registry",
+        r#"{}"#,
+        None,
+    ),
+    (
+        "an observer ceiling refuses an absent is_observer",
+        "observer",
+        r#"{}"#,
+        Some("is_observer"),
+    ),
+    (
+        "an observer ceiling refuses is_observer false",
+        "observer",
+        r#"{"is_observer": false}"#,
+        Some("is_observer"),
+    ),
+    (
+        "an observer ceiling passes is_observer true",
+        "observer",
+        r#"{"is_observer": true}"#,
+        None,
+    ),
+    (
+        "a mode ceiling refuses an absent mode list",
+        "modes",
+        r#"{}"#,
+        Some("allowed_modes"),
+    ),
+    (
+        "a mode ceiling refuses a mode outside it",
+        "modes",
+        r#"{"allowed_modes": ["macp.mode.decision.v1", "macp.mode.other.v1"]}"#,
+        Some("allowed_modes"),
+    ),
+    (
+        "a mode ceiling passes a subset",
+        "modes",
+        r#"{"allowed_modes": ["macp.mode.task.v1"]}"#,
+        None,
+    ),
+    (
+        "a session ceiling refuses an absent limit",
+        "sessions",
+        r#"{}"#,
+        Some("max_open_sessions"),
+    ),
+    (
+        "a session ceiling refuses a higher limit",
+        "sessions",
+        r#"{"max_open_sessions": 6}"#,
+        Some("max_open_sessions"),
+    ),
+    (
+        "a session ceiling passes its own limit, written as a float",
+        "sessions",
+        r#"{"max_open_sessions": 5.0}"#,
+        None,
+    ),
+];
+
 #[tokio::test]
 async fn every_ceiling_rule_refuses_beyond_it_and_passes_within_it() {
     let clients: Vec<Value> = [
@@ -431,93 +520,8 @@ async fn every_ceiling_rule_refuses_beyond_it_and_passes_within_it() {
     .map(|(name, ceiling)| json!({"name": name, "secret_sha256": secret_digest_hex(name), "senders": ["agent://**"], "scopes": ceiling}))
     .collect();
     let state = service(Value::Array(clients).to_string());
-    let cases = [
-        (
-            "a start ceiling refuses an absent can_start_sessions",
-            "start",
-            json!({}),
-            Some("can_start_sessions"),
-        ),
-        (
-            "a start ceiling refuses can_start_sessions true",
-            "start",
-            json!({"can_start_sessions": true}),
-            Some("can_start_sessions"),
-        ),
-        (
-            "a start ceiling passes can_start_sessions false",
-            "start",
-            json!({"can_start_sessions": false}),
-            None,
-        ),
-        (
-            "a registry ceiling refuses can_manage_mode_registry true",
-            "registry",
-            json!({"can_manage_mode_registry": true}),
-            Some("can_manage_mode_registry"),
-        ),
-        (
-            "a registry ceiling passes an absent can_manage_mode_registry",
-            "registry",
-            json!({}),
-            None,
-        ),
-        (
-            "an observer ceiling refuses an absent is_observer",
-            "observer",
-            json!({}),
-            Some("is_observer"),
-        ),
-        (
-            "an observer ceiling refuses is_observer false",
-            "observer",
-            json!({"is_observer": false}),
-            Some("is_observer"),
-        ),
-        (
-            "an observer ceiling passes is_observer true",
-            "observer",
-            json!({"is_observer": true}),
-            None,
-        ),
-        (
-            "a mode ceiling refuses an absent mode list",
-            "modes",
-            json!({}),
-            Some("allowed_modes"),
-        ),
-        (
-            "a mode ceiling refuses a mode outside it",
-            "modes",
-            json!({"allowed_modes": ["macp.mode.decision.v1", "macp.mode.other.v1"]}),
-            Some("allowed_modes"),
-        ),
-        (
-            "a mode ceiling passes a subset",
-            "modes",
-            json!({"allowed_modes": ["macp.mode.task.v1"]}),
-            None,
-        ),
-        (
-            "a session ceiling refuses an absent limit",
-            "sessions",
-            json!({}),
-            Some("max_open_sessions"),
-        ),
-        (
-            "a session ceiling refuses a higher limit",
-            "sessions",
-            json!({"max_open_sessions": 6}),
-            Some("max_open_sessions"),
-        ),
-        (
-            "a session ceiling passes its own limit, written as a float",
-            "sessions",
-            json!({"max_open_sessions": 5.0}),
-            None,
-        ),
-    ];
-    for (name, client, scopes, refused) in cases {
+    for &(name, client, scopes, refused) in CEILING_RULES {
+        let scopes: Value = serde_json::from_str(scopes).unwrap();
         let body = json!({"sender": "agent://x", "scopes": scopes}).to_string();
         let reply = mint_with(&state, client, &body).await;
         match refused {
@@ -549,95 +553,90 @@ async fn every_ceiling_rule_refuses_beyond_it_and_passes_within_it() {
     }
 }
 
+/// Known scope members of each type, as (name, scopes, the error if refused).
+const SCOPE_MEMBER_TYPES: &[(&str, &str, Option<&str>)] = &[
+    (
+        "a string flag is refused",
+        r#"{"can_start_sessions": "yes"}"#,
+        Some("scopes.can_start_sessions must be a boolean or null"),
+    ),
+    (
+        "a boolean flag passes",
+        r#"{"can_start_sessions": false}"#,
+        None,
+    ),
+    (
+        "a numeric registry flag is refused",
+        r#"{"can_manage_mode_registry": 1}"#,
+        Some("scopes.can_manage_mode_registry must be a boolean or null"),
+    ),
+    (
+        "a null registry flag passes",
+        r#"{"can_manage_mode_registry": null}"#,
+        None,
+    ),
+    (
+        "an array observer flag is refused",
+        r#"{"is_observer": [true]}"#,
+        Some("scopes.is_observer must be a boolean or null"),
+    ),
+    (
+        "a boolean observer flag passes",
+        r#"{"is_observer": true}"#,
+        None,
+    ),
+    (
+        "a string mode list is refused",
+        r#"{"allowed_modes": "x"}"#,
+        Some("scopes.allowed_modes must be an array of strings or null"),
+    ),
+    (
+        "a mode list with a number is refused",
+        r#"{"allowed_modes": ["a", 2]}"#,
+        Some("scopes.allowed_modes must be an array of strings or null"),
+    ),
+    (
+        "a mode list of strings passes",
+        r#"{"allowed_modes": ["macp.mode.decision.v1"]}"#,
+        None,
+    ),
+    (
+        "a negative session limit is refused",
+        r#"{"max_open_sessions": -1}"#,
+        Some("scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null"),
+    ),
+    (
+        "a fractional session limit is refused",
+        r#"{"max_open_sessions": 2.5}"#,
+        Some("scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null"),
+    ),
+    (
+        "a session limit beyond 2^64-1 is refused",
+        r#"{"max_open_sessions": 1e20}"#,
+        Some("scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null"),
+    ),
+    (
+        "a string session limit is refused",
+        r#"{"max_open_sessions": "3"}"#,
+        Some("scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null"),
+    ),
+    (
+        "the largest session limit passes",
+        r#"{"max_open_sessions": 18446744073709551615}"#,
+        None,
+    ),
+    (
+        "unknown members pass whatever their type",
+        r#"{"note": -1, "modes": "x"}"#,
+        None,
+    ),
+];
+
 #[tokio::test]
 async fn every_known_scope_member_is_typed_as_the_runtime_reads_it() {
     let state = state_with(config(SigningAlg::Es256));
-    let cases = [
-        (
-            "a string flag is refused",
-            json!({"can_start_sessions": "yes"}),
-            Some("scopes.can_start_sessions must be a boolean or null"),
-        ),
-        (
-            "a boolean flag passes",
-            json!({"can_start_sessions": false}),
-            None,
-        ),
-        (
-            "a numeric registry flag is refused",
-            json!({"can_manage_mode_registry": 1}),
-            Some("scopes.can_manage_mode_registry must be a boolean or null"),
-        ),
-        (
-            "a null registry flag passes",
-            json!({"can_manage_mode_registry": null}),
-            None,
-        ),
-        (
-            "an array observer flag is refused",
-            json!({"is_observer": [true]}),
-            Some("scopes.is_observer must be a boolean or null"),
-        ),
-        (
-            "a boolean observer flag passes",
-            json!({"is_observer": true}),
-            None,
-        ),
-        (
-            "a string mode list is refused",
-            json!({"allowed_modes": "x"}),
-            Some("scopes.allowed_modes must be an array of strings or null"),
-        ),
-        (
-            "a mode list with a number is refused",
-            json!({"allowed_modes": ["a", 2]}),
-            Some("scopes.allowed_modes must be an array of strings or null"),
-        ),
-        (
-            "a mode list of strings passes",
-            json!({"allowed_modes": ["macp.mode.decision.v1"]}),
-            None,
-        ),
-        (
-            "a negative session limit is refused",
-            json!({"max_open_sessions": -1}),
-            Some(
-                "scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null",
-            ),
-        ),
-        (
-            "a fractional session limit is refused",
-            json!({"max_open_sessions": 2.5}),
-            Some(
-                "scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null",
-            ),
-        ),
-        (
-            "a session limit beyond 2^64-1 is refused",
-            json!({"max_open_sessions": 1e20}),
-            Some(
-                "scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null",
-            ),
-        ),
-        (
-            "a string session limit is refused",
-            json!({"max_open_sessions": "3"}),
-            Some(
-                "scopes.max_open_sessions must be an integer from 0 to 18446744073709551615 or null",
-            ),
-        ),
-        (
-            "the largest session limit passes",
-            json!({"max_open_sessions": 18446744073709551615u64}),
-            None,
-        ),
-        (
-            "unknown members pass whatever their type",
-            json!({"note": -1, "modes": "x"}),
-            None,
-        ),
-    ];
-    for (name, scopes, refused) in cases {
+    for &(name, scopes, refused) in SCOPE_MEMBER_TYPES {
+        let scopes: Value = serde_json::from_str(scopes).unwrap();
         let body = json!({"sender": "agent://x", "scopes": scopes}).to_string();
         let reply = crate::support::mint(&state, &body).await;
         match refused {

@@ -507,6 +507,122 @@ fn check_config(strict: bool, env: &[(&str, String)]) -> Output {
     command.output().unwrap()
 }
 
+/// `clean` with the variables of `set` added (or replaced) and those of
+/// `unset` removed.
+fn environment_with(
+    clean: &[(&'static str, String)],
+    set: &[(&'static str, &str)],
+    unset: &[&str],
+) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&str, String)> = clean
+        .iter()
+        .filter(|(name, _)| !unset.contains(name))
+        .cloned()
+        .collect();
+    env.extend(set.iter().map(|(name, value)| (*name, (*value).to_owned())));
+    env
+}
+
+/// Runs `check-config` on `env` without and with `--strict`: the report has
+/// exactly one finding, which contains `expected`; `--strict` prints the
+/// same report, counts the finding and exits 1.
+fn assert_one_finding_fails_strict(name: &str, env: &[(&str, String)], expected: &str) {
+    let relaxed = check_config(false, env);
+    let report = stdout(&relaxed);
+    assert!(report.contains(expected), "{name}: {report}");
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.starts_with("warning: ") || l.starts_with("error: "))
+            .count(),
+        1,
+        "{name}: {report}"
+    );
+    let strict = check_config(true, env);
+    assert_eq!(strict.status.code(), Some(1), "{name}");
+    assert!(
+        stderr(&strict).contains("--strict: 1 finding"),
+        "{name}: {}",
+        stderr(&strict)
+    );
+    // The same report; a countdown in a warning may tick between the runs.
+    let facts = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.contains(" activates in "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        facts(&String::from_utf8_lossy(&strict.stdout)),
+        facts(&report),
+        "{name}"
+    );
+}
+
+/// One change to the clean environment that gives one finding, as (name,
+/// variables set, variables unset, the text of the finding).
+type StrictCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+    &'static str,
+);
+
+const STRICT_CASES: &[StrictCase] = &[
+    (
+        "a misspelt variable",
+        &[("MACP_AUTH_MAX_TTL", "60")],
+        &[],
+        "warning: MACP_AUTH_MAX_TTL is set but no setting of this service reads it (did you mean MACP_AUTH_MAX_TTL_SECONDS?)",
+    ),
+    (
+        "unauthenticated minting on a wildcard bind",
+        &[
+            ("HOST", "0.0.0.0"),
+            ("MACP_AUTH_PUBLIC_URL", "https://auth.example.com"),
+        ],
+        &["MACP_AUTH_CLIENTS_JSON", "HOST"],
+        "error: minting is unauthenticated and 0.0.0.0 is not a loopback address",
+    ),
+    (
+        "the same, declared intended",
+        &[
+            ("HOST", "0.0.0.0"),
+            ("MACP_AUTH_PUBLIC_URL", "https://auth.example.com"),
+            ("MACP_AUTH_ALLOW_UNAUTHENTICATED", "true"),
+        ],
+        &["MACP_AUTH_CLIENTS_JSON", "HOST"],
+        "warning: minting is unauthenticated on 0.0.0.0, as MACP_AUTH_ALLOW_UNAUTHENTICATED=true says is intended",
+    ),
+    (
+        "discovery following the Host header on a wildcard bind",
+        &[("HOST", "0.0.0.0")],
+        &["HOST"],
+        "warning: MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address",
+    ),
+    (
+        "a default TTL above the maximum",
+        &[
+            ("MACP_AUTH_MAX_TTL_SECONDS", "60"),
+            ("MACP_AUTH_DEFAULT_TTL_SECONDS", "90"),
+        ],
+        &[],
+        "warning: MACP_AUTH_DEFAULT_TTL_SECONDS (90) exceeds MACP_AUTH_MAX_TTL_SECONDS (60)",
+    ),
+    (
+        "an ephemeral key",
+        &[],
+        &["MACP_AUTH_SIGNING_KEY_JSON", "MACP_AUTH_SIGNING_ALG"],
+        "warning: ephemeral signing key",
+    ),
+    (
+        "metrics on the API's port",
+        &[("MACP_AUTH_METRICS_ADDR", "127.0.0.1:3200")],
+        &[],
+        "error: MACP_AUTH_METRICS_ADDR 127.0.0.1:3200 uses port 3200, which the API already listens on",
+    ),
+];
+
 #[test]
 fn check_config_strict_exits_one_on_any_warning_or_error_and_zero_on_a_clean_configuration() {
     let clean = clean_environment();
@@ -516,7 +632,14 @@ fn check_config_strict_exits_one_on_any_warning_or_error_and_zero_on_a_clean_con
         !report.contains("warning:") && !report.contains("error:"),
         "{report}"
     );
+    for &(name, set, unset, expected) in STRICT_CASES {
+        let env = environment_with(&clean, set, unset);
+        assert_one_finding_fails_strict(name, &env, expected);
+    }
+}
 
+#[test]
+fn check_config_strict_exits_one_on_a_key_inside_the_pre_publication_window() {
     let now = macp_auth_service::clock::rfc3339(support::now() + 120);
     let pending = stdout(
         &binary(&[
@@ -536,119 +659,16 @@ fn check_config_strict_exits_one_on_any_warning_or_error_and_zero_on_a_clean_con
         serde_json::from_str::<Value>(&pending).unwrap(),
     ]})
     .to_string();
-    let with = |extra: &[(&'static str, &str)], without: &[&str]| {
-        let mut env: Vec<(&str, String)> = clean
-            .iter()
-            .filter(|(name, _)| !without.contains(name))
-            .cloned()
-            .collect();
-        env.extend(
-            extra
-                .iter()
-                .map(|(name, value)| (*name, (*value).to_owned())),
-        );
-        env
-    };
-    type Env = Vec<(&'static str, String)>;
-    let cases: Vec<(&str, Env, &str)> = vec![
-        (
-            "a misspelt variable",
-            with(&[("MACP_AUTH_MAX_TTL", "60")], &[]),
-            "warning: MACP_AUTH_MAX_TTL is set but no setting of this service reads it (did you mean MACP_AUTH_MAX_TTL_SECONDS?)",
-        ),
-        (
-            "unauthenticated minting on a wildcard bind",
-            with(
-                &[
-                    ("HOST", "0.0.0.0"),
-                    ("MACP_AUTH_PUBLIC_URL", "https://auth.example.com"),
-                ],
-                &["MACP_AUTH_CLIENTS_JSON", "HOST"],
-            ),
-            "error: minting is unauthenticated and 0.0.0.0 is not a loopback address",
-        ),
-        (
-            "the same, declared intended",
-            with(
-                &[
-                    ("HOST", "0.0.0.0"),
-                    ("MACP_AUTH_PUBLIC_URL", "https://auth.example.com"),
-                    ("MACP_AUTH_ALLOW_UNAUTHENTICATED", "true"),
-                ],
-                &["MACP_AUTH_CLIENTS_JSON", "HOST"],
-            ),
-            "warning: minting is unauthenticated on 0.0.0.0, as MACP_AUTH_ALLOW_UNAUTHENTICATED=true says is intended",
-        ),
-        (
-            "discovery following the Host header on a wildcard bind",
-            with(&[("HOST", "0.0.0.0")], &["HOST"]),
-            "warning: MACP_AUTH_PUBLIC_URL is unset and 0.0.0.0 is not a loopback address",
-        ),
-        (
-            "a default TTL above the maximum",
-            with(
-                &[
-                    ("MACP_AUTH_MAX_TTL_SECONDS", "60"),
-                    ("MACP_AUTH_DEFAULT_TTL_SECONDS", "90"),
-                ],
-                &[],
-            ),
-            "warning: MACP_AUTH_DEFAULT_TTL_SECONDS (90) exceeds MACP_AUTH_MAX_TTL_SECONDS (60)",
-        ),
-        (
-            "a key inside the pre-publication window",
-            with(
-                &[("MACP_AUTH_SIGNING_KEY_JSON", &ring)],
-                &["MACP_AUTH_SIGNING_KEY_JSON"],
-            ),
-            "less than MACP_AUTH_KEY_PREPUBLISH_SECONDS (600 s)",
-        ),
-        (
-            "an ephemeral key",
-            with(
-                &[],
-                &["MACP_AUTH_SIGNING_KEY_JSON", "MACP_AUTH_SIGNING_ALG"],
-            ),
-            "warning: ephemeral signing key",
-        ),
-        (
-            "metrics on the API's port",
-            with(&[("MACP_AUTH_METRICS_ADDR", "127.0.0.1:3200")], &[]),
-            "error: MACP_AUTH_METRICS_ADDR 127.0.0.1:3200 uses port 3200, which the API already listens on",
-        ),
-    ];
-    for (name, env, expected) in cases {
-        let relaxed = check_config(false, &env);
-        let report = stdout(&relaxed);
-        assert!(report.contains(expected), "{name}: {report}");
-        assert_eq!(
-            report
-                .lines()
-                .filter(|l| l.starts_with("warning: ") || l.starts_with("error: "))
-                .count(),
-            1,
-            "{name}: {report}"
-        );
-        let strict = check_config(true, &env);
-        assert_eq!(strict.status.code(), Some(1), "{name}");
-        assert!(
-            stderr(&strict).contains("--strict: 1 finding"),
-            "{name}: {}",
-            stderr(&strict)
-        );
-        // The same report; a countdown in a warning may tick between the runs.
-        let facts = |text: &str| -> Vec<String> {
-            text.lines()
-                .filter(|line| !line.contains(" activates in "))
-                .map(str::to_owned)
-                .collect()
-        };
-        assert_eq!(
-            facts(&String::from_utf8_lossy(&strict.stdout)),
-            facts(&report),
-            "{name}"
-        );
-    }
+    let env = environment_with(
+        &clean_environment(),
+        &[("MACP_AUTH_SIGNING_KEY_JSON", &ring)],
+        &["MACP_AUTH_SIGNING_KEY_JSON"],
+    );
+    assert_one_finding_fails_strict(
+        "a key inside the pre-publication window",
+        &env,
+        "less than MACP_AUTH_KEY_PREPUBLISH_SECONDS (600 s)",
+    );
 }
 
 #[cfg(unix)]

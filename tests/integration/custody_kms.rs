@@ -179,40 +179,24 @@ async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn a_stalled_kms_answers_503_within_the_deadline_and_readiness_follows_it_down_and_up() {
-    let Some(moto) = Moto::start() else {
-        return;
-    };
-    let key = moto.create_key("ECC_NIST_P256", None);
-    let deadline = Duration::from_millis(500);
-    let mut env = service_env(
-        &moto,
-        "ES256",
-        &json!({"kid": "kms-1", "aws_kms": key.key_id}),
-    );
-    env.push((
-        "MACP_AUTH_SIGNING_TIMEOUT_MS",
-        deadline.as_millis().to_string(),
-    ));
-    let service = Spawned::start(&env).await;
-    let base = service.base();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let mint = || {
-        http.post(format!("{base}/tokens"))
-            .json(&json!({"sender": "agent://stall"}))
-            .send()
-    };
-    assert_eq!(mint().await.unwrap().status(), 200);
-    assert_eq!(get(&http, &format!("{base}/readyz")).await.0, 200);
+async fn mint(http: &reqwest::Client, base: &str) -> reqwest::Response {
+    http.post(format!("{base}/tokens"))
+        .json(&json!({"sender": "agent://stall"}))
+        .send()
+        .await
+        .unwrap()
+}
 
-    moto.pause();
+/// Three mints against a stalled store: each is answered 503 within the
+/// deadline (and a second), while `/healthz` and the JWKS stay quick.
+async fn assert_stalled_mints_are_refused_in_time(
+    http: &reqwest::Client,
+    base: &str,
+    deadline: Duration,
+) {
     for attempt in 1..=3 {
         let started = Instant::now();
-        let response = mint().await.unwrap();
+        let response = mint(http, base).await;
         let elapsed = started.elapsed();
         assert_eq!(response.status(), 503, "attempt {attempt}");
         assert_eq!(response.headers()["retry-after"], "1");
@@ -238,12 +222,10 @@ async fn a_stalled_kms_answers_503_within_the_deadline_and_readiness_follows_it_
             200
         );
     }
-    let (status, body) = get(&http, &format!("{base}/readyz")).await;
-    assert_eq!(status, 503);
-    assert_eq!(
-        body,
-        json!({"error": "not ready: signing backend unavailable"})
-    );
+}
+
+/// `/metrics` counts at least three timeouts and times the store's calls.
+async fn assert_timeouts_are_counted(http: &reqwest::Client, base: &str) {
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -264,22 +246,11 @@ async fn a_stalled_kms_answers_503_within_the_deadline_and_readiness_follows_it_
     assert!(
         metrics.contains(r#"macp_auth_backend_signing_duration_seconds_count{backend="aws_kms"}"#)
     );
+}
 
-    moto.resume();
-    // Readiness comes back by itself: the service probes the store while
-    // it is unavailable, since an unready replica gets no mints.
-    let started = Instant::now();
-    while get(&http, &format!("{base}/readyz")).await.0 != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never ready again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let recovered = mint().await.unwrap();
-    assert_eq!(recovered.status(), 200);
-
-    let log = service.stop().await;
+/// The log has one audit record per refused mint, and says when the store
+/// failed and when it answered again.
+fn assert_outage_is_logged(log: &str) {
     let refusals = log
         .lines()
         .filter(|line| {
@@ -295,6 +266,59 @@ async fn a_stalled_kms_answers_503_within_the_deadline_and_readiness_follows_it_
         log.contains("signing backend aws_kms answers again: ready"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn a_stalled_kms_answers_503_within_the_deadline_and_readiness_follows_it_down_and_up() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let key = moto.create_key("ECC_NIST_P256", None);
+    let deadline = Duration::from_millis(500);
+    let mut env = service_env(
+        &moto,
+        "ES256",
+        &json!({"kid": "kms-1", "aws_kms": key.key_id}),
+    );
+    env.push((
+        "MACP_AUTH_SIGNING_TIMEOUT_MS",
+        deadline.as_millis().to_string(),
+    ));
+    let service = Spawned::start(&env).await;
+    let base = service.base();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    assert_eq!(mint(&http, &base).await.status(), 200);
+    assert_eq!(get(&http, &format!("{base}/readyz")).await.0, 200);
+
+    moto.pause();
+    assert_stalled_mints_are_refused_in_time(&http, &base, deadline).await;
+    let (status, body) = get(&http, &format!("{base}/readyz")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        json!({"error": "not ready: signing backend unavailable"})
+    );
+    assert_timeouts_are_counted(&http, &base).await;
+
+    moto.resume();
+    // Readiness comes back by itself: the service probes the store while
+    // it is unavailable, since an unready replica gets no mints.
+    let started = Instant::now();
+    while get(&http, &format!("{base}/readyz")).await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered = mint(&http, &base).await;
+    assert_eq!(recovered.status(), 200);
+
+    let log = service.stop().await;
+    assert_outage_is_logged(&log);
 }
 
 #[tokio::test]

@@ -351,21 +351,17 @@ async fn closed_loop(
     total
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_times_the_saturating_load_is_served_or_shed_while_healthz_keeps_answering() {
-    let mut service = start_service("RS256").await;
-    let url = service.url("/tokens");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+/// The window each step of the saturation measurement mints for.
+const SATURATION_WINDOW: Duration = Duration::from_millis(400);
 
-    // Saturation: the concurrency past which more clients mint no more.
-    let window = Duration::from_millis(400);
+/// The concurrency past which more clients mint no more, and the most
+/// requests one [`SATURATION_WINDOW`] completed.
+async fn measure_saturation(client: &reqwest::Client, url: &str) -> (usize, usize) {
+    let window = SATURATION_WINDOW;
     let mut measured = 1;
     let mut best = 0;
     for concurrency in [1, 2, 4, 8, 16, 32] {
-        let load = closed_loop(&client, &url, concurrency, window).await;
+        let load = closed_loop(client, url, concurrency, window).await;
         assert!(
             load.failures.is_empty(),
             "while measuring at {concurrency}: {:?}",
@@ -378,6 +374,51 @@ async fn three_times_the_saturating_load_is_served_or_shed_while_healthz_keeps_a
         best = best.max(done);
         measured = concurrency;
     }
+    (measured, best)
+}
+
+/// Polls `/healthz` on its own connection until `overloading` turns false;
+/// returns the number of polls and what went wrong in any of them.
+fn probe_health_while(
+    overloading: Arc<AtomicBool>,
+    health: String,
+) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    tokio::spawn(async move {
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let (mut polls, mut failures) = (0usize, Vec::new());
+        while overloading.load(Ordering::SeqCst) {
+            polls += 1;
+            match probe.get(&health).send().await {
+                Ok(response) if response.status() == 200 => {
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    if body != serde_json::json!({"ok": true}) {
+                        failures.push(format!("healthz body {body}"));
+                    }
+                }
+                Ok(response) => failures.push(format!("healthz {}", response.status())),
+                Err(err) => failures.push(format!("healthz failed: {err}")),
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        (polls, failures)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_times_the_saturating_load_is_served_or_shed_while_healthz_keeps_answering() {
+    let mut service = start_service("RS256").await;
+    let url = service.url("/tokens");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    // Saturation: the concurrency past which more clients mint no more.
+    let window = SATURATION_WINDOW;
+    let (measured, best) = measure_saturation(&client, &url).await;
     // The signer runs one thread per core, so fewer concurrent mints than
     // cores never saturate it; the measurement can come out lower when the
     // load generator competes for the same cores.
@@ -387,32 +428,7 @@ async fn three_times_the_saturating_load_is_served_or_shed_while_healthz_keeps_a
 
     // Liveness probe on its own connection, polled for the whole overload.
     let overloading = Arc::new(AtomicBool::new(true));
-    let prober = {
-        let overloading = overloading.clone();
-        let health = service.url("/healthz");
-        tokio::spawn(async move {
-            let probe = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            let (mut polls, mut failures) = (0usize, Vec::new());
-            while overloading.load(Ordering::SeqCst) {
-                polls += 1;
-                match probe.get(&health).send().await {
-                    Ok(response) if response.status() == 200 => {
-                        let body: Value = response.json().await.unwrap_or(Value::Null);
-                        if body != serde_json::json!({"ok": true}) {
-                            failures.push(format!("healthz body {body}"));
-                        }
-                    }
-                    Ok(response) => failures.push(format!("healthz {}", response.status())),
-                    Err(err) => failures.push(format!("healthz failed: {err}")),
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            (polls, failures)
-        })
-    };
+    let prober = probe_health_while(overloading.clone(), service.url("/healthz"));
     let load = closed_loop(&client, &url, offered, Duration::from_secs(3)).await;
     overloading.store(false, Ordering::SeqCst);
     let (polls, health_failures) = prober.await.unwrap();

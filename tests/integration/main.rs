@@ -15,6 +15,8 @@
 //! - `process`: the binary itself: startup log, signals, bad configuration.
 //! - `commands`: the operator subcommands and key interchange with Node.
 //! - `manifests`: the Dockerfile and Kubernetes manifests match the service.
+//! - `architecture`: docs/architecture.md has a row for every folder and
+//!   module file, and the imports follow its layers.
 //! - `openapi`: docs/openapi.yaml and the served routes agree.
 //! - `hardening`: credentials, rate limits, audit, metrics, readiness, limits.
 //! - `fuzz_regressions`: every fuzz corpus and crash input, replayed with the
@@ -38,6 +40,7 @@
 //!   signing inside, flushed at shutdown, and minting unaffected when the
 //!   collector is down.
 
+mod architecture;
 mod callers;
 mod commands;
 mod contract;

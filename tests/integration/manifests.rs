@@ -894,18 +894,26 @@ fn key_material_in_value(value: &Value, found: &mut Vec<String>) {
     }
 }
 
+/// A private JWK in the shape `keygen` prints, with placeholder values.
+const ONE_LINE_JWK: &str =
+    r#"{"kty":"EC","crv":"P-256","x":"AAAA","y":"BBBB","d":"CCCC","alg":"ES256"}"#;
+
+/// A private JWK pretty-printed.
+const PRETTY_JWK: &str = "{\n  \"kty\" : \"RSA\",\n  \"n\": \"AAAA\",\n  \"d\" : \"BBBB\"\n}";
+
+/// A private JWK as a JSON string in YAML.
+const ESCAPED_JWK: &str = r#"jwk: "{\"kty\":\"EC\",\"d\":\"CCCC\"}""#;
+
 #[test]
 fn the_key_material_scan_recognises_a_private_jwk_in_any_layout() {
-    // The shape `keygen` prints, with placeholder values.
-    let one_line = r#"{"kty":"EC","crv":"P-256","x":"AAAA","y":"BBBB","d":"CCCC","alg":"ES256"}"#;
-    let pretty = "{\n  \"kty\" : \"RSA\",\n  \"n\": \"AAAA\",\n  \"d\" : \"BBBB\"\n}";
+    let (one_line, pretty) = (ONE_LINE_JWK, PRETTY_JWK);
     // Assembled, so secret scanners do not flag this file.
     let pem = ["-----BEGIN ", "PRIVATE KEY-----\nAAAA\n"].concat();
     let pem_wrapped = ["-----BEGIN RSA ", "PRIVATE\n KEY-----"].concat();
     for text in [one_line, pretty, &pem, &pem_wrapped] {
         assert!(!key_material_in(text).is_empty(), "missed: {text}");
     }
-    let escaped = r#"jwk: "{\"kty\":\"EC\",\"d\":\"CCCC\"}""#;
+    let escaped = ESCAPED_JWK;
     assert!(!key_material_in(escaped).is_empty(), "missed: {escaped}");
 
     // Parsed: as a YAML mapping, as a JSON string, and as a block scalar.

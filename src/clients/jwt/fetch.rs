@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use super::JwtTrust;
 
 /// The deadline on one fetch: connect, TLS, request and body.
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest discovery document or JWKS accepted.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Where OIDC discovery lives under an issuer.
@@ -36,7 +36,7 @@ const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// Where a remote JWKS is found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A `jwks_uri`.
     Jwks {
         /// The URL.
@@ -66,7 +66,7 @@ impl fmt::Display for Source {
 
 impl Source {
     /// The remote source of a client without a `jwks_file`.
-    pub fn for_trust(trust: &JwtTrust) -> Result<Source, String> {
+    pub(crate) fn for_trust(trust: &JwtTrust) -> Result<Source, String> {
         let ca_file = trust.ca_file.clone();
         if let Some(path) = &ca_file {
             read_ca_file(path).map_err(|failure| format!("\"jwt.ca_file\" {failure}"))?;
@@ -87,7 +87,7 @@ impl Source {
 
 /// Why a fetch failed; logged with the source, never with a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchFailure {
+pub(crate) enum FetchFailure {
     /// The URL is not https (or http to loopback).
     Url,
     /// The exchange took longer than [`FETCH_TIMEOUT`].
@@ -129,7 +129,7 @@ impl fmt::Display for FetchFailure {
 
 /// Parses `url` and checks it may be fetched: https, or http to a loopback
 /// address.
-pub fn check_fetch_url(url: &str) -> Result<Uri, FetchFailure> {
+pub(crate) fn check_fetch_url(url: &str) -> Result<Uri, FetchFailure> {
     let uri: Uri = url.parse().map_err(|_| FetchFailure::Url)?;
     let host = uri.host().ok_or(FetchFailure::Url)?;
     match uri.scheme_str() {
@@ -149,7 +149,7 @@ fn is_loopback(host: &str) -> bool {
 
 /// Fetches the JWKS of `source` (after discovery, when it is one), with the
 /// JWKS response's `Cache-Control: max-age`.
-pub async fn fetch_jwks(source: &Source) -> Result<(Value, Option<Duration>), FetchFailure> {
+pub(crate) async fn fetch_jwks(source: &Source) -> Result<(Value, Option<Duration>), FetchFailure> {
     match source {
         Source::Jwks { uri, ca_file } => get_json(uri, ca_file.as_ref()).await,
         Source::Discovery { issuer, ca_file } => {
@@ -251,7 +251,7 @@ impl Drop for AbortOnDrop {
 
 /// `max-age` of `Cache-Control`; `no-cache`/`no-store` count as zero (the
 /// caller clamps to its minimum).
-pub fn max_age(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn max_age(headers: &HeaderMap) -> Option<Duration> {
     let mut found = None;
     for value in headers.get_all(header::CACHE_CONTROL) {
         let Ok(value) = value.to_str() else { continue };
@@ -287,7 +287,7 @@ fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, Fe
 }
 
 /// The certificates of a PEM file, as a root store.
-pub fn read_ca_file(path: &PathBuf) -> Result<rustls::RootCertStore, FetchFailure> {
+pub(crate) fn read_ca_file(path: &PathBuf) -> Result<rustls::RootCertStore, FetchFailure> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|_| {

@@ -23,27 +23,27 @@ use super::fetch::{self, FetchFailure};
 use super::{JwtFailure, JwtTrust};
 
 /// Freshness when the issuer sends no usable `Cache-Control: max-age`.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 /// Bounds on the issuer's `max-age`.
-pub const MIN_MAX_AGE: Duration = Duration::from_secs(60);
+pub(crate) const MIN_MAX_AGE: Duration = Duration::from_secs(60);
 /// Upper bound on the issuer's `max-age`.
-pub const MAX_MAX_AGE: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_MAX_AGE: Duration = Duration::from_secs(3600);
 /// At most one fetch per issuer in this interval.
-pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// How long past their freshness known keys keep working while refreshes
 /// fail.
-pub const STALE_GRACE: Duration = Duration::from_secs(3600);
+pub(crate) const STALE_GRACE: Duration = Duration::from_secs(3600);
 
 /// An issuer's usable verification keys.
 #[derive(Debug, Default)]
-pub struct KeySet {
+pub(crate) struct KeySet {
     keys: Vec<(Option<String>, Algorithm, DecodingKey)>,
 }
 
 impl KeySet {
     /// Parses a JWKS, keeping the RS256 and ES256 (P-256) signature keys and
     /// skipping any other key; a set with none usable is an error.
-    pub fn parse(jwks: &Value) -> Result<KeySet, &'static str> {
+    pub(crate) fn parse(jwks: &Value) -> Result<KeySet, &'static str> {
         let items = jwks
             .get("keys")
             .and_then(Value::as_array)
@@ -57,7 +57,7 @@ impl KeySet {
 
     /// The keys a token with `kid` and `alg` may be verified with: the one
     /// named, or every key of the algorithm when the token names none.
-    pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<&DecodingKey> {
+    pub(crate) fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<&DecodingKey> {
         self.keys
             .iter()
             .filter(|(key_kid, key_alg, _)| {
@@ -68,20 +68,15 @@ impl KeySet {
     }
 
     /// Whether a key has this `kid`.
-    pub fn has_kid(&self, kid: &str) -> bool {
+    pub(crate) fn has_kid(&self, kid: &str) -> bool {
         self.keys
             .iter()
             .any(|(key_kid, _, _)| key_kid.as_deref() == Some(kid))
     }
 
     /// How many keys are usable.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
-    }
-
-    /// Whether none is (never true for a parsed set).
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 }
 
@@ -112,7 +107,7 @@ fn usable_key(value: &Value) -> Option<(Option<String>, Algorithm, DecodingKey)>
 
 /// Reads a `jwks_file` as the client list itself is read: a regular file
 /// only, within the read timeout.
-pub fn read_jwks_file(path: &Path) -> Result<KeySet, String> {
+pub(crate) fn read_jwks_file(path: &Path) -> Result<KeySet, String> {
     let reader = crate::reload::FileReader::default();
     let text = crate::reload::read_with(&reader, "jwt.jwks_file", path).map_err(|err| {
         format!(
@@ -128,7 +123,7 @@ pub fn read_jwks_file(path: &Path) -> Result<KeySet, String> {
 
 /// What a request should do about an issuer's keys.
 #[derive(Debug)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// Use these keys.
     Use(Arc<KeySet>),
     /// Fetch first; `kid` says whether an unknown kid is the reason.
@@ -144,7 +139,7 @@ pub enum Plan {
 
 /// The cache of one remote key source.
 #[derive(Debug, Default, Clone)]
-pub struct CacheState {
+pub(crate) struct CacheState {
     keys: Option<Arc<KeySet>>,
     fresh_until: Option<Instant>,
     last_attempt: Option<Instant>,
@@ -157,7 +152,7 @@ impl CacheState {
     /// key is at hand never waits: stale keys (within the grace) serve while
     /// a refresh runs, and the refresh is done by the first request that
     /// finds them stale.
-    pub fn plan(&self, now: Instant, kid: Option<&str>) -> Plan {
+    pub(crate) fn plan(&self, now: Instant, kid: Option<&str>) -> Plan {
         let elapsed = |at: Option<Instant>| at.map(|at| now.saturating_duration_since(at));
         let may = |at| elapsed(at).is_none_or(|since| since >= REFETCH_INTERVAL);
         let usable = match (&self.keys, self.fresh_until) {
@@ -194,7 +189,7 @@ impl CacheState {
     }
 
     /// Records the start of a fetch (`kid`: for an unknown kid).
-    pub fn attempting(&mut self, now: Instant, kid: bool) {
+    pub(crate) fn attempting(&mut self, now: Instant, kid: bool) {
         self.last_attempt = Some(now);
         if kid {
             self.last_kid_refetch = Some(now);
@@ -203,12 +198,12 @@ impl CacheState {
     }
 
     /// Records the end of a fetch that brought no keys.
-    pub fn failed(&mut self) {
+    pub(crate) fn failed(&mut self) {
         self.in_flight = false;
     }
 
     /// Records fetched keys, fresh for `max_age` (clamped).
-    pub fn fetched(&mut self, keys: KeySet, max_age: Option<Duration>, now: Instant) {
+    pub(crate) fn fetched(&mut self, keys: KeySet, max_age: Option<Duration>, now: Instant) {
         let max_age = max_age
             .unwrap_or(DEFAULT_MAX_AGE)
             .clamp(MIN_MAX_AGE, MAX_MAX_AGE);
@@ -221,7 +216,7 @@ impl CacheState {
 /// A remote key source (a `jwks_uri`, or discovery from the issuer) and its
 /// cache. One per source, shared by every client and every reload.
 #[derive(Debug)]
-pub struct IssuerKeys {
+pub(crate) struct IssuerKeys {
     source: fetch::Source,
     state: Mutex<CacheState>,
     /// Held for the whole of a fetch, so waiting requests queue on it.
@@ -245,7 +240,7 @@ impl IssuerKeys {
 
     /// The keys to verify a token naming `kid` with, fetching first when
     /// the cache says so. Concurrent callers share one fetch.
-    pub async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<KeySet>, JwtFailure> {
+    pub(crate) async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<KeySet>, JwtFailure> {
         if let Some(ready) = settle(self.state().plan(Instant::now(), kid)) {
             return ready;
         }
@@ -295,7 +290,7 @@ impl IssuerKeys {
     }
 
     /// The source, for `check-config`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.source.to_string()
     }
 }
@@ -317,13 +312,13 @@ type SourceKey = (String, Option<PathBuf>);
 
 /// The remote key caches by source, so a reloaded client list keeps them.
 #[derive(Debug, Default)]
-pub struct KeyRegistry {
+pub(crate) struct KeyRegistry {
     sources: Mutex<HashMap<SourceKey, Arc<IssuerKeys>>>,
 }
 
 impl KeyRegistry {
     /// The cache for `trust`'s remote source, made on first use.
-    pub fn remote(&self, trust: &JwtTrust) -> Result<Arc<IssuerKeys>, String> {
+    pub(crate) fn remote(&self, trust: &JwtTrust) -> Result<Arc<IssuerKeys>, String> {
         let source = fetch::Source::for_trust(trust)?;
         let key = (source.to_string(), trust.ca_file.clone());
         let mut sources = self

@@ -1,6 +1,6 @@
 use super::*;
-use crate::keys::generate_private_jwk;
-use serde_json::json;
+use crate::keys::{KeySource, SigningAlg, generate_private_jwk};
+use serde_json::{Value, json};
 
 const MAX_TTL: u64 = 3600;
 

@@ -71,135 +71,190 @@ fn plan_name(plan: &Plan) -> String {
     }
 }
 
+/// What the cache holds when a [`CacheCase`] asks it, all relative to `t0`.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Nothing was ever fetched.
+    Empty,
+    /// The first fetch, at `t0`, failed.
+    FailedOnce,
+    /// The first fetch started at `t0` and is still running.
+    Fetching,
+    /// Key `a` was fetched at `t0`, with this `max-age`.
+    Fetched(Option<u64>),
+    /// Key `a` was fetched at `t0`; a refetch for a kid started at 1 s.
+    Refetching,
+    /// The same, and that refetch failed.
+    Refetched,
+}
+
+impl Start {
+    fn state(self, t0: Instant) -> CacheState {
+        let s = Duration::from_secs;
+        match self {
+            Start::Empty => CacheState::default(),
+            Start::FailedOnce => {
+                let mut state = Start::Fetching.state(t0);
+                state.failed();
+                state
+            }
+            Start::Fetching => {
+                let mut state = CacheState::default();
+                state.attempting(t0, false);
+                state
+            }
+            Start::Fetched(max_age) => fetched(t0, &["a"], max_age),
+            Start::Refetching => {
+                let mut state = fetched(t0, &["a"], None);
+                state.attempting(t0 + s(1), true);
+                state
+            }
+            Start::Refetched => {
+                let mut state = Start::Refetching.state(t0);
+                state.failed();
+                state
+            }
+        }
+    }
+}
+
+/// One question to the cache: a token with `kid`, `after_seconds` after
+/// `t0`, and what the cache plans to do about it.
+struct CacheCase {
+    name: &'static str,
+    start: Start,
+    after_seconds: u64,
+    kid: Option<&'static str>,
+    plan: &'static str,
+}
+
+const CACHE_CASES: &[CacheCase] = &[
+    CacheCase {
+        name: "an empty cache fetches",
+        start: Start::Empty,
+        after_seconds: 0,
+        kid: Some("a"),
+        plan: "fetch",
+    },
+    CacheCase {
+        name: "an empty cache whose fetch just failed waits",
+        start: Start::FailedOnce,
+        after_seconds: 4,
+        kid: Some("a"),
+        plan: "unavailable 6s",
+    },
+    CacheCase {
+        name: "an empty cache fetches again after 10 s",
+        start: Start::FailedOnce,
+        after_seconds: 10,
+        kid: Some("a"),
+        plan: "fetch",
+    },
+    CacheCase {
+        name: "a request during the first fetch waits for it",
+        start: Start::Fetching,
+        after_seconds: 1,
+        kid: Some("a"),
+        plan: "wait",
+    },
+    CacheCase {
+        name: "fresh keys with a known kid are used",
+        start: Start::Fetched(None),
+        after_seconds: 299,
+        kid: Some("a"),
+        plan: "use",
+    },
+    CacheCase {
+        name: "fresh keys serve a token without kid",
+        start: Start::Fetched(None),
+        after_seconds: 299,
+        kid: None,
+        plan: "use",
+    },
+    CacheCase {
+        name: "an unknown kid refetches at once",
+        start: Start::Fetched(None),
+        after_seconds: 1,
+        kid: Some("b"),
+        plan: "refetch for kid",
+    },
+    CacheCase {
+        name: "an unknown kid during a refetch waits for it",
+        start: Start::Refetching,
+        after_seconds: 2,
+        kid: Some("b"),
+        plan: "wait",
+    },
+    CacheCase {
+        name: "a known kid during a refetch is served",
+        start: Start::Refetching,
+        after_seconds: 2,
+        kid: Some("a"),
+        plan: "use",
+    },
+    CacheCase {
+        name: "an unknown kid within 10 s of a refetch uses the keys",
+        start: Start::Refetched,
+        after_seconds: 10,
+        kid: Some("c"),
+        plan: "use",
+    },
+    CacheCase {
+        name: "an unknown kid 10 s after a refetch refetches",
+        start: Start::Refetched,
+        after_seconds: 11,
+        kid: Some("c"),
+        plan: "refetch for kid",
+    },
+    CacheCase {
+        name: "keys are fresh for 5 min by default",
+        start: Start::Fetched(None),
+        after_seconds: 300,
+        kid: Some("a"),
+        plan: "fetch",
+    },
+    CacheCase {
+        name: "max-age below 60 s is raised to 60 s",
+        start: Start::Fetched(Some(5)),
+        after_seconds: 59,
+        kid: Some("a"),
+        plan: "use",
+    },
+    CacheCase {
+        name: "max-age of 60 s expires at 60 s",
+        start: Start::Fetched(Some(5)),
+        after_seconds: 60,
+        kid: Some("a"),
+        plan: "fetch",
+    },
+    CacheCase {
+        name: "max-age above 1 h is held to 1 h",
+        start: Start::Fetched(Some(86_400)),
+        after_seconds: 3600,
+        kid: Some("a"),
+        plan: "fetch",
+    },
+    CacheCase {
+        name: "max-age within bounds is honoured",
+        start: Start::Fetched(Some(900)),
+        after_seconds: 899,
+        kid: Some("a"),
+        plan: "use",
+    },
+];
+
 #[test]
 fn the_cache_decides_by_freshness_kid_and_the_refetch_interval() {
     let t0 = Instant::now();
-    let s = Duration::from_secs;
-    let mut failed_once = CacheState::default();
-    failed_once.attempting(t0, false);
-    failed_once.failed();
-    let mut fetching = CacheState::default();
-    fetching.attempting(t0, false);
-    let mut refetching = fetched(t0, &["a"], None);
-    refetching.attempting(t0 + s(1), true);
-    let mut refetched = refetching.clone();
-    refetched.failed();
-    let cases = [
-        (
-            "an empty cache fetches",
-            CacheState::default(),
-            t0,
-            Some("a"),
-            "fetch",
-        ),
-        (
-            "an empty cache whose fetch just failed waits",
-            failed_once.clone(),
-            t0 + s(4),
-            Some("a"),
-            "unavailable 6s",
-        ),
-        (
-            "an empty cache fetches again after 10 s",
-            failed_once,
-            t0 + s(10),
-            Some("a"),
-            "fetch",
-        ),
-        (
-            "a request during the first fetch waits for it",
-            fetching,
-            t0 + s(1),
-            Some("a"),
-            "wait",
-        ),
-        (
-            "fresh keys with a known kid are used",
-            fetched(t0, &["a"], None),
-            t0 + s(299),
-            Some("a"),
-            "use",
-        ),
-        (
-            "fresh keys serve a token without kid",
-            fetched(t0, &["a"], None),
-            t0 + s(299),
-            None,
-            "use",
-        ),
-        (
-            "an unknown kid refetches at once",
-            fetched(t0, &["a"], None),
-            t0 + s(1),
-            Some("b"),
-            "refetch for kid",
-        ),
-        (
-            "an unknown kid during a refetch waits for it",
-            refetching.clone(),
-            t0 + s(2),
-            Some("b"),
-            "wait",
-        ),
-        (
-            "a known kid during a refetch is served",
-            refetching,
-            t0 + s(2),
-            Some("a"),
-            "use",
-        ),
-        (
-            "an unknown kid within 10 s of a refetch uses the keys",
-            refetched.clone(),
-            t0 + s(10),
-            Some("c"),
-            "use",
-        ),
-        (
-            "an unknown kid 10 s after a refetch refetches",
-            refetched,
-            t0 + s(11),
-            Some("c"),
-            "refetch for kid",
-        ),
-        (
-            "keys are fresh for 5 min by default",
-            fetched(t0, &["a"], None),
-            t0 + s(300),
-            Some("a"),
-            "fetch",
-        ),
-        (
-            "max-age below 60 s is raised to 60 s",
-            fetched(t0, &["a"], Some(5)),
-            t0 + s(59),
-            Some("a"),
-            "use",
-        ),
-        (
-            "max-age of 60 s expires at 60 s",
-            fetched(t0, &["a"], Some(5)),
-            t0 + s(60),
-            Some("a"),
-            "fetch",
-        ),
-        (
-            "max-age above 1 h is held to 1 h",
-            fetched(t0, &["a"], Some(86_400)),
-            t0 + s(3600),
-            Some("a"),
-            "fetch",
-        ),
-        (
-            "max-age within bounds is honoured",
-            fetched(t0, &["a"], Some(900)),
-            t0 + s(899),
-            Some("a"),
-            "use",
-        ),
-    ];
-    for (name, state, now, kid, expected) in cases {
-        assert_eq!(plan_name(&state.plan(now, kid)), expected, "{name}");
+    for case in CACHE_CASES {
+        let state = case.start.state(t0);
+        let now = t0 + Duration::from_secs(case.after_seconds);
+        assert_eq!(
+            plan_name(&state.plan(now, case.kid)),
+            case.plan,
+            "{}",
+            case.name
+        );
     }
 }
 
