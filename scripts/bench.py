@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import http.client as httpclient
 import json
-import multiprocessing
 import os
 import shlex
 import shutil
@@ -404,7 +402,7 @@ def cpu_snapshot(pid: int) -> dict:
             comm, tf = read_stat(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             continue
-        if comm.startswith("macp-signer"):
+        if comm.startswith(("macp-signer", "macp-pkcs11")):
             signer += int(tf[11]) + int(tf[12])
     return {"t": time.monotonic(), "ticks": int(fields[11]) + int(fields[12]),
             "system_ticks": int(fields[12]), "signer": signer, "machine": proc_stat_totals()}
@@ -612,57 +610,27 @@ class MotoKms:
             self.proc.kill()
 
 
-def csign_worker(module: str, pin: str, uri: str, alg: str, seconds: float, barrier, counts) -> None:
-    """One process, one session, one login: C_Sign as fast as it goes until
-    the deadline. RS256 signs the message (CKM_SHA256_RSA_PKCS); ES256 signs
-    its SHA-256 digest (CKM_ECDSA), as the service's backend does."""
-    import pkcs11  # imported here: only this optional phase needs python-pkcs11
-    from pkcs11 import Mechanism, ObjectClass
-
+def csign_baseline(module: str, pin: str, uri: str, alg: str, seconds: float, threads: int) -> dict:
+    """The module's own signing rate for a threaded application: the
+    `csign` example (examples/csign.rs) initialises the module for OS
+    threads, logs in once and runs a bare C_Sign loop on one session per
+    thread, as the service's signing threads do, with the same mechanisms
+    (CKM_SHA256_RSA_PKCS over the message for RS256, CKM_ECDSA over a
+    SHA-256 digest for ES256)."""
     attrs = parse_pkcs11_uri(uri)
-    token = pkcs11.lib(module).get_token(token_label=attrs.get("token"))
-    with token.open(user_pin=pin) as session:
-        query = {"object_class": ObjectClass.PRIVATE_KEY}
-        if "object" in attrs:
-            query["label"] = attrs["object"]
-        if "id" in attrs:
-            query["id"] = attrs["id"].encode("latin-1")
-        key = session.get_key(**query)
-        message = ("e" * 300).encode()
-        if alg == "RS256":
-            def sign() -> bytes:
-                return key.sign(message, mechanism=Mechanism.SHA256_RSA_PKCS)
-        else:
-            digest = hashlib.sha256(message).digest()
-
-            def sign() -> bytes:
-                return key.sign(digest, mechanism=Mechanism.ECDSA)
-        sign()
-        barrier.wait()
-        done, deadline = 0, time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            sign()
-            done += 1
-        counts.put(done)
-
-
-def csign_baseline(module: str, pin: str, uri: str, alg: str, seconds: float, procs: int) -> dict:
-    try:
-        import pkcs11  # noqa: F401
-    except ImportError:
-        raise BenchError("the C_Sign baseline needs python-pkcs11 (pip install python-pkcs11)") from None
-    ctx = multiprocessing.get_context("spawn")
-    barrier, counts = ctx.Barrier(procs), ctx.Queue()
-    workers = [ctx.Process(target=csign_worker, args=(module, pin, uri, alg, seconds, barrier, counts))
-               for _ in range(procs)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=seconds + 60)
-    if any(w.exitcode != 0 for w in workers):
-        raise BenchError(f"a C_Sign worker failed ({alg}, {uri})")
-    total = sum(counts.get(timeout=5) for _ in workers)
-    return {"sessions": procs, "signatures": total, "per_s": total / seconds}
+    if "token" not in attrs or "object" not in attrs:
+        raise BenchError(f"the C_Sign baseline needs token= and object= in the key URI: {uri}")
+    build = ["cargo", "build", "--release", "--locked", "--example", "csign"]
+    subprocess.run(build, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    binary = REPO / "target" / "release" / "examples" / "csign"
+    argv = [str(binary), module, attrs["token"], attrs["object"], alg, str(seconds), str(threads)]
+    out = subprocess.run(argv, env=dict(os.environ, CSIGN_PIN=pin), capture_output=True, text=True,
+                         timeout=seconds + 60)
+    fields = dict(part.split("=", 1) for part in out.stdout.split()[1:] if "=" in part)
+    if out.returncode != 0 or "signatures" not in fields:
+        raise BenchError(f"the C_Sign loop failed ({alg}, {uri}): {out.stderr.strip()[:200]}")
+    return {"sessions": threads, "signatures": int(fields["signatures"]),
+            "per_s": float(fields["rate"])}
 
 
 # --- report -----------------------------------------------------------------------------
@@ -1036,7 +1004,7 @@ class Bench:
         for alg, uri in (("RS256", a.pkcs11_rs256), ("ES256", a.pkcs11_es256)):
             if not uri:
                 continue
-            say(f"bare C_Sign loop, {alg}, one session per core")
+            say(f"bare C_Sign loop, {alg}, one thread and one session per core")
             base = csign_baseline(a.pkcs11_module, a.pkcs11_pin, uri, alg, a.duration, os.cpu_count() or 1)
             self.results.setdefault("csign", {})[alg] = base
             member = json.dumps({"kid": f"hsm-{alg.lower()}", "alg": alg, "pkcs11": uri})
