@@ -3,13 +3,14 @@
 //! (`CKF_OS_LOCKING_OK`) and logged in once, as the service does. It prints
 //! the module's own signing rate for a threaded application, the yardstick
 //! `scripts/bench.py --softhsm` sets beside the service's PKCS#11 mints
-//! (issue 10), alongside its loop in separate processes.
+//! (issue 10).
 //!
 //! ```sh
 //! cargo run --release --example csign -- MODULE TOKEN_LABEL OBJECT_LABEL RS256|ES256 SECONDS THREADS
 //! ```
 //! The user PIN comes from `CSIGN_PIN`. Prints one line:
-//! `csign threads=N signatures=M seconds=S rate=R`.
+//! `csign threads=N signatures=M seconds=S rate=R`, or fails if any
+//! signature failed (a broken key must not pass for a slow one).
 
 #[cfg(feature = "pkcs11")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -57,12 +58,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let message: Vec<u8> = if rsa { vec![b'x'; 300] } else { vec![7; 32] };
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut started = Instant::now();
     std::thread::scope(|scope| -> Result<(), Box<dyn std::error::Error>> {
+        let mut sessions = Vec::with_capacity(threads);
         for _ in 0..threads {
             let session = context.open_ro_session(slot)?;
             let handle = *session.find_objects(&find)?.first().ok_or("no such key")?;
-            let (stop, count, message) = (&stop, &count, &message);
+            sessions.push((session, handle));
+        }
+        // The clock starts once every session is open.
+        started = Instant::now();
+        for (session, handle) in sessions {
+            let (stop, count, failures, message) = (&stop, &count, &failures, &message);
             scope.spawn(move || {
                 // Mechanisms hold raw pointers (not Sync): one per thread.
                 let mechanism = if rsa {
@@ -71,9 +79,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Mechanism::Ecdsa
                 };
                 while !stop.load(Ordering::Relaxed) {
-                    if session.sign(&mechanism, handle, message).is_ok() {
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
+                    let counter = match session.sign(&mechanism, handle, message) {
+                        Ok(_) => count,
+                        Err(_) => failures,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
@@ -82,6 +92,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     })?;
     let elapsed = started.elapsed().as_secs_f64();
+    let failed = failures.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(format!("{failed} C_Sign calls failed").into());
+    }
     let signatures = count.load(Ordering::Relaxed);
     println!(
         "csign threads={threads} signatures={signatures} seconds={elapsed:.2} rate={:.1}",

@@ -17,7 +17,7 @@
 //!   and waits for the thread to write everything queued.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use tracing_subscriber::fmt::MakeWriter;
@@ -25,14 +25,15 @@ use tracing_subscriber::fmt::MakeWriter;
 /// How long the writer thread naps after a batch before it looks again.
 pub(crate) const LINGER: Duration = Duration::from_millis(5);
 
-/// Records allowed to wait before a logging thread has to.
-const QUEUE_RECORDS: usize = 64 * 1024;
+/// Records allowed to wait before a logging thread has to. With records of
+/// a few hundred bytes, a stalled stdout holds at most a few megabytes.
+const QUEUE_RECORDS: usize = 16 * 1024;
 
 /// Bytes gathered into one `write(2)`.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// How long dropping the guard waits for the queue to be written out: a
-/// stdout nobody reads must not hold the process forever at exit.
+/// How long dropping the guard waits, in all, for the queue to be written
+/// out: a stdout nobody reads must not hold the process forever at exit.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 enum Message {
@@ -75,8 +76,9 @@ pub(crate) fn spawn<W: Write + Send + 'static>(
 }
 
 /// The writer thread: park until a record comes, write it with everything
-/// queued behind it, nap, repeat, until told to shut down. A failing stdout
-/// loses the batch, never the thread.
+/// queued behind it, nap, repeat, until told to shut down. `write_all`
+/// retries partial writes and interruptions; a stdout that fails outright
+/// (closed, or non-blocking and full) loses that batch, never the thread.
 fn write_batches<W: Write>(queue: &Receiver<Message>, mut out: W) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     while let Ok(message) = queue.recv() {
@@ -134,12 +136,13 @@ impl<'a> MakeWriter<'a> for QueuedWriter {
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
         if self
             .queue
-            .send_timeout(Message::Shutdown, FLUSH_TIMEOUT)
+            .send_deadline(Message::Shutdown, deadline)
             .is_ok()
         {
-            let _ = self.done.recv_timeout(FLUSH_TIMEOUT);
+            let _ = self.done.recv_deadline(deadline);
         }
     }
 }
