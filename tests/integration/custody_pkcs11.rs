@@ -232,19 +232,7 @@ fn check_config_and_keys_add_reach_the_token_before_they_answer() {
         "nothing written"
     );
 
-    let report = binary()
-        .envs(env)
-        .env_remove("MACP_AUTH_SIGNING_KEY_JSON")
-        .env("MACP_AUTH_SIGNING_KEY_FILE", &ring_arg)
-        .arg("check-config")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&report.stdout);
-    assert!(
-        report.status.success(),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
+    let stdout = check_config_of_ring(env, &ring_arg);
     assert!(
         stdout.contains("key old: signing, retires 2999-01-01T01:01:00Z, in-process\n"),
         "{stdout}"
@@ -450,21 +438,32 @@ fn keys_add_takes_the_algorithm_of_a_reference_without_one_from_the_configuratio
         String::from_utf8_lossy(&added.stderr)
     );
     assert!(stdout.contains("1 key: hsm-first"), "{stdout}");
+    let stdout = check_config_of_ring(service_env(&hsm, "ES256", &json!({})), &ring_arg);
+    assert!(
+        stdout.contains("key hsm-first: signing, pkcs11 token=\"macp-add-alg\" object=\"first\""),
+        "{stdout}"
+    );
+}
+
+/// `check-config`'s report (it must succeed) for the ring in file `ring`,
+/// with `env` for the rest of the configuration.
+fn check_config_of_ring<I, K, V>(env: I, ring: &str) -> String
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
     let report = binary()
-        .envs(service_env(&hsm, "ES256", &json!({})))
+        .envs(env)
         .env_remove("MACP_AUTH_SIGNING_KEY_JSON")
-        .env("MACP_AUTH_SIGNING_KEY_FILE", &ring_arg)
+        .env("MACP_AUTH_SIGNING_KEY_FILE", ring)
         .arg("check-config")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&report.stdout);
     assert!(
         report.status.success(),
         "{}",
         String::from_utf8_lossy(&report.stderr)
     );
-    assert!(
-        stdout.contains("key hsm-first: signing, pkcs11 token=\"macp-add-alg\" object=\"first\""),
-        "{stdout}"
-    );
+    String::from_utf8_lossy(&report.stdout).into_owned()
 }
