@@ -173,30 +173,7 @@ pub(crate) fn denied(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
+    use crate::telemetry::memory::MemoryLog;
 
     /// The `key=value` pairs of a logfmt line, as a logfmt parser reads
     /// them: a value is either quoted (with backslash escapes) or runs to
@@ -238,7 +215,7 @@ mod tests {
 
     #[test]
     fn text_records_quote_every_string_field_so_callers_cannot_add_fields() {
-        let buffer = Buffer::default();
+        let buffer = MemoryLog::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(buffer.clone())
             .with_ansi(false)
@@ -278,7 +255,7 @@ mod tests {
             "sender not allowed",
             0,
         );
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let text = buffer.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         let issued_pairs = logfmt_pairs(lines[0]);

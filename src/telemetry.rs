@@ -24,6 +24,8 @@
 //! [`TRACE_TARGET`] and call [`continue_trace`], nothing here calls them.
 
 mod escape;
+#[cfg(test)]
+pub(crate) mod memory;
 pub(crate) mod otel;
 mod writer;
 
@@ -140,33 +142,10 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
+    use super::memory::MemoryLog;
     use super::*;
-
-    /// Log lines written to memory.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Lines {
-        type Writer = Lines;
-        fn make_writer(&'w self) -> Lines {
-            self.clone()
-        }
-    }
 
     fn logging(format: LogFormat) -> LoggingSettings {
         LoggingSettings {
@@ -178,7 +157,7 @@ mod tests {
     /// Logs one event inside a trace span and an ordinary span, with or
     /// without the trace layer; returns the log output.
     fn log_inside_spans(format: LogFormat, traces: Option<&Tracing>) -> String {
-        let lines = Lines::default();
+        let lines = MemoryLog::default();
         let subscriber = subscriber(&logging(format), lines.clone(), false, traces);
         tracing::subscriber::with_default(subscriber, || {
             let trace_span = tracing::info_span!(target: TRACE_TARGET, "mint", macp.kid = "k1");
@@ -187,7 +166,7 @@ mod tests {
                 tracing::info!(target: "audit", sender = "agent://a", "minted token");
             });
         });
-        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+        lines.text()
     }
 
     #[test]
@@ -217,7 +196,7 @@ mod tests {
         let tracing = Tracing::from_provider(SdkTracerProvider::builder().build());
         let on = subscriber(
             &logging(LogFormat::Text),
-            Lines::default(),
+            MemoryLog::default(),
             false,
             Some(&tracing),
         );
@@ -226,11 +205,11 @@ mod tests {
             || tracing::info_span!(target: TRACE_TARGET, "request"),
         );
         let meta = span.metadata().expect("enabled with tracing on");
-        let off = subscriber(&logging(LogFormat::Json), Lines::default(), false, None);
+        let off = subscriber(&logging(LogFormat::Json), MemoryLog::default(), false, None);
         assert!(off.register_callsite(meta).is_never());
         let on = subscriber(
             &logging(LogFormat::Text),
-            Lines::default(),
+            MemoryLog::default(),
             false,
             Some(&tracing),
         );

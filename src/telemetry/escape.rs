@@ -83,7 +83,7 @@ pub(crate) fn escape_record(record: &str, keep_ansi: bool) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use crate::telemetry::memory::MemoryLog;
 
     #[test]
     fn every_character_that_could_break_a_record_is_escaped_but_its_final_newline() {
@@ -109,32 +109,10 @@ mod tests {
         assert_eq!(escape_record("\u{1b}[31mred\n", true), "\u{1b}[31mred\n");
     }
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
-
     const HOSTILE: &str = "x\u{2028}y\u{2029}z\u{85}w\r\nINFO forged\u{1b}[2J";
 
     fn captured(json: bool, log: impl FnOnce()) -> String {
-        let buffer = Buffer::default();
+        let buffer = MemoryLog::default();
         let writer = Escaping {
             inner: buffer.clone(),
             keep_ansi: false,
@@ -151,7 +129,7 @@ mod tests {
         // that this thread's subscriber exists.
         tracing::callsite::rebuild_interest_cache();
         log();
-        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+        buffer.text()
     }
 
     #[test]

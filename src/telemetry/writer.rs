@@ -149,28 +149,12 @@ impl Drop for WriterGuard {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    /// A stdout that records each `write` call.
-    #[derive(Clone, Default)]
-    struct Calls(Arc<Mutex<Vec<Vec<u8>>>>);
-
-    impl Write for Calls {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().push(bytes.to_vec());
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::memory::MemoryLog;
 
     #[test]
     fn every_record_is_written_in_order_by_the_time_the_guard_is_dropped() {
-        let out = Calls::default();
+        let out = MemoryLog::default();
         let (writer, guard) = spawn(out.clone()).unwrap();
         for n in 0..10_000 {
             writer
@@ -179,30 +163,28 @@ mod tests {
                 .unwrap();
         }
         drop(guard);
-        let written: Vec<u8> = out.0.lock().unwrap().concat();
         let expected: String = (0..10_000).map(|n| format!("{n}\n")).collect();
-        assert_eq!(String::from_utf8(written).unwrap(), expected);
+        assert_eq!(out.text(), expected);
     }
 
     #[test]
     fn records_queued_together_go_out_in_one_write() {
-        let out = Calls::default();
+        let out = MemoryLog::default();
         let (writer, guard) = spawn(out.clone()).unwrap();
         // The first record wakes the thread; the rest queue while it naps.
         writer.make_writer().write_all(b"first\n").unwrap();
-        while out.0.lock().unwrap().is_empty() {
+        while out.writes().is_empty() {
             std::thread::yield_now();
         }
         for _ in 0..100 {
             writer.make_writer().write_all(b"line\n").unwrap();
         }
         drop(guard);
-        let calls = out.0.lock().unwrap();
+        let writes = out.writes();
         assert!(
-            calls.len() < 10,
-            "101 records in {} writes: {:?}",
-            calls.len(),
-            calls.iter().map(Vec::len).collect::<Vec<_>>()
+            writes.len() < 10,
+            "101 records in {} writes: {writes:?}",
+            writes.len()
         );
     }
 }
