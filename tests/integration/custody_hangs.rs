@@ -31,6 +31,31 @@ fn member_through(module: &HungModule, kid: &str, label: &str) -> Value {
     json!({"kid": kid, "alg": "RS256", "pkcs11": uri})
 }
 
+/// What a hung-token test starts from: the shared SoftHSM2 token with an
+/// RSA key `label` (CKA_ID `id`) made in it, a shim over the token that
+/// hangs on `name`'s trigger, and a temporary directory for the ring file.
+/// `None` where SoftHSM2 or a C compiler is missing (never under CI=true).
+struct Hung {
+    hsm: &'static SoftHsm,
+    module: HungModule,
+    dir: TempDir,
+    ring: std::path::PathBuf,
+}
+
+fn hung(name: &str, label: &str, id: &str) -> Option<Hung> {
+    let hsm = softhsm::shared()?;
+    let module = HungModule::build(name)?;
+    hsm.generate(KeyKind::Rsa2048, label, id);
+    let dir = TempDir::new(&format!("hung-{name}"));
+    let ring = dir.join("ring.json");
+    Some(Hung {
+        hsm,
+        module,
+        dir,
+        ring,
+    })
+}
+
 /// State reading its ring from `path`, with the token PIN, a short signing
 /// deadline and two signing threads.
 fn state_over(path: &std::path::Path, deadline: Duration) -> AppState {
@@ -57,15 +82,15 @@ async fn mint_within(state: &AppState, limit: Duration) -> crate::support::Reply
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_token_leaves_healthz_the_jwks_and_in_process_keys_unaffected() {
-    let Some(hsm) = softhsm::shared() else {
+    let Some(Hung {
+        hsm: _,
+        module,
+        dir: _dir,
+        ring,
+    }) = hung("mint", "hung-mint", "c1")
+    else {
         return;
     };
-    let Some(module) = HungModule::build("mint") else {
-        return;
-    };
-    hsm.generate(KeyKind::Rsa2048, "hung-mint", "c1");
-    let dir = TempDir::new("hung-mint");
-    let ring = dir.join("ring.json");
     let hsm_member = member_through(&module, "hsm", "hung-mint");
     std::fs::write(&ring, json!({"keys": [hsm_member]}).to_string()).unwrap();
     let state = state_over(&ring, Duration::from_millis(200));
@@ -135,15 +160,15 @@ async fn pkcs11_outcomes(state: &AppState, outcome: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mints_dropped_before_the_token_answers_still_count_against_it() {
-    let Some(hsm) = softhsm::shared() else {
+    let Some(Hung {
+        hsm: _,
+        module,
+        dir: _dir,
+        ring,
+    }) = hung("dropped", "hung-dropped", "c2")
+    else {
         return;
     };
-    let Some(module) = HungModule::build("dropped") else {
-        return;
-    };
-    hsm.generate(KeyKind::Rsa2048, "hung-dropped", "c2");
-    let dir = TempDir::new("hung-dropped");
-    let ring = dir.join("ring.json");
     let member = member_through(&module, "hsm-dropped", "hung-dropped");
     std::fs::write(&ring, json!({"keys": [member]}).to_string()).unwrap();
     let state = state_over(&ring, Duration::from_millis(300));
@@ -222,15 +247,15 @@ fn a_token_that_hangs_at_startup_stops_it_within_a_bound_with_one_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_reaches_a_hung_token_gives_up_within_a_bound_and_keeps_the_ring() {
-    let Some(hsm) = softhsm::shared() else {
+    let Some(Hung {
+        hsm: _,
+        module,
+        dir: _dir,
+        ring,
+    }) = hung("reload", "hung-reload", "c3")
+    else {
         return;
     };
-    let Some(module) = HungModule::build("reload") else {
-        return;
-    };
-    hsm.generate(KeyKind::Rsa2048, "hung-reload", "c3");
-    let dir = TempDir::new("hung-reload");
-    let ring = dir.join("ring.json");
     std::fs::write(&ring, json!({"keys": [file_key("file-key")]}).to_string()).unwrap();
     let state = state_over(&ring, Duration::from_millis(200));
 
@@ -262,16 +287,16 @@ async fn a_reload_that_reaches_a_hung_token_gives_up_within_a_bound_and_keeps_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_stuck_on_a_hung_token_holds_up_neither_other_tokens_nor_shutdown() {
-    let Some(hsm) = softhsm::shared() else {
+    let Some(Hung {
+        hsm,
+        module,
+        dir: _dir,
+        ring,
+    }) = hung("shutdown", "hung-shutdown", "c4")
+    else {
         return;
     };
-    let Some(module) = HungModule::build("shutdown") else {
-        return;
-    };
-    hsm.generate(KeyKind::Rsa2048, "hung-shutdown", "c4");
     hsm.generate(KeyKind::Rsa2048, "beside-hung", "c5");
-    let dir = TempDir::new("hung-shutdown");
-    let ring = dir.join("ring.json");
     std::fs::write(&ring, json!({"keys": [file_key("file-key")]}).to_string()).unwrap();
     // The default deadline: a reload reaching the hung token waits 10 s.
     let mut app = AppBuilder::new(SigningAlg::Rs256)
