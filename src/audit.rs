@@ -46,6 +46,8 @@ pub(crate) enum Outcome {
     BackendUnavailable,
     /// A server-side failure (500).
     Failed,
+    /// The request ran out of time, typically a body that never finished (408).
+    TimedOut,
 }
 
 impl Outcome {
@@ -61,6 +63,7 @@ impl Outcome {
             Outcome::Overloaded => "overloaded",
             Outcome::BackendUnavailable => "backend_unavailable",
             Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
         }
     }
 }

@@ -65,7 +65,8 @@ pub(crate) struct Reloads {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct MintLabels {
     /// `issued`, `unauthenticated`, `forbidden`, `rate_limited`, `invalid`,
-    /// `overloaded`, `backend_unavailable` or `failed`.
+    /// `unavailable`, `overloaded`, `backend_unavailable`, `failed` or
+    /// `timed_out`.
     pub(crate) outcome: &'static str,
     /// The client's name, or `-` when unauthenticated.
     pub(crate) client: String,

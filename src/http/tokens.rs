@@ -53,7 +53,7 @@ struct Attempt {
     requested_ttl: Option<f64>,
 }
 
-/// The `POST /tokens` handler: the decision within the request timeout,
+/// The `POST /tokens` handler: the decision (within the request timeout),
 /// and the headers that keep every answer out of caches. Tokens are bearer
 /// credentials: no cache, proxy or browser may keep one. Both are done
 /// here rather than as router layers, each of which would box the route
@@ -64,12 +64,7 @@ pub(crate) async fn mint(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let limit = state.config().limits.request_timeout;
-    let mut response =
-        match tokio::time::timeout(limit, decide(state, connect, headers, body)).await {
-            Ok(response) => response,
-            Err(_) => ApiError::RequestTimeout.into_response(),
-        };
+    let mut response = decide(state, connect, headers, body).await;
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -94,9 +89,13 @@ async fn decide(
         macp.key.kid = Empty,
         macp.mint.outcome = Empty,
     );
-    let issued = issue(&state, peer, &headers, body, &mut attempt, &span)
-        .instrument(span.clone())
-        .await;
+    let limit = state.config().limits.request_timeout;
+    let issuing = issue(&state, peer, &headers, body, &mut attempt, &span).instrument(span.clone());
+    // A request that runs out of time is a decision too: it is audited with
+    // whatever was known about it when the time ran out.
+    let issued = tokio::time::timeout(limit, issuing)
+        .await
+        .unwrap_or(Err(ApiError::RequestTimeout));
     match issued {
         Ok(response) => {
             span.record("macp.mint.outcome", Outcome::Issued.as_str());
@@ -150,6 +149,7 @@ fn outcome_of(error: &ApiError) -> Outcome {
         ApiError::Overloaded => Outcome::Overloaded,
         ApiError::BackendUnavailable { .. } => Outcome::BackendUnavailable,
         ApiError::Internal(_) => Outcome::Failed,
+        ApiError::RequestTimeout => Outcome::TimedOut,
         _ => Outcome::Invalid,
     }
 }

@@ -461,7 +461,8 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
 }
 
 #[tokio::test]
-async fn a_request_whose_body_never_finishes_times_out_with_408() {
+async fn a_request_whose_body_never_finishes_times_out_with_408_and_is_audited() {
+    let captured = LogCapture::text();
     let server = TestApp::start(state_with({
         let mut config = config(SigningAlg::Es256);
         config.limits.request_timeout = Duration::from_millis(400);
@@ -496,6 +497,21 @@ async fn a_request_whose_body_never_finishes_times_out_with_408() {
     assert!(
         scraped.contains(r#"route="/tokens",method="POST",status="408""#),
         "a 408 is counted: {scraped}"
+    );
+    assert!(
+        scraped.contains(r#"macp_auth_mint_requests_total{outcome="timed_out",client="-"} 1"#),
+        "a 408 is a mint decision: {scraped}"
+    );
+    let log = captured.contents();
+    let records: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("mint refused"))
+        .collect();
+    assert_eq!(records.len(), 1, "one audit record: {log}");
+    assert!(
+        records[0].contains(r#"outcome="timed_out""#)
+            && records[0].contains(r#"reason="request timed out""#),
+        "{log}"
     );
 }
 
