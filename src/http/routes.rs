@@ -10,13 +10,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
-use tracing::Level;
 
 use crate::http::error::MAX_BODY_BYTES;
 use crate::http::jwks::{jwks, openid_configuration};
 use crate::http::metrics::metrics;
-use crate::http::middleware::{method_not_allowed, not_found, single_host, track_requests};
+use crate::http::middleware::{method_not_allowed, not_found, track_requests};
 use crate::http::probes::{healthz, readyz};
 use crate::http::state::AppState;
 use crate::http::tokens::mint;
@@ -59,20 +57,16 @@ pub fn router(state: AppState) -> Router {
     if state.config().listen.metrics_addr.is_none() {
         app = app.route(METRICS_PATH, get(metrics));
     }
-    // The tracking wraps every route, the timeout included, so a 408 is counted.
+    // One layer over every route and the fallbacks: the single-`Host` rule,
+    // request metrics, the server span and a debug line per request. It
+    // wraps the handlers' own timeout, so a 408 is counted.
     app.method_not_allowed_fallback(method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             track_requests,
         ))
-        .fallback(not_found)
-        .layer(middleware::from_fn(single_host))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(
-            // Request traces at debug level only: deliberate 503s (readiness
-            // while draining, load shedding) are not errors to log.
-            TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
-        )
         .with_state(state)
 }
 

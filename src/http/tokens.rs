@@ -12,10 +12,9 @@
 
 use std::net::SocketAddr;
 
-use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -58,13 +57,15 @@ struct Attempt {
 /// credentials: no cache, proxy or browser may keep one. Both are done
 /// here rather than as router layers, each of which would box the route
 /// and its future again on every mint.
-pub(crate) async fn mint(
-    State(state): State<AppState>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let mut response = decide(state, connect, headers, body).await;
+pub(crate) async fn mint(State(state): State<AppState>, request: Request) -> Response {
+    // Taken apart rather than extracted: the `HeaderMap` and `ConnectInfo`
+    // extractors clone what this can move.
+    let (parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer);
+    let mut response = decide(state, peer, parts.headers, body).await;
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -74,11 +75,10 @@ pub(crate) async fn mint(
 /// The mint decision and its audit record (see the module docs).
 async fn decide(
     state: AppState,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    peer: Option<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let peer = connect.map(|Extension(ConnectInfo(peer))| peer);
     let mut attempt = Attempt::default();
     let span = tracing::info_span!(
         target: TRACE_TARGET,
