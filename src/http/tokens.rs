@@ -180,7 +180,13 @@ async fn issue(
     span: &tracing::Span,
 ) -> Result<Response, ApiError> {
     let clients = state.clients().current();
-    let caller = authenticate(state, clients.as_ref().as_ref(), headers).await?;
+    let caller = match clients.as_ref().as_ref() {
+        // Boxed: checking a workload JWT may fetch its issuer's keys, a
+        // future of several KB that every mint would otherwise carry (and
+        // copy) whether or not minting is authenticated.
+        Some(list) => Some(Box::pin(authenticate(state, list, headers)).await?),
+        None => None,
+    };
     let client = caller.as_ref().map(|caller| caller.client);
     let subject = caller.as_ref().and_then(|caller| caller.subject.as_deref());
     attempt.client = client.map(|client| client.name().to_owned());
@@ -252,18 +258,14 @@ async fn issue(
     .into_response())
 }
 
-/// The caller the request's credentials name, when a client list is
-/// configured (`None` when minting is unauthenticated); every attempt is
-/// counted by client and result, and a refused JWT's reason is logged at
-/// debug level (never the token).
+/// The caller the request's credentials name in the client `list`; every
+/// attempt is counted by client and result, and a refused JWT's reason is
+/// logged at debug level (never the token).
 async fn authenticate<'a>(
     state: &AppState,
-    clients: Option<&'a ClientList>,
+    list: &'a ClientList,
     headers: &HeaderMap,
-) -> Result<Option<Authenticated<'a>>, ApiError> {
-    let Some(list) = clients else {
-        return Ok(None);
-    };
+) -> Result<Authenticated<'a>, ApiError> {
     let metrics = state.metrics();
     let Some(credential) = bearer_token(headers) else {
         metrics.client_authentication(None, "missing");
@@ -275,7 +277,7 @@ async fn authenticate<'a>(
     {
         Ok(caller) => {
             metrics.client_authentication(Some(caller.client.name()), "ok");
-            Ok(Some(caller))
+            Ok(caller)
         }
         Err(failure) => {
             metrics.client_authentication(None, failure.as_str());
