@@ -662,11 +662,14 @@ class Report:
         return self.runs.get(subject, {}).get(alg, {}).get(phase, {})
 
     def per_mint_us(self, subject: str, alg: str, key: str = "seconds") -> float | None:
-        mint = self.run(subject, alg, "mint")
-        cpu = mint.get("cpu", {})
-        if key not in cpu or not mint.get("requests"):
+        return self.per_request_us(subject, alg, "mint", key)
+
+    def per_request_us(self, subject: str, alg: str, phase: str, key: str = "seconds") -> float | None:
+        run = self.run(subject, alg, phase)
+        cpu = run.get("cpu", {})
+        if key not in cpu or not run.get("requests"):
             return None
-        return cpu[key] / mint["requests"] * 1e6
+        return cpu[key] / run["requests"] * 1e6
 
     def header(self) -> str:
         m = self.r["machine"]
@@ -758,6 +761,14 @@ class Report:
         router = [micro.get(f"router/mint-{a}") for a in algs]
         line("in-process mint through the router, no socket (`cargo bench`, CPU time), µs",
              [v / 1000 if v else None for v in router], "{:.1f}")
+        # The HTTP floor: what the cheapest request costs this service over the
+        # same sockets, to read the non-crypto CPU of a mint against.
+        floor = self.per_request_us("ours", "RS256", "jwks")
+        floor_sys = self.per_request_us("ours", "RS256", "jwks", "system_seconds")
+        if floor is not None and floor_sys is not None:
+            rows += ["", f"For scale, from the JWKS phase of the same run: one `GET /.well-known/jwks.json` "
+                         f"(no body, answered from memory) cost this service {floor:.1f} µs of CPU at full load, "
+                         f"{floor_sys:.1f} µs of it system time."]
         return "\n".join(rows)
 
     def custody_table(self) -> str:
