@@ -16,8 +16,9 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::http::error::ApiError;
-use crate::http::routes::{HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, ROUTES};
+use crate::http::routes::{HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, ROUTES, TOKENS_PATH};
 use crate::http::state::AppState;
+use crate::http::tokens::no_store;
 use crate::metrics::RouteLabels;
 use crate::telemetry::{TRACE_TARGET, continue_trace};
 
@@ -36,9 +37,6 @@ pub(crate) async fn track_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    if request.headers().get_all(header::HOST).iter().count() > 1 {
-        return ApiError::AmbiguousHost.into_response();
-    }
     // Labels are static strings: no allocation per request.
     let route = matched
         .and_then(|path| {
@@ -47,7 +45,7 @@ pub(crate) async fn track_requests(
                 .map(|(_, route)| *route)
                 .find(|route| *route == path.as_str())
         })
-        .unwrap_or("other");
+        .unwrap_or(OTHER_ROUTE);
     let method = method_label(request.method());
     let metrics = state.metrics();
     metrics.in_flight.inc();
@@ -59,7 +57,16 @@ pub(crate) async fn track_requests(
         continue_trace(&span, request.headers());
     }
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = if request.headers().get_all(header::HOST).iter().count() > 1 {
+        let mut refused = ApiError::AmbiguousHost.into_response();
+        if route == TOKENS_PATH {
+            // Every answer of the mint route stays out of caches.
+            no_store(&mut refused);
+        }
+        refused
+    } else {
+        next.run(request).instrument(span.clone()).await
+    };
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     metrics
@@ -85,11 +92,15 @@ pub(crate) async fn track_requests(
     response
 }
 
-/// The request's server span, or none for the probes and `/metrics`:
-/// the kubelet and Prometheus would otherwise start a trace every few
-/// seconds, and no caller's trace ever includes them.
+/// The request's server span, or none for the probes and `/metrics` (the
+/// kubelet and Prometheus would otherwise start a trace every few seconds,
+/// and no caller's trace ever includes them) and for unknown paths (scanner
+/// traffic is not a route to trace).
 fn server_span(route: &'static str, method: &'static str) -> tracing::Span {
-    if matches!(route, HEALTHZ_PATH | READYZ_PATH | METRICS_PATH) {
+    if matches!(
+        route,
+        HEALTHZ_PATH | READYZ_PATH | METRICS_PATH | OTHER_ROUTE
+    ) {
         return tracing::Span::none();
     }
     tracing::info_span!(
@@ -121,6 +132,9 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         _ => "other",
     }
 }
+
+/// The `route` label of a request that matched no route.
+const OTHER_ROUTE: &str = "other";
 
 struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
 

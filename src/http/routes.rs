@@ -7,11 +7,9 @@
 //! itself.
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 
-use crate::http::error::MAX_BODY_BYTES;
 use crate::http::jwks::{jwks, openid_configuration};
 use crate::http::metrics::metrics;
 use crate::http::middleware::{method_not_allowed, not_found, track_requests};
@@ -59,14 +57,14 @@ pub fn router(state: AppState) -> Router {
     }
     // One layer over every route and the fallbacks: the single-`Host` rule,
     // request metrics, the server span and a debug line per request. It
-    // wraps the handlers' own timeout, so a 408 is counted.
+    // wraps the handlers' own timeout, so a 408 is counted. (No body limit
+    // layer: the one route with a body reads it with its own limit.)
     app.method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             track_requests,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 

@@ -66,10 +66,15 @@ pub(crate) async fn mint(State(state): State<AppState>, request: Request) -> Res
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| *peer);
     let mut response = decide(state, peer, parts.headers, body).await;
+    no_store(&mut response);
+    response
+}
+
+/// Keeps `response` out of every cache: tokens are bearer credentials.
+pub(crate) fn no_store(response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
 }
 
 /// The mint decision and its audit record (see the module docs).
@@ -204,17 +209,8 @@ async fn issue(
         check_policy(client, &request)?;
     }
     let config = state.config();
-    let max_ttl = client
-        .and_then(|client| client.max_ttl_seconds())
-        .map_or(config.tokens.max_ttl_seconds, |ceiling| {
-            ceiling.min(config.tokens.max_ttl_seconds)
-        });
     let key = state.keys().current().signing.clone();
-    let ttl = effective_ttl(
-        request.ttl_seconds,
-        config.tokens.default_ttl_seconds,
-        max_ttl,
-    );
+    let ttl = granted_ttl(state, client, request.ttl_seconds);
     let iat = state.clock().now();
     let jti = new_jti()?;
     let claims = Claims {
@@ -256,6 +252,18 @@ async fn issue(
         expires_in_seconds: ttl,
     })
     .into_response())
+}
+
+/// The lifetime a token gets: the requested TTL, or the default, clamped to
+/// the service's maximum and the client's own ceiling, if it has one.
+fn granted_ttl(state: &AppState, client: Option<&Client>, requested: Option<f64>) -> u64 {
+    let tokens = &state.config().tokens;
+    let max_ttl = client
+        .and_then(Client::max_ttl_seconds)
+        .map_or(tokens.max_ttl_seconds, |ceiling| {
+            ceiling.min(tokens.max_ttl_seconds)
+        });
+    effective_ttl(requested, tokens.default_ttl_seconds, max_ttl)
 }
 
 /// The caller the request's credentials name in the client `list`; every

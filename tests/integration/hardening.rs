@@ -460,58 +460,130 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
     assert_eq!(healthy.status(), 200);
 }
 
-#[tokio::test]
-async fn a_request_whose_body_never_finishes_times_out_with_408_and_is_audited() {
+/// Sends a mint whose body never finishes to a service with a 400 ms
+/// request timeout, as `authorization` (if any); returns the raw answer
+/// (lower-cased), the metrics scrape and the audit records logged.
+async fn stalled_mint(
+    clients: Option<String>,
+    authorization: Option<&str>,
+) -> (String, String, Vec<String>) {
     let captured = LogCapture::text();
-    let server = TestApp::start(state_with({
-        let mut config = config(SigningAlg::Es256);
-        config.limits.request_timeout = Duration::from_millis(400);
-        config
-    }))
-    .await;
+    let mut builder = TestApp::builder(SigningAlg::Es256)
+        .configure(|config| config.limits.request_timeout = Duration::from_millis(400));
+    if let Some(clients) = clients {
+        builder = builder.clients(clients);
+    }
+    let server = builder.start().await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream
-        .write_all(b"POST /tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"sender\"")
-        .await
-        .unwrap();
+    let credentials =
+        authorization.map_or(String::new(), |value| format!("authorization: {value}\r\n"));
+    let head = format!(
+        "POST /tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{credentials}content-length: 100\r\n\r\n{{\"sender\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
     let mut response = vec![0u8; 1024];
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
         .await
         .expect("answered")
         .unwrap();
     let response = String::from_utf8_lossy(&response[..read]).to_ascii_lowercase();
-    assert!(response.starts_with("http/1.1 408"), "{response}");
-    assert!(
-        response.contains(r#"{"error":"request timed out"}"#),
-        "{response}"
-    );
-    // Like every answer of the route: no cache may keep it.
-    assert!(response.contains("cache-control: no-store"), "{response}");
-    assert!(response.contains("pragma: no-cache"), "{response}");
     let scraped = reqwest::get(server.url("/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(
-        scraped.contains(r#"route="/tokens",method="POST",status="408""#),
-        "a 408 is counted: {scraped}"
-    );
-    assert!(
-        scraped.contains(r#"macp_auth_mint_requests_total{outcome="timed_out",client="-"} 1"#),
-        "a 408 is a mint decision: {scraped}"
-    );
-    let log = captured.contents();
-    let records: Vec<&str> = log
+    let records = captured
+        .contents()
         .lines()
         .filter(|line| line.contains("mint refused"))
+        .map(str::to_owned)
         .collect();
-    assert_eq!(records.len(), 1, "one audit record: {log}");
+    (response, scraped, records)
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_finishes_times_out_with_408_and_is_audited() {
+    let bearer = format!("Bearer {SECRET}");
+    // (client list, credentials, the client named in the record and metric)
+    let cases = [
+        (None, None, "-"),
+        (Some(clients_json()), Some(bearer.as_str()), "control-plane"),
+    ];
+    for (clients, authorization, client) in cases {
+        let (response, scraped, records) = stalled_mint(clients, authorization).await;
+        assert!(response.starts_with("http/1.1 408"), "{response}");
+        assert!(
+            response.contains(r#"{"error":"request timed out"}"#),
+            "{response}"
+        );
+        // Like every answer of the route: no cache may keep it.
+        assert!(response.contains("cache-control: no-store"), "{response}");
+        assert!(response.contains("pragma: no-cache"), "{response}");
+        assert!(
+            scraped.contains(r#"route="/tokens",method="POST",status="408""#),
+            "a 408 is counted: {scraped}"
+        );
+        let counted =
+            format!(r#"macp_auth_mint_requests_total{{outcome="timed_out",client="{client}"}} 1"#);
+        assert!(
+            scraped.contains(&counted),
+            "a 408 is a mint decision: {scraped}"
+        );
+        assert_eq!(records.len(), 1, "one audit record: {records:?}");
+        let record = &records[0];
+        // The client is known once its credentials passed; the sender is
+        // not, since the body never arrived.
+        for field in [
+            r#"outcome="timed_out""#,
+            r#"reason="request timed out""#,
+            &format!(r#"client="{client}""#),
+            r#"sender="-""#,
+            r#"peer="127.0.0.1:"#,
+        ] {
+            assert!(record.contains(field), "{field} in {record}");
+        }
+        assert!(!record.contains("requested_ttl"), "{record}");
+        assert!(!record.contains(SECRET), "{record}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_wrong_methods_and_ambiguous_hosts_are_counted_with_bounded_labels() {
+    let state = state();
+    let unknown = send(&state, Method::GET, "/wp-login.php", None, "").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let wrong_method = send(&state, Method::GET, "/tokens", None, "").await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    let ambiguous = request(
+        &state,
+        Method::POST,
+        "/tokens",
+        &[
+            ("host", "auth.internal"),
+            ("host", "evil.example"),
+            ("content-type", "application/json"),
+        ],
+        r#"{"sender":"agent://a"}"#.to_owned(),
+    )
+    .await;
+    assert_eq!(ambiguous.status, StatusCode::BAD_REQUEST);
+    // Every answer of the mint route stays out of caches, this one too.
+    assert_eq!(ambiguous.headers["cache-control"], "no-store");
+    assert_eq!(ambiguous.headers["pragma"], "no-cache");
+    let scraped = send(&state, Method::GET, "/metrics", None, "").await;
+    let text = String::from_utf8_lossy(&scraped.body);
+    for labels in [
+        r#"route="other",method="GET",status="404""#,
+        r#"route="/tokens",method="GET",status="405""#,
+        r#"route="/tokens",method="POST",status="400""#,
+    ] {
+        let line = format!("macp_auth_http_request_duration_seconds_count{{{labels}}} 1");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
     assert!(
-        records[0].contains(r#"outcome="timed_out""#)
-            && records[0].contains(r#"reason="request timed out""#),
-        "{log}"
+        !text.contains("wp-login"),
+        "paths never become labels: {text}"
     );
 }
 
