@@ -23,8 +23,8 @@ use crate::metrics::RouteLabels;
 use crate::telemetry::{TRACE_TARGET, continue_trace};
 
 /// Refuses a request with more than one `Host` header (RFC 9112 3.2): which
-/// one names the service is ambiguous, and discovery builds URLs from it.
-/// Then counts requests in flight and records latency per route (`other`
+/// one names the service is ambiguous, and discovery builds URLs from it;
+/// that `400` is counted like any other answer. Counts requests in flight and records latency per route (`other`
 /// for unmatched paths); opens the request's server span (a no-op unless
 /// tracing is on), continuing the caller's trace when the request carries a
 /// W3C `traceparent`; and logs one debug line per request. The span's
